@@ -1,1 +1,350 @@
-//! placeholder
+//! The pure per-packet pipeline: `process(now, frame, out) -> Verdict` over one flow
+//! shard.
+//!
+//! Everything in DESIGN.md's "Packet paths" table happens here: public and CA VIPs
+//! forward and return, ICMP errors through NAT, packet-too-big, ARP/ND, echo, and a
+//! counted drop for everything else. The engine never does I/O, never reads a clock,
+//! never takes a lock and never allocates per packet; it never panics on any input.
+//! The data plane owns sockets and threads and hands frames in.
+
+mod balance;
+pub mod counters;
+pub mod drop;
+mod emit;
+mod icmp;
+mod nat;
+mod neighbor;
+pub mod packet;
+mod reply;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::flow::{FlowShard, Nanos, ShardLimits, Timeouts, shard::seconds};
+use crate::policy::{HostId, PoolId, Snapshot, TenantId, Vsid};
+use crate::wire::{MacAddr, ethernet, gre, ip_proto};
+
+pub use counters::Counters;
+pub use drop::DropReason;
+pub use emit::{Path, Tunnel};
+use packet::IpPacket;
+
+/// Which side of the LB a frame leaves on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Egress {
+    /// The Internet side: plain IP.
+    External,
+    /// The PA network: NVGRE (and the LB's own ARP/ND/ICMP on its PAs).
+    Provider,
+}
+
+/// What a forwarded packet matched, for `nvlb replay` and per-VIP accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matched {
+    pub tenant: TenantId,
+    pub pool: PoolId,
+    /// Index of the DIP in its pool.
+    pub dip: u16,
+}
+
+/// The engine's decision for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// `out[..len]` is the translated frame, to send on `egress`.
+    Forward { egress: Egress, len: usize, matched: Matched },
+    /// `out[..len]` is a frame the LB answers with (ARP/ND, echo, packet-too-big).
+    Reply { egress: Egress, len: usize },
+    /// The flow belongs to another worker's shard: hand the frame over unchanged.
+    Handoff { worker: u16 },
+    Drop(DropReason),
+}
+
+/// Output buffer size that fits any verdict for an input of `frame_len` bytes.
+pub const fn output_len(frame_len: usize) -> usize {
+    frame_len + 128
+}
+
+/// Where a packet came from, so that answers can go back the same way.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Arrival {
+    /// Plain IP on `port`, from the neighbour with `peer_mac`.
+    Plain { port: Egress, peer_mac: MacAddr },
+    /// NVGRE in `vsid` from `host`.
+    Tunnel {
+        vsid: Vsid,
+        host: HostId,
+        lb_pa: IpAddr,
+        host_pa: IpAddr,
+        host_mac: MacAddr,
+        inner_src_mac: MacAddr,
+    },
+}
+
+impl Arrival {
+    pub(crate) fn vsid(&self) -> Vsid {
+        match self {
+            Arrival::Plain { .. } => Vsid::PUBLIC,
+            Arrival::Tunnel { vsid, .. } => *vsid,
+        }
+    }
+
+    /// The path back to the sender, for answers the LB itself makes.
+    pub(crate) fn path_back(&self, policy: &Snapshot, flow_id: u8) -> Result<Path, DropReason> {
+        let b = policy.balancer();
+        Ok(match *self {
+            Arrival::Plain { port, peer_mac } => {
+                let src_mac = if port == Egress::Provider { b.provider.mac } else { b.external.mac };
+                Path::Plain { port, src_mac, dst_mac: peer_mac }
+            }
+            Arrival::Tunnel { vsid, lb_pa, host_pa, host_mac, inner_src_mac, .. } => {
+                let subnet = policy.subnet(vsid).ok_or(DropReason::UnknownVsid)?;
+                Path::Tunnel(Tunnel {
+                    vsid: vsid.get(),
+                    flow_id,
+                    outer_src: lb_pa,
+                    outer_dst: host_pa,
+                    outer_src_mac: b.provider.mac,
+                    outer_dst_mac: host_mac,
+                    inner_src_mac: subnet.lb_mac,
+                    inner_dst_mac: inner_src_mac,
+                })
+            }
+        })
+    }
+}
+
+/// What one call of `process` works with: borrowed pieces of the engine, so that the
+/// policy can be read while the shard is changed.
+pub(crate) struct Ctx<'a> {
+    pub policy: &'a Snapshot,
+    pub shard: &'a mut FlowShard,
+    pub counters: &'a mut Counters,
+    pub worker: u16,
+    pub workers: u16,
+    pub ident: &'a mut u16,
+    /// Now, in seconds, as flows keep time.
+    pub now: u32,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn next_ident(&mut self) -> u16 {
+        *self.ident = self.ident.wrapping_add(1);
+        *self.ident
+    }
+
+    /// Sends the IP packet `ip` along `path` after applying `rw`, or answers with
+    /// packet-too-big when it does not fit.
+    pub(crate) fn send(
+        &mut self,
+        arrival: &Arrival,
+        path: Path,
+        ip: &IpPacket,
+        rw: &nat::Rewrite,
+        matched: Matched,
+        out: &mut [u8],
+    ) -> Verdict {
+        let len = ip.bytes.len();
+        let room = path.max_ip_len(self.policy);
+        if len > room {
+            if !ip.dont_frag {
+                return Verdict::Drop(DropReason::TooBigNoDf);
+            }
+            return icmp::too_big(self, arrival, ip, room, out);
+        }
+        let ident = self.next_ident();
+        let off = match path.write_headers(out, emit::ip_ethertype(ip.v6), len, ident) {
+            Ok(off) => off,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let inner = &mut out[off..off + len];
+        inner.copy_from_slice(ip.bytes);
+        nat::apply(inner, ip.v6, ip.proto, ip.l4, rw);
+        Verdict::Forward { egress: path.egress(), len: off + len, matched }
+    }
+}
+
+/// One worker's engine: a policy snapshot, a flow shard and counters.
+pub struct Engine {
+    policy: Arc<Snapshot>,
+    shard: FlowShard,
+    counters: Counters,
+    worker: u16,
+    workers: u16,
+    ident: u16,
+}
+
+/// Shard bounds and timeouts from the policy.
+pub fn shard_limits(policy: &Snapshot) -> ShardLimits {
+    let f = &policy.balancer().flows;
+    ShardLimits {
+        max_flows: f.max_flows_per_worker,
+        max_per_tenant: f.max_flows_per_tenant,
+        timeouts: Timeouts::from_durations(
+            f.tcp_syn_timeout,
+            f.tcp_established_timeout,
+            f.tcp_closing_timeout,
+            f.udp_timeout,
+        ),
+    }
+}
+
+impl Engine {
+    /// The engine of worker `worker` out of `workers` (both at least 1).
+    pub fn new(policy: Arc<Snapshot>, worker: u16, workers: u16) -> Engine {
+        let shard = FlowShard::new(shard_limits(&policy));
+        Engine { policy, shard, counters: Counters::default(), worker, workers: workers.max(1), ident: 0 }
+    }
+
+    /// Replaces the policy snapshot (existing bindings keep their DIPs).
+    pub fn set_policy(&mut self, policy: Arc<Snapshot>) {
+        self.policy = policy;
+    }
+
+    pub fn policy(&self) -> &Arc<Snapshot> {
+        &self.policy
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn shard(&self) -> &FlowShard {
+        &self.shard
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    /// Removes up to `budget` expired bindings; call between batches.
+    pub fn expire(&mut self, now: Nanos, budget: usize) -> usize {
+        self.shard.sweep(seconds(now), budget)
+    }
+
+    /// Decides what to do with one received frame. Output frames are written to
+    /// `out`, which should be at least [`output_len`]`(frame.len())` bytes long.
+    pub fn process(&mut self, now: Nanos, frame: &[u8], out: &mut [u8]) -> Verdict {
+        let mut ctx = Ctx {
+            policy: &self.policy,
+            shard: &mut self.shard,
+            counters: &mut self.counters,
+            worker: self.worker,
+            workers: self.workers,
+            ident: &mut self.ident,
+            now: seconds(now),
+        };
+        let verdict = match dispatch(&mut ctx, frame, out) {
+            Ok(v) => v,
+            Err(reason) => Verdict::Drop(reason),
+        };
+        self.counters.record(frame.len(), &verdict);
+        verdict
+    }
+}
+
+/// `?` on a `Result<_, DropReason>` inside functions that return a `Verdict`.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(reason) => return $crate::engine::Verdict::Drop(reason),
+        }
+    };
+}
+pub(crate) use tri;
+
+fn dispatch(ctx: &mut Ctx, frame: &[u8], out: &mut [u8]) -> Result<Verdict, DropReason> {
+    let eth = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::MalformedEthernet)?;
+    let b = ctx.policy.balancer();
+    let dst = eth.dst_addr();
+    if dst != b.external.mac && dst != b.provider.mac && !dst.is_broadcast() && !dst.is_multicast() {
+        return Err(DropReason::NotOurMac);
+    }
+    let v6 = match eth.ethertype() {
+        ethernet::ethertype::ARP => return Ok(neighbor::arp(ctx, &eth, out)),
+        ethernet::ethertype::IPV4 => false,
+        ethernet::ethertype::IPV6 => true,
+        ethernet::ethertype::VLAN | ethernet::ethertype::QINQ => return Err(DropReason::VlanTagged),
+        _ => return Err(DropReason::UnsupportedEthertype),
+    };
+    let ip = IpPacket::parse(eth.payload(), v6)?;
+    let provider_owned = b.provider.owns(ip.dst);
+    if ip.proto == ip_proto::GRE && provider_owned {
+        return nvgre(ctx, &eth, &ip, out);
+    }
+    let port = if provider_owned { Egress::Provider } else { Egress::External };
+    let arrival = Arrival::Plain { port, peer_mac: eth.src_addr() };
+    Ok(inner_ip(ctx, &arrival, &ip, out))
+}
+
+/// Decapsulates NVGRE and checks it against RFC 7637 and policy before anything else
+/// looks at the inner frame.
+fn nvgre(ctx: &mut Ctx, eth: &ethernet::Frame<&[u8]>, outer: &IpPacket, out: &mut [u8]) -> Result<Verdict, DropReason> {
+    if outer.fragment {
+        return Err(DropReason::Fragment);
+    }
+    let g = gre::Packet::new_checked(outer.l4_bytes()).map_err(|e| match e {
+        crate::wire::Error::Unsupported(_) => DropReason::GreFlags,
+        _ => DropReason::MalformedGre,
+    })?;
+    if g.checksum_present() || g.seq_present() {
+        return Err(DropReason::GreFlags);
+    }
+    let key = g.key().ok_or(DropReason::GreFlags)?;
+    if g.protocol_type() != ethernet::ethertype::TEB {
+        return Err(DropReason::GreProtocol);
+    }
+    let vsid = Vsid::from_key(key).ok_or(DropReason::ReservedVsid)?;
+    if ctx.policy.subnet(vsid).is_none() {
+        return Err(DropReason::UnknownVsid);
+    }
+    let host = ctx.policy.host_by_pa(outer.src).ok_or(DropReason::UnknownPa)?;
+    let inner = ethernet::Frame::new_checked(g.payload()).map_err(|_| DropReason::MalformedInner)?;
+    let arrival = Arrival::Tunnel {
+        vsid,
+        host,
+        lb_pa: outer.dst,
+        host_pa: outer.src,
+        host_mac: eth.src_addr(),
+        inner_src_mac: inner.src_addr(),
+    };
+    let v6 = match inner.ethertype() {
+        ethernet::ethertype::IPV4 => false,
+        ethernet::ethertype::IPV6 => true,
+        ethernet::ethertype::ARP => return Ok(neighbor::inner_arp(ctx, &arrival, &inner, out)),
+        ethernet::ethertype::VLAN | ethernet::ethertype::QINQ => return Err(DropReason::InnerVlan),
+        _ => return Err(DropReason::UnsupportedEthertype),
+    };
+    let ip = IpPacket::parse(inner.payload(), v6)?;
+    Ok(inner_ip(ctx, &arrival, &ip, out))
+}
+
+/// An IP packet from a client or a DIP: plain (VSID 0) or decapsulated.
+fn inner_ip(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> Verdict {
+    if ip.is_icmp() {
+        if ip.v6 && neighbor::is_nd(ip) {
+            return neighbor::nd(ctx, arrival, ip, out);
+        }
+        if ip.fragment {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        if ip.is_icmp_error() {
+            return icmp::translate(ctx, arrival, ip, out);
+        }
+        return icmp::echo(ctx, arrival, ip, out);
+    }
+    if ip.fragment {
+        return Verdict::Drop(DropReason::Fragment);
+    }
+    let ports = tri!(ip.ports());
+    match arrival {
+        Arrival::Plain { .. } => balance::forward(ctx, arrival, ip, &ports, out),
+        Arrival::Tunnel { vsid, .. } => {
+            if ctx.policy.is_vip_address(*vsid, ip.dst) {
+                balance::forward(ctx, arrival, ip, &ports, out)
+            } else {
+                reply::ret(ctx, arrival, ip, &ports, out)
+            }
+        }
+    }
+}

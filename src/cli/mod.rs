@@ -1,0 +1,47 @@
+//! Command-line interface: one module per subcommand.
+
+mod check;
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// nvlb: an NVGRE-aware, multi-tenant L4 load balancer.
+#[derive(Parser, Debug)]
+#[command(name = "nvlb", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a policy file and print a summary of tenants, subnets and VIP pools.
+    Check {
+        /// The TOML policy file (see lb-config/example.toml).
+        file: PathBuf,
+    },
+    /// Run frames from a pcap through the engine as the LB would receive them and
+    /// write what it emits to another pcap, printing one verdict per input frame.
+    Replay {
+        /// The TOML policy file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Input pcap (Ethernet link type).
+        input: PathBuf,
+        /// Output pcap: the frames the LB sends (forwarded and replies), in order.
+        output: PathBuf,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { file } => check::run(&file),
+        Command::Replay { config, input, output, json } => replay::run(&config, &input, &output, json),
+    }
+}

@@ -1,0 +1,127 @@
+//! Client to DIP: match (VSID, VIP, protocol, port), pick a DIP by Maglev, bind the
+//! flow, translate and encapsulate towards the DIP's host.
+//!
+//! Public VIPs rewrite only the destination (the DIP sees the client's address and
+//! answers through the LB because its host's default gateway is the LB). CA VIPs
+//! also rewrite the source to the LB's own CA in the DIP's VSID (full NAT), because
+//! the client and the DIP share a virtual network and the DIP would otherwise answer
+//! the client directly, bypassing the reverse translation.
+
+use crate::flow::{Direction, Flow, FlowId, ForwardKey, InsertError, ReturnKey, State, steer};
+use crate::maglev;
+use crate::policy::Protocol;
+
+use super::drop::DropReason;
+use super::emit::tunnel_to;
+use super::nat::Rewrite;
+use super::packet::{IpPacket, Ports};
+use super::{Arrival, Ctx, Matched, Verdict, tri};
+
+/// Host id stored for flows whose client is on the Internet side.
+pub(crate) const NO_HOST: u16 = u16::MAX;
+
+pub(super) fn forward(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, ports: &Ports, out: &mut [u8]) -> Verdict {
+    let owner = steer::by_endpoint(ip.src, ports.src, ctx.workers);
+    if owner != ctx.worker {
+        return Verdict::Handoff { worker: owner };
+    }
+    if ip.ttl <= 1 {
+        return Verdict::Drop(DropReason::TtlExpired);
+    }
+    let vsid = arrival.vsid();
+    let key = ForwardKey {
+        vsid: vsid.get(),
+        proto: ip.proto,
+        client: ip.src,
+        client_port: ports.src,
+        vip: ip.dst,
+        vip_port: ports.dst,
+    };
+    let id = match ctx.shard.find_forward(&key, ctx.now) {
+        Some(id) => {
+            // A host may only speak for the CAs that policy places on it.
+            if let Arrival::Tunnel { host, .. } = arrival {
+                if ctx.shard.flow(id).client_host != *host {
+                    return Verdict::Drop(DropReason::SpoofedPa);
+                }
+            }
+            id
+        }
+        None => tri!(new_flow(ctx, arrival, ip, ports, key)),
+    };
+    ctx.shard.touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
+    let flow = *ctx.shard.flow(id);
+    let policy = ctx.policy;
+    let Some(pool) = policy.pools().get(flow.pool as usize) else {
+        return Verdict::Drop(DropReason::NoHealthyDip);
+    };
+    let Some(dip) = pool.dips.get(usize::from(flow.dip)) else {
+        return Verdict::Drop(DropReason::NoHealthyDip);
+    };
+    let Some(subnet) = policy.subnet(dip.vsid) else {
+        return Verdict::Drop(DropReason::UnknownVsid);
+    };
+    let host = policy.host(dip.host);
+    let path = tri!(tunnel_to(policy, host, dip.vsid.get(), flow.flow_id, subnet.lb_mac, dip.mac));
+    let rw = Rewrite {
+        src: flow.is_full_nat().then_some((flow.ret.peer, flow.ret.peer_port)),
+        dst: Some((flow.ret.dip, flow.ret.dip_port)),
+        hop: true,
+    };
+    let matched = Matched { tenant: flow.tenant, pool: flow.pool, dip: flow.dip };
+    ctx.send(arrival, path, ip, &rw, matched, out)
+}
+
+/// Binds a new flow: policy match, anti-spoofing, Maglev, source-NAT port, insert.
+fn new_flow(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, ports: &Ports, key: ForwardKey) -> Result<FlowId, DropReason> {
+    let policy = ctx.policy;
+    let vsid = arrival.vsid();
+    let proto = Protocol::from_number(ip.proto).ok_or(DropReason::UnsupportedProtocol)?;
+    let Some(pool_id) = policy.find_vip(vsid, ip.dst, proto, ports.dst) else {
+        return Err(if policy.is_vip_address(vsid, ip.dst) { DropReason::UnknownVip } else { DropReason::NotForUs });
+    };
+    let pool = policy.pool(pool_id);
+    let mut client_host = NO_HOST;
+    if let Arrival::Tunnel { host, .. } = arrival {
+        let record = policy.lookup(vsid, ip.src).ok_or(DropReason::UnknownCa)?;
+        if record.host != *host {
+            return Err(DropReason::SpoofedPa);
+        }
+        client_host = *host;
+    }
+    let state = State::initial(ports.tcp_flags);
+    let hash = maglev::flow_hash(vsid.get(), ip.proto, ip.src, ports.src, ip.dst, ports.dst);
+    let dip_index = pool.table.lookup(hash).ok_or(DropReason::NoHealthyDip)?;
+    let dip = pool.dips.get(usize::from(dip_index)).ok_or(DropReason::NoHealthyDip)?;
+    let mut ret = ReturnKey {
+        vsid: dip.vsid.get(),
+        proto: ip.proto,
+        dip: dip.ca,
+        dip_port: dip.port,
+        peer: ip.src,
+        peer_port: ports.src,
+    };
+    if !pool.is_public() {
+        // Full NAT needs a fresh source port; a mid-stream segment would reach the DIP
+        // from a port it never saw and be reset, so refuse it here instead.
+        if ports.tcp_flags.is_some() && state != State::SynSent {
+            return Err(DropReason::MidStreamNoFlow);
+        }
+        let snat = policy.snat_for(dip.vsid, ip.v6).ok_or(DropReason::NoSnatAddress)?;
+        ret.peer = snat.ca;
+        ret.peer_port = ctx
+            .shard
+            .allocate_port(&ret, snat.first_port, snat.last_port, ctx.worker, ctx.workers)
+            .ok_or(DropReason::NatPortsExhausted)?;
+    }
+    let mut flow = Flow::new(key, ret, pool.tenant, pool_id, dip_index, state);
+    flow.flow_id = (hash >> 56) as u8;
+    flow.client_host = client_host;
+    let id = ctx.shard.insert(flow, ctx.now).map_err(|e| match e {
+        InsertError::TableFull => DropReason::FlowTableFull,
+        InsertError::TenantQuota => DropReason::TenantQuota,
+        InsertError::Duplicate => DropReason::FlowConflict,
+    })?;
+    ctx.counters.new_flows += 1;
+    Ok(id)
+}

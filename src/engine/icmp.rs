@@ -1,0 +1,281 @@
+//! ICMP and ICMPv6: errors translated through the NAT binding they quote, errors the
+//! LB makes itself (packet too big), and echo replies for the LB's own addresses.
+//!
+//! An error must reach the endpoint that sent the quoted packet, seen through the same
+//! translation as the flow: a packet-too-big for a DIP's reply must reach the client
+//! quoting VIP -> client, or path MTU discovery breaks and large transfers hang.
+
+use std::net::IpAddr;
+
+use crate::flow::{ForwardKey, ReturnKey, steer};
+use crate::wire::{icmpv4, icmpv6, ip_proto, ipv4, ipv6};
+
+use super::drop::DropReason;
+use super::emit::{self, Path, tunnel_to};
+use super::nat::{self, Rewrite};
+use super::packet::IpPacket;
+use super::reply::path_to_client;
+use super::{Arrival, Ctx, Egress, Matched, Verdict, tri};
+
+/// Largest quote in an error the LB makes: the whole error fits the minimum MTU.
+const QUOTE_V4: usize = 576 - 20 - 8;
+const QUOTE_V6: usize = 1280 - 40 - 8;
+const ICMP_HEADER_LEN: usize = 8;
+
+/// The packet an ICMP error quotes: its addresses, protocol and ports, and where its
+/// header and transport bytes sit inside the error's IP packet.
+struct Quoted {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+    /// Offset of the quoted IP header in the error's IP packet.
+    at: usize,
+    /// Offset of the quoted transport header, relative to `at`.
+    l4: usize,
+}
+
+fn quoted(ip: &IpPacket) -> Result<Quoted, DropReason> {
+    let at = ip.l4 + ICMP_HEADER_LEN;
+    let q = ip.bytes.get(at..).ok_or(DropReason::MalformedIcmp)?;
+    let (src, dst, proto, l4) = if ip.v6 {
+        let p = ipv6::Packet::new_quoted(q).map_err(|_| DropReason::MalformedIcmp)?;
+        (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()), p.next_header(), ipv6::HEADER_LEN)
+    } else {
+        let p = ipv4::Packet::new_quoted(q).map_err(|_| DropReason::MalformedIcmp)?;
+        (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()), p.protocol(), p.header_len())
+    };
+    if proto != ip_proto::TCP && proto != ip_proto::UDP {
+        return Err(DropReason::IcmpNoFlow);
+    }
+    let ports = q.get(l4..l4 + 4).ok_or(DropReason::MalformedIcmp)?;
+    Ok(Quoted {
+        src,
+        dst,
+        proto,
+        src_port: u16::from_be_bytes([ports[0], ports[1]]),
+        dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+        at,
+        l4,
+    })
+}
+
+/// An ICMP error about one of our flows: find the binding from the quoted packet and
+/// pass the error on through it.
+pub(super) fn translate(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> Verdict {
+    let q = tri!(quoted(ip));
+    if ip.ttl <= 1 {
+        return Verdict::Drop(DropReason::TtlExpired);
+    }
+    let policy = ctx.policy;
+    let vsid = arrival.vsid();
+    // From the client's side the quoted packet is one the LB sent as VIP -> client;
+    // from the DIP's side it is one the LB sent as client (or LB CA) -> DIP.
+    let client_side = matches!(arrival, Arrival::Plain { .. }) || policy.is_vip_address(vsid, ip.dst);
+    let (outer_src, outer_dst, q_rw, path, matched);
+    if client_side {
+        let owner = steer::by_endpoint(q.dst, q.dst_port, ctx.workers);
+        if owner != ctx.worker {
+            return Verdict::Handoff { worker: owner };
+        }
+        let key = ForwardKey {
+            vsid: vsid.get(),
+            proto: q.proto,
+            client: q.dst,
+            client_port: q.dst_port,
+            vip: q.src,
+            vip_port: q.src_port,
+        };
+        let Some(id) = ctx.shard.find_forward(&key, ctx.now) else {
+            return Verdict::Drop(DropReason::IcmpNoFlow);
+        };
+        let flow = *ctx.shard.flow(id);
+        if let Arrival::Tunnel { host, .. } = arrival {
+            if flow.client_host != *host {
+                return Verdict::Drop(DropReason::SpoofedPa);
+            }
+        }
+        let Some(dip) = policy.pools().get(flow.pool as usize).and_then(|p| p.dips.get(usize::from(flow.dip))) else {
+            return Verdict::Drop(DropReason::IcmpNoFlow);
+        };
+        let Some(subnet) = policy.subnet(dip.vsid) else {
+            return Verdict::Drop(DropReason::UnknownVsid);
+        };
+        let full_nat = flow.is_full_nat();
+        outer_src = if full_nat { flow.ret.peer } else { ip.src };
+        outer_dst = flow.ret.dip;
+        q_rw = Rewrite {
+            src: Some((flow.ret.dip, flow.ret.dip_port)),
+            dst: full_nat.then_some((flow.ret.peer, flow.ret.peer_port)),
+            hop: false,
+        };
+        path = tri!(tunnel_to(policy, policy.host(dip.host), dip.vsid.get(), flow.flow_id, subnet.lb_mac, dip.mac));
+        matched = Matched { tenant: flow.tenant, pool: flow.pool, dip: flow.dip };
+    } else {
+        let Arrival::Tunnel { host, .. } = *arrival else {
+            return Verdict::Drop(DropReason::IcmpNoFlow);
+        };
+        let owner = if policy.is_snat_address(vsid, q.src) {
+            steer::by_nat_port(q.src_port, ctx.workers)
+        } else {
+            steer::by_endpoint(q.src, q.src_port, ctx.workers)
+        };
+        if owner != ctx.worker {
+            return Verdict::Handoff { worker: owner };
+        }
+        let key = ReturnKey {
+            vsid: vsid.get(),
+            proto: q.proto,
+            dip: q.dst,
+            dip_port: q.dst_port,
+            peer: q.src,
+            peer_port: q.src_port,
+        };
+        let Some(id) = ctx.shard.find_return(&key, ctx.now) else {
+            return Verdict::Drop(DropReason::IcmpNoFlow);
+        };
+        let flow = *ctx.shard.flow(id);
+        let Some(dip) = policy.pools().get(flow.pool as usize).and_then(|p| p.dips.get(usize::from(flow.dip))) else {
+            return Verdict::Drop(DropReason::IcmpNoFlow);
+        };
+        if dip.host != host {
+            return Verdict::Drop(DropReason::SpoofedPa);
+        }
+        outer_src = flow.forward.vip;
+        outer_dst = flow.forward.client;
+        q_rw = Rewrite {
+            src: Some((flow.forward.client, flow.forward.client_port)),
+            dst: Some((flow.forward.vip, flow.forward.vip_port)),
+            hop: false,
+        };
+        path = tri!(path_to_client(ctx, &flow.forward, flow.flow_id));
+        matched = Matched { tenant: flow.tenant, pool: flow.pool, dip: flow.dip };
+    }
+    let len = ip.bytes.len();
+    if len > path.max_ip_len(policy) {
+        return Verdict::Drop(DropReason::TooBigNoDf);
+    }
+    let ident = ctx.next_ident();
+    let off = tri!(path.write_headers(out, emit::ip_ethertype(ip.v6), len, ident));
+    let pkt = &mut out[off..off + len];
+    pkt.copy_from_slice(ip.bytes);
+    nat::apply(&mut pkt[q.at..], ip.v6, q.proto, q.l4, &q_rw);
+    nat::set_ip_header(pkt, ip.v6, outer_src, outer_dst, Some(ip.ttl - 1));
+    fill_icmp_checksum(&mut pkt[ip.l4..], ip.v6, outer_src, outer_dst);
+    Verdict::Forward { egress: path.egress(), len: off + len, matched }
+}
+
+fn fill_icmp_checksum(icmp: &mut [u8], v6: bool, src: IpAddr, dst: IpAddr) {
+    match (v6, src, dst) {
+        (true, IpAddr::V6(s), IpAddr::V6(d)) => {
+            if let Ok(mut p) = icmpv6::Packet::new_checked(icmp) {
+                p.fill_checksum(&s, &d);
+            }
+        }
+        _ => {
+            if let Ok(mut p) = icmpv4::Packet::new_checked(icmp) {
+                p.fill_checksum();
+            }
+        }
+    }
+}
+
+/// Builds an ICMP message from `src` to `dst` with the given type, code, 4 bytes of
+/// rest-of-header and body, and sends it along `path`.
+#[allow(clippy::too_many_arguments)]
+fn make(
+    ctx: &mut Ctx,
+    path: Path,
+    v6: bool,
+    src: IpAddr,
+    dst: IpAddr,
+    msg_type: u8,
+    code: u8,
+    rest: [u8; 4],
+    body: &[u8],
+    out: &mut [u8],
+) -> Verdict {
+    let hdr = if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN };
+    let icmp_len = ICMP_HEADER_LEN + body.len();
+    let len = hdr + icmp_len;
+    let ident = ctx.next_ident();
+    let off = tri!(path.write_headers(out, emit::ip_ethertype(v6), len, ident));
+    let pkt = &mut out[off..off + len];
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4::Repr {
+            src_addr: s,
+            dst_addr: d,
+            protocol: ip_proto::ICMP,
+            payload_len: icmp_len,
+            ttl: 64,
+            dont_frag: false,
+            dscp_ecn: 0,
+            ident,
+        }
+        .emit(&mut ipv4::Packet::new_unchecked(&mut pkt[..hdr])),
+        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6::Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: ip_proto::ICMPV6,
+            payload_len: icmp_len as u16,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut ipv6::Packet::new_unchecked(&mut pkt[..hdr])),
+        _ => return Verdict::Drop(DropReason::NoPath),
+    }
+    let icmp = &mut pkt[hdr..];
+    icmp[0] = msg_type;
+    icmp[1] = code;
+    icmp[2] = 0;
+    icmp[3] = 0;
+    icmp[4..8].copy_from_slice(&rest);
+    icmp[8..].copy_from_slice(body);
+    fill_icmp_checksum(icmp, v6, src, dst);
+    Verdict::Reply { egress: path.egress(), len: off + len }
+}
+
+/// Tells the sender of `ip` that it must fit `mtu` bytes (IPv4 frag-needed or IPv6
+/// packet-too-big), quoting as much of the packet as the minimum MTU allows.
+pub(super) fn too_big(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, mtu: usize, out: &mut [u8]) -> Verdict {
+    let path = tri!(arrival.path_back(ctx.policy, 0));
+    let (msg_type, code, rest, quote) = if ip.v6 {
+        (icmpv6::msg_type::PKT_TOO_BIG, 0, (mtu as u32).to_be_bytes(), QUOTE_V6)
+    } else {
+        let m = (mtu.min(0xffff) as u16).to_be_bytes();
+        (icmpv4::msg_type::DST_UNREACHABLE, icmpv4::FRAG_NEEDED, [0, 0, m[0], m[1]], QUOTE_V4)
+    };
+    let body = &ip.bytes[..ip.bytes.len().min(quote)];
+    make(ctx, path, ip.v6, ip.dst, ip.src, msg_type, code, rest, body, out)
+}
+
+/// Answers echo requests to the LB's own addresses and VIPs; counts anything else.
+pub(super) fn echo(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> Verdict {
+    let policy = ctx.policy;
+    let b = policy.balancer();
+    let request = if ip.v6 { icmpv6::msg_type::ECHO_REQUEST } else { icmpv4::msg_type::ECHO_REQUEST };
+    if ip.icmp_type() != Some(request) {
+        return Verdict::Drop(DropReason::IcmpNotHandled);
+    }
+    let vsid = arrival.vsid();
+    let ours = match arrival {
+        Arrival::Plain { port: Egress::Provider, .. } => b.provider.owns(ip.dst),
+        Arrival::Plain { port: Egress::External, .. } => {
+            b.external.owns(ip.dst) || policy.is_vip_address(vsid, ip.dst)
+        }
+        Arrival::Tunnel { .. } => policy.is_vip_address(vsid, ip.dst) || policy.is_snat_address(vsid, ip.dst),
+    };
+    if !ours {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    let icmp = ip.l4_bytes();
+    if icmp.len() < ICMP_HEADER_LEN {
+        return Verdict::Drop(DropReason::MalformedIcmp);
+    }
+    let reply = if ip.v6 { icmpv6::msg_type::ECHO_REPLY } else { icmpv4::msg_type::ECHO_REPLY };
+    let rest = [icmp[4], icmp[5], icmp[6], icmp[7]];
+    let path = tri!(arrival.path_back(policy, 0));
+    make(ctx, path, ip.v6, ip.dst, ip.src, reply, 0, rest, &icmp[ICMP_HEADER_LEN..], out)
+}

@@ -1,0 +1,440 @@
+//! One worker's flow table: a slab of [`Flow`] bindings indexed twice, by the key of the
+//! client's packets and by the key of the DIP's replies.
+//!
+//! Why a slab plus two `HashTable<u32>` rather than two maps of full keys: each binding
+//! is stored once (~108 bytes) and each index costs ~5 bytes a slot, which keeps a flow
+//! under the 128 bytes the design allows, and both directions find the same entry.
+//! The table is bounded (per shard and per tenant) and never evicts a live binding to
+//! make room: a full table refuses the new flow, so established connections survive a
+//! flood. It must never allocate on the lookup path.
+
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use super::state::{Direction, State, Timeouts};
+
+/// Index of a binding in its shard's slab.
+pub type FlowId = u32;
+
+/// How the client's packets of a flow look when they reach the LB (before NAT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ForwardKey {
+    /// VSID the client sent from: 0 for the Internet side (public VIPs).
+    pub vsid: u32,
+    pub proto: u8,
+    pub client: IpAddr,
+    pub client_port: u16,
+    pub vip: IpAddr,
+    pub vip_port: u16,
+}
+
+/// How the DIP's replies of a flow look when they reach the LB (before NAT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReturnKey {
+    /// VSID of the DIP.
+    pub vsid: u32,
+    pub proto: u8,
+    pub dip: IpAddr,
+    pub dip_port: u16,
+    /// Whom the DIP talks to: the client itself (public VIPs) or the LB's source-NAT CA.
+    pub peer: IpAddr,
+    pub peer_port: u16,
+}
+
+/// One bidirectional NAT binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub forward: ForwardKey,
+    pub ret: ReturnKey,
+    pub tenant: u16,
+    pub pool: u32,
+    /// Index of the chosen DIP in its pool.
+    pub dip: u16,
+    /// NVGRE FlowID: 8 bits of the flow hash, for ECMP entropy in the PA network.
+    pub flow_id: u8,
+    /// Host of the client's CA (CA VIPs): the only host that may send for this flow.
+    pub client_host: u16,
+    pub state: State,
+    /// Seconds on the caller's clock when a packet last used this binding.
+    pub last_seen: u32,
+    live: bool,
+}
+
+impl Flow {
+    pub fn new(forward: ForwardKey, ret: ReturnKey, tenant: u16, pool: u32, dip: u16, state: State) -> Flow {
+        Flow { forward, ret, tenant, pool, dip, flow_id: 0, client_host: u16::MAX, state, last_seen: 0, live: false }
+    }
+
+    /// True for full-NAT bindings (CA VIPs), whose replies go to the LB's own CA.
+    pub fn is_full_nat(&self) -> bool {
+        self.ret.peer != self.forward.client || self.ret.peer_port != self.forward.client_port
+    }
+}
+
+/// Bounds and timeouts of a shard.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardLimits {
+    pub max_flows: u32,
+    pub max_per_tenant: u32,
+    pub timeouts: Timeouts,
+}
+
+/// Why a new binding was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    #[error("flow table full")]
+    TableFull,
+    #[error("tenant flow quota reached")]
+    TenantQuota,
+    #[error("a binding with the same key exists")]
+    Duplicate,
+}
+
+/// A worker's flow table. See the module docs.
+pub struct FlowShard {
+    slab: Vec<Flow>,
+    free: Vec<FlowId>,
+    by_forward: HashTable<FlowId>,
+    by_return: HashTable<FlowId>,
+    hasher: RandomState,
+    per_tenant: Vec<u32>,
+    len: u32,
+    limits: ShardLimits,
+    sweep_cursor: usize,
+    port_cursor: u32,
+}
+
+/// Seconds from nanoseconds, as bindings keep them.
+pub fn seconds(now_nanos: u64) -> u32 {
+    (now_nanos / 1_000_000_000) as u32
+}
+
+impl FlowShard {
+    pub fn new(limits: ShardLimits) -> FlowShard {
+        FlowShard {
+            slab: Vec::new(),
+            free: Vec::new(),
+            by_forward: HashTable::new(),
+            by_return: HashTable::new(),
+            hasher: RandomState::default(),
+            per_tenant: Vec::new(),
+            len: 0,
+            limits,
+            sweep_cursor: 0,
+            port_cursor: 0,
+        }
+    }
+
+    pub fn limits(&self) -> &ShardLimits {
+        &self.limits
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Live bindings of one tenant in this shard.
+    pub fn tenant_len(&self, tenant: u16) -> u32 {
+        self.per_tenant.get(tenant as usize).copied().unwrap_or(0)
+    }
+
+    pub fn flow(&self, id: FlowId) -> &Flow {
+        &self.slab[id as usize]
+    }
+
+    fn expired(&self, flow: &Flow, now: u32) -> bool {
+        now.wrapping_sub(flow.last_seen) > self.limits.timeouts.for_state(flow.state)
+    }
+
+    /// Finds the binding of a client's packet; an expired binding is removed and missed.
+    pub fn find_forward(&mut self, key: &ForwardKey, now: u32) -> Option<FlowId> {
+        let hash = self.hasher.hash_one(key);
+        let slab = &self.slab;
+        let id = *self.by_forward.find(hash, |&i| slab[i as usize].forward == *key)?;
+        self.live_or_expire(id, now)
+    }
+
+    /// Finds the binding of a DIP's reply; an expired binding is removed and missed.
+    pub fn find_return(&mut self, key: &ReturnKey, now: u32) -> Option<FlowId> {
+        let hash = self.hasher.hash_one(key);
+        let slab = &self.slab;
+        let id = *self.by_return.find(hash, |&i| slab[i as usize].ret == *key)?;
+        self.live_or_expire(id, now)
+    }
+
+    fn live_or_expire(&mut self, id: FlowId, now: u32) -> Option<FlowId> {
+        if self.expired(&self.slab[id as usize], now) {
+            self.remove(id);
+            None
+        } else {
+            Some(id)
+        }
+    }
+
+    /// Whether a return key is taken (expired or not): the port allocator must not
+    /// reuse a port whose old binding could still receive stray replies.
+    pub fn return_key_in_use(&self, key: &ReturnKey) -> bool {
+        let hash = self.hasher.hash_one(key);
+        self.by_return.find(hash, |&i| self.slab[i as usize].ret == *key).is_some()
+    }
+
+    /// Records a packet on a binding: refreshes its idle timer and advances its state.
+    pub fn touch(&mut self, id: FlowId, dir: Direction, tcp_flags: Option<u8>, now: u32) {
+        let flow = &mut self.slab[id as usize];
+        flow.state = flow.state.next(dir, tcp_flags);
+        flow.last_seen = now;
+    }
+
+    /// Adds a binding. Refuses rather than evicts when the shard or the tenant is full.
+    pub fn insert(&mut self, mut flow: Flow, now: u32) -> Result<FlowId, InsertError> {
+        if self.len >= self.limits.max_flows {
+            return Err(InsertError::TableFull);
+        }
+        if self.tenant_len(flow.tenant) >= self.limits.max_per_tenant {
+            return Err(InsertError::TenantQuota);
+        }
+        let fwd_hash = self.hasher.hash_one(flow.forward);
+        let ret_hash = self.hasher.hash_one(flow.ret);
+        let slab = &self.slab;
+        if self.by_forward.find(fwd_hash, |&i| slab[i as usize].forward == flow.forward).is_some()
+            || self.by_return.find(ret_hash, |&i| slab[i as usize].ret == flow.ret).is_some()
+        {
+            return Err(InsertError::Duplicate);
+        }
+        flow.live = true;
+        flow.last_seen = now;
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slab[id as usize] = flow;
+                id
+            }
+            None => {
+                self.slab.push(flow);
+                (self.slab.len() - 1) as FlowId
+            }
+        };
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.by_forward
+            .insert_unique(fwd_hash, id, |&i| hasher.hash_one(slab[i as usize].forward));
+        self.by_return
+            .insert_unique(ret_hash, id, |&i| hasher.hash_one(slab[i as usize].ret));
+        let t = flow.tenant as usize;
+        if self.per_tenant.len() <= t {
+            self.per_tenant.resize(t + 1, 0);
+        }
+        self.per_tenant[t] += 1;
+        self.len += 1;
+        Ok(id)
+    }
+
+    /// Removes a binding (both directions).
+    pub fn remove(&mut self, id: FlowId) {
+        let flow = self.slab[id as usize];
+        if !flow.live {
+            return;
+        }
+        let fwd_hash = self.hasher.hash_one(flow.forward);
+        let ret_hash = self.hasher.hash_one(flow.ret);
+        if let Ok(e) = self.by_forward.find_entry(fwd_hash, |&i| i == id) {
+            e.remove();
+        }
+        if let Ok(e) = self.by_return.find_entry(ret_hash, |&i| i == id) {
+            e.remove();
+        }
+        self.slab[id as usize].live = false;
+        self.free.push(id);
+        self.len -= 1;
+        if let Some(n) = self.per_tenant.get_mut(flow.tenant as usize) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Removes up to `budget` expired bindings, visiting at most `4 * budget` slots.
+    /// Called a little per batch so that expiry never stalls a worker.
+    pub fn sweep(&mut self, now: u32, budget: usize) -> usize {
+        let mut removed = 0;
+        let n = self.slab.len();
+        if n == 0 {
+            return 0;
+        }
+        for _ in 0..budget.saturating_mul(4).min(n) {
+            if self.sweep_cursor >= n {
+                self.sweep_cursor = 0;
+            }
+            let id = self.sweep_cursor as FlowId;
+            self.sweep_cursor += 1;
+            let flow = &self.slab[id as usize];
+            if flow.live && self.expired(flow, now) {
+                self.remove(id);
+                removed += 1;
+                if removed == budget {
+                    break;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Picks a source-NAT port in `first..=last` for a new full-NAT binding.
+    ///
+    /// Only ports `p` with `p % workers == worker` are handed out, so that a reply
+    /// addressed to (LB CA, p) can be steered to this worker by its port alone. A port
+    /// is free for this binding when no binding with the same return key holds it: ports
+    /// are reused across different DIPs, as a NAT may, which multiplies the pool.
+    pub fn allocate_port(
+        &mut self,
+        template: &ReturnKey,
+        first: u16,
+        last: u16,
+        worker: u16,
+        workers: u16,
+    ) -> Option<u16> {
+        let w = u32::from(workers.max(1));
+        let (first, last) = (u32::from(first), u32::from(last));
+        let own = u32::from(worker) % w;
+        let start = first + (own + w - first % w) % w;
+        if start > last {
+            return None;
+        }
+        let count = (last - start) / w + 1;
+        const PROBES: u32 = 64;
+        for _ in 0..PROBES.min(count) {
+            let k = self.port_cursor % count;
+            self.port_cursor = self.port_cursor.wrapping_add(1);
+            let port = (start + k * w) as u16;
+            let key = ReturnKey { peer_port: port, ..*template };
+            if !self.return_key_in_use(&key) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// Bytes held per binding, counting the slab and both index tables at their
+    /// current capacity (for docs/performance.md and the flow-table fill metric).
+    pub fn memory_bytes(&self) -> usize {
+        self.slab.capacity() * std::mem::size_of::<Flow>()
+            + self.free.capacity() * std::mem::size_of::<FlowId>()
+            + self.by_forward.allocation_size()
+            + self.by_return.allocation_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn limits(max: u32, per_tenant: u32) -> ShardLimits {
+        ShardLimits { max_flows: max, max_per_tenant: per_tenant, timeouts: Timeouts::default() }
+    }
+
+    fn flow(i: u16, tenant: u16) -> Flow {
+        let client = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+        let vip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+        let dip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+        Flow::new(
+            ForwardKey { vsid: 0, proto: 6, client, client_port: 1000 + i, vip, vip_port: 80 },
+            ReturnKey { vsid: 5001, proto: 6, dip, dip_port: 80, peer: client, peer_port: 1000 + i },
+            tenant,
+            0,
+            0,
+            State::SynSent,
+        )
+    }
+
+    #[test]
+    fn both_directions_find_the_same_binding() {
+        let mut s = FlowShard::new(limits(10, 10));
+        let f = flow(1, 0);
+        let id = s.insert(f, 100).unwrap();
+        assert_eq!(s.find_forward(&f.forward, 101), Some(id));
+        assert_eq!(s.find_return(&f.ret, 101), Some(id));
+        let other = flow(2, 0);
+        assert_eq!(s.find_forward(&other.forward, 101), None);
+        assert_eq!(s.insert(f, 100), Err(InsertError::Duplicate));
+        s.remove(id);
+        assert_eq!(s.find_forward(&f.forward, 101), None);
+        assert_eq!(s.find_return(&f.ret, 101), None);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn full_table_refuses_and_keeps_old_flows() {
+        let mut s = FlowShard::new(limits(3, 2));
+        let a = s.insert(flow(1, 0), 0).unwrap();
+        s.insert(flow(2, 0), 0).unwrap();
+        assert_eq!(s.insert(flow(3, 0), 0), Err(InsertError::TenantQuota));
+        s.insert(flow(4, 1), 0).unwrap();
+        assert_eq!(s.insert(flow(5, 1), 0), Err(InsertError::TableFull));
+        assert_eq!(s.find_forward(&flow(1, 0).forward, 1), Some(a));
+        assert_eq!(s.tenant_len(0), 2);
+        assert_eq!(s.tenant_len(1), 1);
+    }
+
+    #[test]
+    fn expiry_by_state() {
+        let mut s = FlowShard::new(limits(10, 10));
+        let f = flow(1, 0);
+        let id = s.insert(f, 1000).unwrap();
+        // SYN timeout is 20 s.
+        assert_eq!(s.find_forward(&f.forward, 1020), Some(id));
+        assert_eq!(s.find_forward(&f.forward, 1021), None, "expired SYN binding missed");
+        assert!(s.is_empty(), "expired binding removed on lookup");
+        let id = s.insert(f, 2000).unwrap();
+        s.touch(id, Direction::Return, Some(0x12), 2000);
+        assert_eq!(s.flow(id).state, State::Established);
+        assert_eq!(s.find_return(&f.ret, 2300), Some(id));
+        assert_eq!(s.sweep(2301, 10), 0, "touched at 2000, established timeout 300 s");
+        assert_eq!(s.sweep(2302 + 300, 10), 1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn slots_are_reused() {
+        let mut s = FlowShard::new(limits(10, 10));
+        let a = s.insert(flow(1, 0), 0).unwrap();
+        s.remove(a);
+        s.remove(a); // a second remove is harmless
+        let b = s.insert(flow(2, 0), 0).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn ports_belong_to_their_worker_and_are_unique() {
+        let mut s = FlowShard::new(limits(1000, 1000));
+        let base = flow(0, 0);
+        let snat = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 250));
+        let template = ReturnKey { peer: snat, ..base.ret };
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..50u16 {
+            let p = s.allocate_port(&template, 20000, 20099, 1, 2).unwrap();
+            assert_eq!(p % 2, 1);
+            assert!((20000..=20099).contains(&p));
+            assert!(seen.insert(p), "port {p} handed out twice");
+            let mut f = flow(i, 0);
+            f.ret = ReturnKey { peer_port: p, ..template };
+            s.insert(f, 0).unwrap();
+        }
+        assert_eq!(s.allocate_port(&template, 20000, 20099, 1, 2), None, "50 odd ports exhausted");
+        // Another DIP may reuse the same ports.
+        let other = ReturnKey { dip_port: 81, ..template };
+        assert!(s.allocate_port(&other, 20000, 20099, 1, 2).is_some());
+        // A range with no port of this worker.
+        assert_eq!(s.allocate_port(&template, 20000, 20000, 1, 2), None);
+    }
+
+    #[test]
+    fn flow_entry_is_small() {
+        let size = std::mem::size_of::<Flow>();
+        assert!(size <= 112, "Flow is {size} bytes");
+    }
+}
