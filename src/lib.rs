@@ -4,6 +4,7 @@
 //! (`wire`), the declared world (`policy`), consistent hashing (`maglev`), flow state
 //! (`flow`) and the pure per-packet pipeline (`engine`). The `nvlb` binary adds I/O.
 
+pub mod craft;
 pub mod engine;
 pub mod flow;
 pub mod maglev;
