@@ -119,6 +119,15 @@ fn lookup(c: &mut Criterion) {
             acc
         })
     });
+    g.bench_function("ours_flow_hash_only", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for i in 0..FLOWS {
+                acc ^= flow_hash(0, 6, black_box(client(i)), 40000, vip, 80);
+            }
+            acc
+        })
+    });
     // The crate hashes the key itself (SipHash via DefaultHasher) inside `get`.
     g.bench_function("maglev_crate_get", |b| {
         b.iter(|| {

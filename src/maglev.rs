@@ -64,8 +64,6 @@
 //!
 //! Every backend therefore owns exactly its quota: `|slots − M·w/W| < 1`.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -183,9 +181,8 @@ fn addr16(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// Build-time state of one active backend: its lazily walked preference list and how far
-/// it is through its quota. Holding offset/skip/cursor instead of the permutation is what
-/// keeps a build at O(M + N) memory.
+/// Build-time state of one active backend: its lazily walked preference list. Holding
+/// the cursor and skip instead of the permutation keeps a build at O(M + N) memory.
 struct Walker {
     key: u64,
     /// Index in the caller's slice: what the slots store.
@@ -193,32 +190,85 @@ struct Walker {
     /// `perm[j]` for the current cursor `j`.
     pos: u32,
     skip: u32,
-    quota: u32,
 }
 
-/// A pending turn in the priority queue. `BinaryHeap` is a max-heap, so `Ord` is reversed:
-/// the greatest `Turn` is the one with the smallest `(2t+1)/q`, then the smallest rank.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// One entry of step 4's turn order: backend `rank` taking its turn number `taken`.
+#[derive(Clone, Copy, Default)]
 struct Turn {
+    rank: u16,
     taken: u32,
-    quota: u32,
-    /// Position in ascending key order: ties go to the smaller key.
-    rank: u32,
 }
 
-impl Ord for Turn {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // (2t+1) ≤ 2M+1 < 2^26 and q ≤ M < 2^25, so the products stay below 2^51.
-        let lhs = (2 * u64::from(self.taken) + 1) * u64::from(other.quota);
-        let rhs = (2 * u64::from(other.taken) + 1) * u64::from(self.quota);
-        rhs.cmp(&lhs).then_with(|| other.rank.cmp(&self.rank))
+/// Step 4's order of turns, all `M` of them, as backend ranks.
+///
+/// Sorting by the exact key `((2t+1)/q, rank)` with a comparison sort or a heap costs
+/// O(M log N); instead each turn is first put into bucket `floor((2t+1)·M / 2q)` (a
+/// monotone function of `(2t+1)/q`, below M) by a counting sort, and only turns that
+/// share a bucket are compared exactly. One backend's turns are at least M/q ≥ 1 buckets
+/// apart, so a bucket holds a few turns of distinct backends. O(M + N) time and memory.
+fn turn_order(quotas: &[u32], size: u32) -> Vec<Turn> {
+    let m = size as usize;
+    // Calls `f(bucket, t)` for every turn `t` of a backend with quota `q`, stepping the
+    // quotient and remainder of (2t+1)·M / 2q without dividing per turn.
+    fn each_bucket(q: u32, size: u32, mut f: impl FnMut(usize, u32)) {
+        if q == 0 {
+            return;
+        }
+        let (m, den) = (u64::from(size), 2 * u64::from(q));
+        let (step_q, step_r) = ((2 * m) / den, (2 * m) % den);
+        let (mut quo, mut rem) = (m / den, m % den);
+        for t in 0..q {
+            f(quo as usize, t);
+            quo += step_q;
+            rem += step_r;
+            if rem >= den {
+                rem -= den;
+                quo += 1;
+            }
+        }
     }
-}
-
-impl PartialOrd for Turn {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+    let mut starts = vec![0u32; m + 1];
+    for &q in quotas {
+        each_bucket(q, size, |b, _| {
+            if let Some(c) = starts.get_mut(b + 1) {
+                *c += 1;
+            }
+        });
     }
+    for i in 1..starts.len() {
+        let prev = starts.get(i - 1).copied().unwrap_or(0);
+        if let Some(c) = starts.get_mut(i) {
+            *c += prev;
+        }
+    }
+    let mut turns = vec![Turn::default(); m];
+    let mut fill = starts.clone();
+    for (rank, &q) in quotas.iter().enumerate() {
+        let rank = rank as u16; // at most MAX_BACKENDS active backends
+        each_bucket(q, size, |b, taken| {
+            if let Some(at) = fill.get_mut(b) {
+                if let Some(slot) = turns.get_mut(*at as usize) {
+                    *slot = Turn { rank, taken };
+                }
+                *at += 1;
+            }
+        });
+    }
+    let quota = |t: &Turn| u64::from(quotas.get(usize::from(t.rank)).copied().unwrap_or(0));
+    for w in starts.windows(2) {
+        if let [lo, hi] = w
+            && hi - lo > 1
+            && let Some(bucket) = turns.get_mut(*lo as usize..*hi as usize)
+        {
+            // (2t+1) < 2^26 and q < 2^25: the products stay below 2^51.
+            bucket.sort_unstable_by(|a, b| {
+                let lhs = (2 * u64::from(a.taken) + 1) * quota(b);
+                let rhs = (2 * u64::from(b.taken) + 1) * quota(a);
+                lhs.cmp(&rhs).then(a.rank.cmp(&b.rank))
+            });
+        }
+    }
+    turns
 }
 
 impl Table {
@@ -279,8 +329,7 @@ impl Table {
         let m = u64::from(size);
         let mut walkers: Vec<Walker> = active
             .iter()
-            .zip(&quotas)
-            .map(|((index, b), &quota)| {
+            .map(|(index, b)| {
                 let k = b.key.to_be_bytes();
                 let offset = xxh3_64_with_seed(&k, SEED_OFFSET) % m;
                 let skip = xxh3_64_with_seed(&k, SEED_SKIP) % (m - 1) + 1;
@@ -290,31 +339,14 @@ impl Table {
                     // Both are < m ≤ MAX_TABLE_SIZE, so they fit in u32.
                     pos: offset as u32,
                     skip: skip as u32,
-                    quota,
                 }
             })
             .collect();
 
-        let mut heap: BinaryHeap<Turn> = walkers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.quota > 0)
-            .map(|(rank, w)| Turn {
-                taken: 0,
-                quota: w.quota,
-                rank: rank as u32,
-            })
-            .collect();
-
         let mut entries = vec![EMPTY; size as usize];
-        while let Some(mut turn) = heap.pop() {
-            let Some(w) = walkers.get_mut(turn.rank as usize) else {
-                continue;
-            };
-            claim(&mut entries, w, size)?;
-            turn.taken += 1;
-            if turn.taken < turn.quota {
-                heap.push(turn);
+        for turn in turn_order(&quotas, size) {
+            if let Some(w) = walkers.get_mut(usize::from(turn.rank)) {
+                claim(&mut entries, w, size)?;
             }
         }
         Ok(Table { size, entries })
