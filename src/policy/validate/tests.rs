@@ -1210,3 +1210,40 @@ fn bad_fixtures_report_what_they_expect() {
         );
     }
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any edit of the example either loads or is refused with positioned errors
+        /// inside the text; it never panics.
+        #[test]
+        fn edited_example(at in 0usize..EXAMPLE.len(), cut in 0usize..40, insert in "[ -~\n]{0,12}") {
+            let mut start = at;
+            while !EXAMPLE.is_char_boundary(start) {
+                start -= 1;
+            }
+            let mut end = (start + cut).min(EXAMPLE.len());
+            while !EXAMPLE.is_char_boundary(end) {
+                end -= 1;
+            }
+            let text = format!("{}{}{}", &EXAMPLE[..start], insert, &EXAMPLE[end..]);
+            if let Err(e) = Snapshot::from_toml(&text, FILE) {
+                prop_assert!(!e.errors.is_empty());
+                let lines = text.lines().count() + 1;
+                for d in &e.errors {
+                    prop_assert!(d.line >= 1 && d.line <= lines, "{d}");
+                    prop_assert!(d.column >= 1, "{d}");
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text(text in "[ -~\n\u{e9}]{0,200}") {
+            let _ = Snapshot::from_toml(&text, FILE);
+        }
+    }
+}
