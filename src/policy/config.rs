@@ -1,0 +1,126 @@
+//! The policy file's schema, exactly as written: strings and integers with their spans.
+//!
+//! Addresses, MACs, prefixes, durations and port ranges stay strings here and are parsed
+//! by the validator, so that one bad value does not stop the search for the next one and
+//! every message can name its field. This module must never interpret values; serde only
+//! checks the shape (unknown keys, missing keys, wrong TOML types).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub balancer: S<RawBalancer>,
+    #[serde(default)]
+    pub host: Vec<S<RawHost>>,
+    #[serde(default)]
+    pub tenant: Vec<S<RawTenant>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBalancer {
+    pub name: S<String>,
+    pub external: S<RawPort>,
+    pub provider: S<RawPort>,
+    pub flows: Option<S<RawFlows>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPort {
+    pub mac: S<String>,
+    pub addresses: Option<S<Vec<S<String>>>>,
+    pub gateway_mac: Option<S<String>>,
+    pub mtu: S<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFlows {
+    pub max_flows_per_worker: Option<S<i64>>,
+    pub max_flows_per_tenant: Option<S<i64>>,
+    pub tcp_syn_timeout: Option<S<String>>,
+    pub tcp_established_timeout: Option<S<String>>,
+    pub tcp_closing_timeout: Option<S<String>>,
+    pub udp_timeout: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHost {
+    pub name: S<String>,
+    pub pa: S<Vec<S<String>>>,
+    pub mac: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    pub name: S<String>,
+    #[serde(default)]
+    pub routing_domain: Vec<S<RawRoutingDomain>>,
+    #[serde(default)]
+    pub lookup: Vec<S<RawLookup>>,
+    #[serde(default)]
+    pub vip: Vec<S<RawVip>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoutingDomain {
+    pub name: S<String>,
+    #[serde(default)]
+    pub subnet: Vec<S<RawSubnet>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubnet {
+    pub vsid: S<i64>,
+    pub prefixes: S<Vec<S<String>>>,
+    pub lb_mac: S<String>,
+    #[serde(default)]
+    pub snat: Vec<S<RawSnat>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSnat {
+    pub ca: S<String>,
+    pub ports: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLookup {
+    pub vsid: S<i64>,
+    pub ca: S<String>,
+    pub host: S<String>,
+    pub mac: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVip {
+    pub name: S<String>,
+    /// `"public"` or an integer VSID; kept as a raw value so the validator can say which.
+    pub frontend: S<toml::Value>,
+    pub address: S<String>,
+    pub protocol: S<String>,
+    pub port: S<i64>,
+    pub backend_vsid: Option<S<i64>>,
+    pub dips: S<Vec<S<RawDip>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDip {
+    pub ca: S<String>,
+    pub port: Option<S<i64>>,
+    pub weight: Option<S<i64>>,
+    pub vsid: Option<S<i64>>,
+}

@@ -1,0 +1,196 @@
+//! The compiled tenant model: validated, typed values the packet engine reads.
+//!
+//! Every value here has passed validation, so readers need no further checks (a DIP's
+//! host exists, its family matches its VIP's, its VSID is not reserved). Nothing here may
+//! be mutated after the snapshot is built; a policy change builds a new snapshot.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use super::ids::{HostId, Protocol, TenantId, Vsid};
+use super::mac::MacAddr;
+use super::prefix::IpPrefix;
+
+/// The load balancer's own identity: its two network ports and flow-table limits.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Balancer {
+    pub name: String,
+    /// The Internet side: plain IP, public VIPs, clients.
+    pub external: Port,
+    /// The PA network: NVGRE to and from Hyper-V hosts.
+    pub provider: Port,
+    pub flows: FlowLimits,
+}
+
+/// One network port of the balancer.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Port {
+    pub mac: MacAddr,
+    /// Addresses the balancer owns on this port (answers ARP/ND for; on the provider
+    /// port, the outer source of NVGRE it emits). At most one per family on the provider.
+    pub addresses: Vec<IpAddr>,
+    /// IP MTU of the attached network.
+    pub mtu: u16,
+    /// Next hop for destinations not on the link. Always set on the external port.
+    pub gateway_mac: Option<MacAddr>,
+}
+
+impl Port {
+    /// The first IPv4 address declared.
+    pub fn address_v4(&self) -> Option<Ipv4Addr> {
+        self.addresses.iter().find_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// The first IPv6 address declared.
+    pub fn address_v6(&self) -> Option<Ipv6Addr> {
+        self.addresses.iter().find_map(|a| match a {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+    }
+
+    pub fn owns(&self, a: IpAddr) -> bool {
+        self.addresses.contains(&a)
+    }
+}
+
+/// Bounds on flow state; the counts are per worker shard.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FlowLimits {
+    pub max_flows_per_worker: u32,
+    /// Per tenant and per worker: one tenant cannot fill a shard.
+    pub max_flows_per_tenant: u32,
+    pub tcp_syn_timeout: Duration,
+    pub tcp_established_timeout: Duration,
+    pub tcp_closing_timeout: Duration,
+    pub udp_timeout: Duration,
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits {
+            max_flows_per_worker: 1 << 20,
+            max_flows_per_tenant: 1 << 19,
+            tcp_syn_timeout: Duration::from_secs(20),
+            tcp_established_timeout: Duration::from_secs(300),
+            tcp_closing_timeout: Duration::from_secs(10),
+            udp_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A Hyper-V host on the PA network.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Host {
+    pub name: String,
+    pub pa_v4: Option<Ipv4Addr>,
+    pub pa_v6: Option<Ipv6Addr>,
+    pub mac: MacAddr,
+}
+
+impl Host {
+    /// The host's PA of the given family.
+    pub fn pa(&self, v6: bool) -> Option<IpAddr> {
+        if v6 {
+            self.pa_v6.map(IpAddr::V6)
+        } else {
+            self.pa_v4.map(IpAddr::V4)
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Tenant {
+    pub name: String,
+    pub id: TenantId,
+}
+
+/// A tenant's routing domain: the virtual subnets whose VMs may reach each other.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RoutingDomain {
+    pub name: String,
+    pub tenant: TenantId,
+}
+
+/// A virtual subnet (one VSID) and the balancer's presence inside it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VirtualSubnet {
+    pub vsid: Vsid,
+    pub tenant: TenantId,
+    /// Index into [`Snapshot::routing_domains`](super::Snapshot::routing_domains).
+    pub routing_domain: u32,
+    pub prefixes: Vec<IpPrefix>,
+    /// The balancer's MAC inside this VSID: inner source MAC of what it emits.
+    pub lb_mac: MacAddr,
+    /// The balancer's own CAs here, used as source for full NAT; at most one CA per
+    /// family, possibly with several disjoint port ranges.
+    pub snat: Vec<SnatRange>,
+}
+
+/// A source-NAT address of the balancer in a VSID, with the ports it may use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SnatRange {
+    pub ca: IpAddr,
+    pub first_port: u16,
+    pub last_port: u16,
+}
+
+impl SnatRange {
+    pub fn contains_port(&self, port: u16) -> bool {
+        (self.first_port..=self.last_port).contains(&port)
+    }
+
+    /// Number of ports in the range (1..=65535).
+    pub fn len(&self) -> u32 {
+        u32::from(self.last_port)
+            .saturating_sub(u32::from(self.first_port))
+            .saturating_add(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first_port > self.last_port
+    }
+}
+
+/// HNV policy: a customer address in a VSID lives on this host, behind this MAC.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LookupRecord {
+    pub vsid: Vsid,
+    pub ca: IpAddr,
+    pub host: HostId,
+    pub mac: MacAddr,
+}
+
+/// A VIP and the DIPs that serve it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VipPool {
+    pub name: String,
+    pub tenant: TenantId,
+    /// [`Vsid::PUBLIC`] for a public VIP, else the VSID a CA VIP lives in.
+    pub frontend: Vsid,
+    pub address: IpAddr,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// In declaration order; weights 0..=65535, not all zero.
+    pub dips: Vec<Dip>,
+}
+
+impl VipPool {
+    pub fn is_public(&self) -> bool {
+        self.frontend.is_public()
+    }
+}
+
+/// One backend of a pool, resolved through its lookup record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Dip {
+    pub vsid: Vsid,
+    pub ca: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    pub host: HostId,
+    pub mac: MacAddr,
+}

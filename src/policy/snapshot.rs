@@ -1,0 +1,235 @@
+//! The immutable policy snapshot and the lookups the packet engine makes per packet.
+//!
+//! Built once from validated parts, with hash indices so that each lookup is one probe.
+//! It must never change after construction and never be built from unvalidated values;
+//! a new policy is a new snapshot, swapped in whole by the caller.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use hashbrown::{HashMap, HashSet};
+
+use super::diag::{ConfigError, Diagnostic};
+use super::ids::{HostId, PoolId, Protocol, SubnetId, TenantId, Vsid};
+use super::model::{
+    Balancer, Host, LookupRecord, RoutingDomain, SnatRange, Tenant, VipPool, VirtualSubnet,
+};
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
+
+/// What validation hands to [`Snapshot::assemble`]: the model in declaration order.
+pub(crate) struct Parts {
+    pub balancer: Balancer,
+    pub tenants: Vec<Tenant>,
+    pub routing_domains: Vec<RoutingDomain>,
+    pub hosts: Vec<Host>,
+    pub subnets: Vec<VirtualSubnet>,
+    pub lookups: Vec<LookupRecord>,
+    pub pools: Vec<VipPool>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The declared world, validated: tenants, hosts, virtual subnets, lookup records and
+/// VIP pools, with the indices the data plane needs.
+#[derive(Debug)]
+pub struct Snapshot {
+    balancer: Balancer,
+    tenants: Vec<Tenant>,
+    routing_domains: Vec<RoutingDomain>,
+    hosts: Vec<Host>,
+    subnets: Vec<VirtualSubnet>,
+    lookups: Vec<LookupRecord>,
+    pools: Vec<VipPool>,
+    warnings: Vec<Diagnostic>,
+    vips: Map<(Vsid, IpAddr, Protocol, u16), PoolId>,
+    vip_addresses: Set<(Vsid, IpAddr)>,
+    subnet_by_vsid: Map<Vsid, SubnetId>,
+    lookup_by_ca: Map<(Vsid, IpAddr), usize>,
+    host_by_pa: Map<IpAddr, HostId>,
+    snat_addresses: Set<(Vsid, IpAddr)>,
+}
+
+impl Snapshot {
+    /// Reads and validates a policy file; messages name it as given.
+    pub fn from_file(path: &Path) -> Result<Snapshot, ConfigError> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Snapshot::from_toml(&text, &origin),
+            Err(e) => Err(ConfigError {
+                errors: vec![Diagnostic {
+                    file: origin,
+                    line: 0,
+                    column: 0,
+                    field: String::new(),
+                    message: format!("cannot read: {e}"),
+                }],
+            }),
+        }
+    }
+
+    /// Parses and validates policy text; `origin` is the file name used in messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Snapshot, ConfigError> {
+        super::validate::compile(text, origin)
+    }
+
+    /// Indexes validated parts. Uniqueness of every key was checked by validation, so
+    /// the first insert of a key is the only one.
+    pub(crate) fn assemble(parts: Parts) -> Snapshot {
+        let mut vips = Map::default();
+        let mut vip_addresses = Set::default();
+        for (id, pool) in (0..).zip(&parts.pools) {
+            vips.entry((pool.frontend, pool.address, pool.protocol, pool.port))
+                .or_insert(id);
+            vip_addresses.insert((pool.frontend, pool.address));
+        }
+        let mut subnet_by_vsid = Map::default();
+        let mut snat_addresses = Set::default();
+        for (id, subnet) in (0..).zip(&parts.subnets) {
+            subnet_by_vsid.entry(subnet.vsid).or_insert(id);
+            for range in &subnet.snat {
+                snat_addresses.insert((subnet.vsid, range.ca));
+            }
+        }
+        let mut lookup_by_ca = Map::default();
+        for (i, rec) in parts.lookups.iter().enumerate() {
+            lookup_by_ca.entry((rec.vsid, rec.ca)).or_insert(i);
+        }
+        let mut host_by_pa = Map::default();
+        for (id, host) in (0..).zip(&parts.hosts) {
+            for pa in [host.pa(false), host.pa(true)].into_iter().flatten() {
+                host_by_pa.entry(pa).or_insert(id);
+            }
+        }
+        Snapshot {
+            balancer: parts.balancer,
+            tenants: parts.tenants,
+            routing_domains: parts.routing_domains,
+            hosts: parts.hosts,
+            subnets: parts.subnets,
+            lookups: parts.lookups,
+            pools: parts.pools,
+            warnings: parts.warnings,
+            vips,
+            vip_addresses,
+            subnet_by_vsid,
+            lookup_by_ca,
+            host_by_pa,
+            snat_addresses,
+        }
+    }
+
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// Findings that did not stop the policy from loading (e.g. a small PA MTU).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.tenants
+    }
+
+    pub fn routing_domains(&self) -> &[RoutingDomain] {
+        &self.routing_domains
+    }
+
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    pub fn pools(&self) -> &[VipPool] {
+        &self.pools
+    }
+
+    pub fn subnets(&self) -> &[VirtualSubnet] {
+        &self.subnets
+    }
+
+    /// Every lookup record, in declaration order (what a host simulator loads).
+    pub fn lookups(&self) -> &[LookupRecord] {
+        &self.lookups
+    }
+
+    /// # Panics
+    /// If `id` did not come from this snapshot. Ids kept across a policy swap (in flow
+    /// entries) must go through [`Snapshot::get_host`] instead.
+    pub fn host(&self, id: HostId) -> &Host {
+        &self.hosts[usize::from(id)]
+    }
+
+    /// # Panics
+    /// If `id` did not come from this snapshot; see [`Snapshot::get_pool`].
+    pub fn pool(&self, id: PoolId) -> &VipPool {
+        &self.pools[id as usize]
+    }
+
+    pub fn get_host(&self, id: HostId) -> Option<&Host> {
+        self.hosts.get(usize::from(id))
+    }
+
+    pub fn get_pool(&self, id: PoolId) -> Option<&VipPool> {
+        self.pools.get(usize::try_from(id).ok()?)
+    }
+
+    pub fn tenant(&self, id: TenantId) -> Option<&Tenant> {
+        self.tenants.get(usize::from(id))
+    }
+
+    /// The pool serving `(vsid, addr, proto, port)`; `vsid` is [`Vsid::PUBLIC`] for
+    /// traffic from the Internet side. The VSID is part of the key because CA VIPs of
+    /// different tenants may share an address.
+    pub fn find_vip(&self, vsid: Vsid, addr: IpAddr, proto: Protocol, port: u16) -> Option<PoolId> {
+        self.vips.get(&(vsid, addr, proto, port)).copied()
+    }
+
+    /// Whether any pool listens on this address in this VSID: tells "not ours" from
+    /// "ours but no such port", and which addresses ARP/ND must answer for.
+    pub fn is_vip_address(&self, vsid: Vsid, addr: IpAddr) -> bool {
+        self.vip_addresses.contains(&(vsid, addr))
+    }
+
+    pub fn subnet(&self, vsid: Vsid) -> Option<&VirtualSubnet> {
+        let id = *self.subnet_by_vsid.get(&vsid)?;
+        self.subnets.get(usize::try_from(id).ok()?)
+    }
+
+    /// HNV lookup: which host and MAC a CA in a VSID has.
+    pub fn lookup(&self, vsid: Vsid, ca: IpAddr) -> Option<&LookupRecord> {
+        self.lookups.get(*self.lookup_by_ca.get(&(vsid, ca))?)
+    }
+
+    pub fn host_by_pa(&self, pa: IpAddr) -> Option<HostId> {
+        self.host_by_pa.get(&pa).copied()
+    }
+
+    /// The balancer's source-NAT CA of one family in a VSID: its first declared range.
+    /// Further ranges of the same CA are in [`Snapshot::snat_ranges`].
+    pub fn snat_for(&self, vsid: Vsid, v6: bool) -> Option<&SnatRange> {
+        self.snat_ranges(vsid, v6).next()
+    }
+
+    /// Every source-NAT range of one family in a VSID (all of the same CA).
+    pub fn snat_ranges(&self, vsid: Vsid, v6: bool) -> impl Iterator<Item = &SnatRange> {
+        self.subnet(vsid)
+            .map(|s| s.snat.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .filter(move |r| r.ca.is_ipv6() == v6)
+    }
+
+    pub fn is_snat_address(&self, vsid: Vsid, addr: IpAddr) -> bool {
+        self.snat_addresses.contains(&(vsid, addr))
+    }
+
+    /// Both VSIDs are declared and belong to one routing domain (so one tenant).
+    /// [`Vsid::PUBLIC`] belongs to none.
+    pub fn same_routing_domain(&self, a: Vsid, b: Vsid) -> bool {
+        match (self.subnet(a), self.subnet(b)) {
+            (Some(x), Some(y)) => x.routing_domain == y.routing_domain,
+            _ => false,
+        }
+    }
+}
