@@ -48,6 +48,13 @@ impl Vsid {
     pub const fn is_public(self) -> bool {
         self.0 == 0
     }
+
+    /// The VSID of an NVGRE key (VSID << 8 | FlowID), or `None` when it is reserved on
+    /// the wire: a packet carrying it must be dropped.
+    pub const fn from_key(key: u32) -> Option<Vsid> {
+        let v = key >> 8;
+        if is_reserved_on_wire(v) { None } else { Some(Vsid(v)) }
+    }
 }
 
 /// Whether a raw VSID read from (or about to be written into) a GRE key is unusable:

@@ -176,6 +176,9 @@ pub struct VipPool {
     pub port: u16,
     /// In declaration order; weights 0..=65535, not all zero.
     pub dips: Vec<Dip>,
+    /// Maglev table over `dips` (indices into it), built with the snapshot so that a
+    /// worker never builds one on the packet path; health changes swap in a new one.
+    pub table: crate::maglev::Table,
 }
 
 impl VipPool {

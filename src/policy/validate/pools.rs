@@ -2,6 +2,7 @@
 //! data plane relies on: the VIP key is unique, DIPs are reachable and of the VIP's
 //! family, a CA VIP stays inside its tenant's routing domain and has SNAT CAs for full NAT.
 
+use crate::maglev;
 use std::net::IpAddr;
 
 use super::super::config::{RawDip, RawTenant, RawVip, S};
@@ -119,6 +120,17 @@ impl Validator<'_> {
         if self.errors.len() != errors_before {
             return None;
         }
+        let backends: Vec<maglev::Backend> = dips
+            .iter()
+            .map(|d| maglev::Backend { key: maglev::backend_key(d.vsid.get(), d.ca, d.port), weight: d.weight })
+            .collect();
+        let table = match maglev::Table::build(&backends, maglev::DEFAULT_TABLE_SIZE) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(v.span(), field(base, "dips"), format!("cannot build the Maglev table: {e}"));
+                return None;
+            }
+        };
         Some(VipPool {
             name,
             tenant,
@@ -127,6 +139,7 @@ impl Validator<'_> {
             protocol,
             port,
             dips,
+            table,
         })
     }
 
