@@ -27,31 +27,57 @@ struct Scenario {
 
 fn client_addr(v6: bool, i: usize) -> IpAddr {
     if v6 {
-        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, (i >> 16) as u16, 0x77))
+        IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0xff,
+            0,
+            0,
+            0,
+            (i >> 16) as u16,
+            0x77,
+        ))
     } else {
         IpAddr::V4(Ipv4Addr::new(198, 51, 100 + (i >> 16) as u8, 77))
     }
 }
 
 fn public(policy: &Snapshot, v6: bool, flows: usize, name: &'static str) -> Scenario {
-    let pool = policy.pools().iter().find(|p| p.is_public() && p.address.is_ipv6() == v6).expect("public pool");
+    let pool = policy
+        .pools()
+        .iter()
+        .find(|p| p.is_public() && p.address.is_ipv6() == v6)
+        .expect("public pool");
     let b = policy.balancer();
     let client_mac = MacAddr([2, 0, 0, 0, 1, 0x77]);
     let build = |flags: u8| -> Vec<Vec<u8>> {
         (0..flows)
             .map(|i| {
-                let t = Transport::Tcp { src_port: 1024 + (i % 60000) as u16, dst_port: pool.port, flags, seq: 1, ack: 0 };
+                let t = Transport::Tcp {
+                    src_port: 1024 + (i % 60000) as u16,
+                    dst_port: pool.port,
+                    flags,
+                    seq: 1,
+                    ack: 0,
+                };
                 let ip = craft::ip_packet(client_addr(v6, i / 60000), pool.address, 64, t, &[]);
                 craft::ip_frame(client_mac, b.external.mac, &ip)
             })
             .collect()
     };
-    Scenario { name, syn: build(SYN), ack: build(ACK) }
+    Scenario {
+        name,
+        syn: build(SYN),
+        ack: build(ACK),
+    }
 }
 
 fn ca_vip(policy: &Snapshot, v6: bool, flows: usize, name: &'static str) -> Scenario {
-    let pool: &VipPool =
-        policy.pools().iter().find(|p| !p.is_public() && p.address.is_ipv6() == v6).expect("CA VIP pool");
+    let pool: &VipPool = policy
+        .pools()
+        .iter()
+        .find(|p| !p.is_public() && p.address.is_ipv6() == v6)
+        .expect("CA VIP pool");
     let client = policy
         .lookups()
         .iter()
@@ -61,7 +87,10 @@ fn ca_vip(policy: &Snapshot, v6: bool, flows: usize, name: &'static str) -> Scen
     let b = policy.balancer();
     let (outer_src, outer_dst) = match (host.pa_v4, b.provider.address_v4()) {
         (Some(h), Some(l)) => (IpAddr::V4(h), IpAddr::V4(l)),
-        _ => (IpAddr::V6(host.pa_v6.unwrap()), IpAddr::V6(b.provider.address_v6().unwrap())),
+        _ => (
+            IpAddr::V6(host.pa_v6.unwrap()),
+            IpAddr::V6(b.provider.address_v6().unwrap()),
+        ),
     };
     let outer = Outer {
         src_mac: host.mac,
@@ -75,13 +104,23 @@ fn ca_vip(policy: &Snapshot, v6: bool, flows: usize, name: &'static str) -> Scen
     let build = |flags: u8| -> Vec<Vec<u8>> {
         (0..flows)
             .map(|i| {
-                let t = Transport::Tcp { src_port: 1024 + i as u16, dst_port: pool.port, flags, seq: 1, ack: 0 };
+                let t = Transport::Tcp {
+                    src_port: 1024 + i as u16,
+                    dst_port: pool.port,
+                    flags,
+                    seq: 1,
+                    ack: 0,
+                };
                 let ip = craft::ip_packet(client.ca, pool.address, 64, t, &[]);
                 craft::nvgre(&outer, &craft::ip_frame(client.mac, lb_mac, &ip))
             })
             .collect()
     };
-    Scenario { name, syn: build(SYN), ack: build(ACK) }
+    Scenario {
+        name,
+        syn: build(SYN),
+        ack: build(ACK),
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -101,7 +140,11 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(s.ack.len() as u64));
         let mut engine = Engine::new(policy.clone(), 0, 1);
         for f in &s.syn {
-            assert!(matches!(engine.process(NOW, f, &mut out), Verdict::Forward { .. }), "{}: SYN not forwarded", s.name);
+            assert!(
+                matches!(engine.process(NOW, f, &mut out), Verdict::Forward { .. }),
+                "{}: SYN not forwarded",
+                s.name
+            );
         }
         g.bench_function(s.name, |b| {
             b.iter(|| {

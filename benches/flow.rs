@@ -22,8 +22,22 @@ fn keys() -> Vec<(ForwardKey, ReturnKey)> {
             let vip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
             let dip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5 + (i % 4) as u8));
             (
-                ForwardKey { vsid: 0, proto: 6, client, client_port: port, vip, vip_port: 80 },
-                ReturnKey { vsid: 5001, proto: 6, dip, dip_port: 80, peer: client, peer_port: port },
+                ForwardKey {
+                    vsid: 0,
+                    proto: 6,
+                    client,
+                    client_port: port,
+                    vip,
+                    vip_port: 80,
+                },
+                ReturnKey {
+                    vsid: 5001,
+                    proto: 6,
+                    dip,
+                    dip_port: 80,
+                    peer: client,
+                    peer_port: port,
+                },
             )
         })
         .collect()
@@ -36,12 +50,20 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
 
     g.bench_function("shard_hashbrown_foldhash", |b| {
-        let limits = ShardLimits { max_flows: N as u32 * 2, max_per_tenant: N as u32 * 2, timeouts: Timeouts::default() };
+        let limits = ShardLimits {
+            max_flows: N as u32 * 2,
+            max_per_tenant: N as u32 * 2,
+            timeouts: Timeouts::default(),
+        };
         let mut shard = FlowShard::new(limits);
         b.iter(|| {
             let mut ids = Vec::with_capacity(N);
             for (f, r) in &keys {
-                ids.push(shard.insert(Flow::new(*f, *r, 0, 0, 0, State::SynSent), 1).unwrap());
+                ids.push(
+                    shard
+                        .insert(Flow::new(*f, *r, 0, 0, 0, State::SynSent), 1)
+                        .unwrap(),
+                );
             }
             for (f, r) in &keys {
                 black_box(shard.find_forward(f, 2));
@@ -66,10 +88,16 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let limits = ShardLimits { max_flows: N as u32 * 2, max_per_tenant: N as u32 * 2, timeouts: Timeouts::default() };
+    let limits = ShardLimits {
+        max_flows: N as u32 * 2,
+        max_per_tenant: N as u32 * 2,
+        timeouts: Timeouts::default(),
+    };
     let mut shard = FlowShard::new(limits);
     for (f, r) in &keys {
-        shard.insert(Flow::new(*f, *r, 0, 0, 0, State::SynSent), 1).unwrap();
+        shard
+            .insert(Flow::new(*f, *r, 0, 0, 0, State::SynSent), 1)
+            .unwrap();
     }
     eprintln!(
         "flow memory: {} flows, {} bytes/flow (Flow = {} bytes + index tables)",

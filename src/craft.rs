@@ -12,14 +12,35 @@ use crate::wire::{MacAddr, ethernet, gre, ip_proto, ipv4, ipv6, tcp, udp};
 /// The transport part of a packet to build.
 #[derive(Clone, Copy, Debug)]
 pub enum Transport {
-    Tcp { src_port: u16, dst_port: u16, flags: u8, seq: u32, ack: u32 },
-    Udp { src_port: u16, dst_port: u16 },
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
 }
 
 /// An IP packet (no link layer) with valid IP and transport checksums.
-pub fn ip_packet(src: IpAddr, dst: IpAddr, ttl: u8, transport: Transport, payload: &[u8]) -> Vec<u8> {
+pub fn ip_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    transport: Transport,
+    payload: &[u8],
+) -> Vec<u8> {
     let (proto, mut l4) = match transport {
-        Transport::Tcp { src_port, dst_port, flags, seq, ack } => {
+        Transport::Tcp {
+            src_port,
+            dst_port,
+            flags,
+            seq,
+            ack,
+        } => {
             let repr = tcp::Repr {
                 src_port,
                 dst_port,
@@ -35,7 +56,11 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, ttl: u8, transport: Transport, payloa
             (ip_proto::TCP, b)
         }
         Transport::Udp { src_port, dst_port } => {
-            let repr = udp::Repr { src_port, dst_port, payload_len: payload.len() };
+            let repr = udp::Repr {
+                src_port,
+                dst_port,
+                payload_len: payload.len(),
+            };
             let mut b = vec![0u8; repr.buffer_len() + payload.len()];
             b[repr.buffer_len()..].copy_from_slice(payload);
             repr.emit(&mut udp::Packet::new_unchecked(&mut b[..]), src, dst);
@@ -46,7 +71,13 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, ttl: u8, transport: Transport, payloa
 }
 
 /// An IP header of the right family in front of `payload` (already complete).
-pub fn ip_with_payload(src: IpAddr, dst: IpAddr, ttl: u8, proto: u8, payload: &mut [u8]) -> Vec<u8> {
+pub fn ip_with_payload(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    proto: u8,
+    payload: &mut [u8],
+) -> Vec<u8> {
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let repr = ipv4::Repr {
@@ -69,7 +100,7 @@ pub fn ip_with_payload(src: IpAddr, dst: IpAddr, ttl: u8, proto: u8, payload: &m
                 src_addr: s,
                 dst_addr: d,
                 next_header: proto,
-                payload_len: payload.len() as u16,
+                payload_len: payload.len(),
                 hop_limit: ttl,
                 traffic_class: 0,
                 flow_label: 0,
@@ -86,8 +117,14 @@ pub fn ip_with_payload(src: IpAddr, dst: IpAddr, ttl: u8, proto: u8, payload: &m
 /// An Ethernet frame around `payload`.
 pub fn ethernet(src: MacAddr, dst: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; ethernet::HEADER_LEN + payload.len()];
-    ethernet::Repr { src_addr: src, dst_addr: dst, ethertype }
-        .emit(&mut ethernet::Frame::new_unchecked(&mut b[..ethernet::HEADER_LEN]));
+    ethernet::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype,
+    }
+    .emit(&mut ethernet::Frame::new_unchecked(
+        &mut b[..ethernet::HEADER_LEN],
+    ));
     b[ethernet::HEADER_LEN..].copy_from_slice(payload);
     b
 }
@@ -122,7 +159,9 @@ pub fn nvgre(outer: &Outer, inner: &[u8]) -> Vec<u8> {
         sequence: None,
     };
     let mut gre_bytes = vec![0u8; gre::NVGRE_HEADER_LEN + inner.len()];
-    g.emit(&mut gre::Packet::new_unchecked(&mut gre_bytes[..gre::NVGRE_HEADER_LEN]));
+    g.emit(&mut gre::Packet::new_unchecked(
+        &mut gre_bytes[..gre::NVGRE_HEADER_LEN],
+    ));
     gre_bytes[gre::NVGRE_HEADER_LEN..].copy_from_slice(inner);
     let ip = ip_with_payload(outer.src, outer.dst, 64, ip_proto::GRE, &mut gre_bytes);
     ip_frame(outer.src_mac, outer.dst_mac, &ip)

@@ -22,6 +22,9 @@ enum Command {
     Check {
         /// The TOML policy file (see lb-config/example.toml).
         file: PathBuf,
+        /// Print the validated policy as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Run frames from a pcap through the engine as the LB would receive them and
     /// write what it emits to another pcap, printing one verdict per input frame.
@@ -41,7 +44,12 @@ enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { file } => check::run(&file),
-        Command::Replay { config, input, output, json } => replay::run(&config, &input, &output, json),
+        Command::Check { file, json } => check::run(&file, json),
+        Command::Replay {
+            config,
+            input,
+            output,
+            json,
+        } => replay::run(&config, &input, &output, json),
     }
 }

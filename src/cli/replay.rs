@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use nvlb::engine::{Engine, Egress, Verdict, output_len};
+use nvlb::engine::{Egress, Engine, Verdict, output_len};
 use nvlb::pcap;
 use nvlb::policy::Snapshot;
 
@@ -23,8 +23,10 @@ pub fn run(config: &Path, input: &Path, output: &Path, json: bool) -> anyhow::Re
         }
     };
     let file = File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
-    let mut reader = pcap::Reader::new(BufReader::new(file)).with_context(|| format!("{}", input.display()))?;
-    let out_file = File::create(output).with_context(|| format!("cannot create {}", output.display()))?;
+    let mut reader =
+        pcap::Reader::new(BufReader::new(file)).with_context(|| format!("{}", input.display()))?;
+    let out_file =
+        File::create(output).with_context(|| format!("cannot create {}", output.display()))?;
     let mut writer = pcap::Writer::new(BufWriter::new(out_file), 65535)
         .with_context(|| format!("cannot write {}", output.display()))?;
     let mut engine = Engine::new(policy.clone(), 0, 1);
@@ -78,7 +80,11 @@ impl Line {
         if let Some(r) = self.reason {
             s += &format!(" reason={r}");
         }
-        for (k, v) in [("tenant", &self.tenant), ("vip", &self.vip), ("dip", &self.dip)] {
+        for (k, v) in [
+            ("tenant", &self.tenant),
+            ("vip", &self.vip),
+            ("dip", &self.dip),
+        ] {
             if let Some(v) = v {
                 s += &format!(" {k}={v}");
             }
@@ -106,14 +112,24 @@ fn describe(policy: &Snapshot, index: u64, verdict: &Verdict) -> Line {
         dip: None,
     };
     match verdict {
-        Verdict::Forward { egress, len, matched } => {
+        Verdict::Forward {
+            egress,
+            len,
+            matched,
+        } => {
             line.verdict = "forwarded";
             line.egress = Some(egress_name(*egress));
             line.len = Some(*len);
             if let Some(pool) = policy.pools().get(matched.pool as usize) {
-                line.tenant = policy.tenants().get(usize::from(pool.tenant)).map(|t| t.name.clone());
+                line.tenant = policy
+                    .tenants()
+                    .get(usize::from(pool.tenant))
+                    .map(|t| t.name.clone());
                 line.vip = Some(format!("{}({}:{})", pool.name, pool.address, pool.port));
-                line.dip = pool.dips.get(usize::from(matched.dip)).map(|d| format!("{}:{}@vsid{}", d.ca, d.port, d.vsid));
+                line.dip = pool
+                    .dips
+                    .get(usize::from(matched.dip))
+                    .map(|d| format!("{}:{}@vsid{}", d.ca, d.port, d.vsid));
             }
         }
         Verdict::Reply { egress, len } => {

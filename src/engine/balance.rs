@@ -20,7 +20,13 @@ use super::{Arrival, Ctx, Matched, Verdict, tri};
 /// Host id stored for flows whose client is on the Internet side.
 pub(crate) const NO_HOST: u16 = u16::MAX;
 
-pub(super) fn forward(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, ports: &Ports, out: &mut [u8]) -> Verdict {
+pub(super) fn forward(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    ports: &Ports,
+    out: &mut [u8],
+) -> Verdict {
     let owner = steer::by_endpoint(ip.src, ports.src, ctx.workers);
     if owner != ctx.worker {
         return Verdict::Handoff { worker: owner };
@@ -49,7 +55,8 @@ pub(super) fn forward(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, ports: &P
         }
         None => tri!(new_flow(ctx, arrival, ip, ports, key)),
     };
-    ctx.shard.touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
+    ctx.shard
+        .touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
     let flow = *ctx.shard.flow(id);
     let policy = ctx.policy;
     let Some(pool) = policy.pools().get(flow.pool as usize) else {
@@ -62,23 +69,46 @@ pub(super) fn forward(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, ports: &P
         return Verdict::Drop(DropReason::UnknownVsid);
     };
     let host = policy.host(dip.host);
-    let path = tri!(tunnel_to(policy, host, dip.vsid.get(), flow.flow_id, subnet.lb_mac, dip.mac));
+    let path = tri!(tunnel_to(
+        policy,
+        host,
+        dip.vsid.get(),
+        flow.flow_id,
+        subnet.lb_mac,
+        dip.mac
+    ));
     let rw = Rewrite {
-        src: flow.is_full_nat().then_some((flow.ret.peer, flow.ret.peer_port)),
+        src: flow
+            .is_full_nat()
+            .then_some((flow.ret.peer, flow.ret.peer_port)),
         dst: Some((flow.ret.dip, flow.ret.dip_port)),
         hop: true,
     };
-    let matched = Matched { tenant: flow.tenant, pool: flow.pool, dip: flow.dip };
+    let matched = Matched {
+        tenant: flow.tenant,
+        pool: flow.pool,
+        dip: flow.dip,
+    };
     ctx.send(arrival, path, ip, &rw, matched, out)
 }
 
 /// Binds a new flow: policy match, anti-spoofing, Maglev, source-NAT port, insert.
-fn new_flow(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, ports: &Ports, key: ForwardKey) -> Result<FlowId, DropReason> {
+fn new_flow(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    ports: &Ports,
+    key: ForwardKey,
+) -> Result<FlowId, DropReason> {
     let policy = ctx.policy;
     let vsid = arrival.vsid();
     let proto = Protocol::from_number(ip.proto).ok_or(DropReason::UnsupportedProtocol)?;
     let Some(pool_id) = policy.find_vip(vsid, ip.dst, proto, ports.dst) else {
-        return Err(if policy.is_vip_address(vsid, ip.dst) { DropReason::UnknownVip } else { DropReason::NotForUs });
+        return Err(if policy.is_vip_address(vsid, ip.dst) {
+            DropReason::UnknownVip
+        } else {
+            DropReason::NotForUs
+        });
     };
     let pool = policy.pool(pool_id);
     let mut client_host = NO_HOST;
@@ -92,7 +122,10 @@ fn new_flow(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, ports: &Ports, key:
     let state = State::initial(ports.tcp_flags);
     let hash = maglev::flow_hash(vsid.get(), ip.proto, ip.src, ports.src, ip.dst, ports.dst);
     let dip_index = pool.table.lookup(hash).ok_or(DropReason::NoHealthyDip)?;
-    let dip = pool.dips.get(usize::from(dip_index)).ok_or(DropReason::NoHealthyDip)?;
+    let dip = pool
+        .dips
+        .get(usize::from(dip_index))
+        .ok_or(DropReason::NoHealthyDip)?;
     let mut ret = ReturnKey {
         vsid: dip.vsid.get(),
         proto: ip.proto,
@@ -107,11 +140,19 @@ fn new_flow(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, ports: &Ports, key:
         if ports.tcp_flags.is_some() && state != State::SynSent {
             return Err(DropReason::MidStreamNoFlow);
         }
-        let snat = policy.snat_for(dip.vsid, ip.v6).ok_or(DropReason::NoSnatAddress)?;
+        let snat = policy
+            .snat_for(dip.vsid, ip.v6)
+            .ok_or(DropReason::NoSnatAddress)?;
         ret.peer = snat.ca;
         ret.peer_port = ctx
             .shard
-            .allocate_port(&ret, snat.first_port, snat.last_port, ctx.worker, ctx.workers)
+            .allocate_port(
+                &ret,
+                snat.first_port,
+                snat.last_port,
+                ctx.worker,
+                ctx.workers,
+            )
             .ok_or(DropReason::NatPortsExhausted)?;
     }
     let mut flow = Flow::new(key, ret, pool.tenant, pool_id, dip_index, state);

@@ -4,8 +4,8 @@
 //! path); the metrics collector reads snapshots of them at scrape time and sums.
 //! The struct is cache-line aligned so that two workers' counters never share a line.
 
-use super::drop::DropReason;
 use super::Verdict;
+use super::drop::DropReason;
 
 const REASONS: usize = DropReason::ALL.len();
 

@@ -87,8 +87,16 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in DropReason::ALL {
             assert!(seen.insert(r.name()), "duplicate name {}", r.name());
-            assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-            assert_eq!(DropReason::ALL[*r as usize], *r, "ALL is in discriminant order");
+            assert!(
+                r.name()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            );
+            assert_eq!(
+                DropReason::ALL[*r as usize],
+                *r,
+                "ALL is in discriminant order"
+            );
         }
     }
 }

@@ -33,7 +33,11 @@ pub struct Tunnel {
 
 /// The EtherType of an IP packet of the given family.
 pub fn ip_ethertype(v6: bool) -> u16 {
-    if v6 { ethernet::ethertype::IPV6 } else { ethernet::ethertype::IPV4 }
+    if v6 {
+        ethernet::ethertype::IPV6
+    } else {
+        ethernet::ethertype::IPV4
+    }
 }
 
 /// How an IP packet leaves the LB.
@@ -41,7 +45,11 @@ pub fn ip_ethertype(v6: bool) -> u16 {
 pub enum Path {
     /// Plain Ethernet out of `port` (the external side, or the provider side for
     /// the LB's own PA).
-    Plain { port: Egress, src_mac: MacAddr, dst_mac: MacAddr },
+    Plain {
+        port: Egress,
+        src_mac: MacAddr,
+        dst_mac: MacAddr,
+    },
     /// NVGRE out of the provider port.
     Tunnel(Tunnel),
 }
@@ -89,7 +97,11 @@ impl Path {
     }
 
     fn outer_ip_len(t: &Tunnel) -> usize {
-        if t.outer_dst.is_ipv6() { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN }
+        if t.outer_dst.is_ipv6() {
+            ipv6::HEADER_LEN
+        } else {
+            ipv4::HEADER_LEN
+        }
     }
 
     /// Bytes written in front of the IP packet.
@@ -105,33 +117,62 @@ impl Path {
     pub fn max_ip_len(&self, policy: &Snapshot) -> usize {
         let b = policy.balancer();
         match self {
-            Path::Plain { port: Egress::External, .. } => usize::from(b.external.mtu),
-            Path::Plain { port: Egress::Provider, .. } => usize::from(b.provider.mtu),
-            Path::Tunnel(t) => {
-                usize::from(b.provider.mtu).saturating_sub(Self::outer_ip_len(t) + NVGRE_INNER_OVERHEAD)
-            }
+            Path::Plain {
+                port: Egress::External,
+                ..
+            } => usize::from(b.external.mtu),
+            Path::Plain {
+                port: Egress::Provider,
+                ..
+            } => usize::from(b.provider.mtu),
+            Path::Tunnel(t) => usize::from(b.provider.mtu)
+                .saturating_sub(Self::outer_ip_len(t) + NVGRE_INNER_OVERHEAD),
         }
     }
 
     /// Writes the headers for a payload of `len` bytes of EtherType `inner_type` into
     /// `out`; returns the offset at which the payload must be placed.
-    pub fn write_headers(&self, out: &mut [u8], inner_type: u16, len: usize, ident: u16) -> Result<usize, DropReason> {
+    pub fn write_headers(
+        &self,
+        out: &mut [u8],
+        inner_type: u16,
+        len: usize,
+        ident: u16,
+    ) -> Result<usize, DropReason> {
         let total = self.header_len() + len;
         if out.len() < total {
             return Err(DropReason::NoPath);
         }
         let ip_len = len;
         match self {
-            Path::Plain { src_mac, dst_mac, .. } => {
-                let repr = ethernet::Repr { src_addr: *src_mac, dst_addr: *dst_mac, ethertype: inner_type };
-                repr.emit(&mut ethernet::Frame::new_unchecked(&mut out[..ethernet::HEADER_LEN]));
+            Path::Plain {
+                src_mac, dst_mac, ..
+            } => {
+                let repr = ethernet::Repr {
+                    src_addr: *src_mac,
+                    dst_addr: *dst_mac,
+                    ethertype: inner_type,
+                };
+                repr.emit(&mut ethernet::Frame::new_unchecked(
+                    &mut out[..ethernet::HEADER_LEN],
+                ));
                 Ok(ethernet::HEADER_LEN)
             }
             Path::Tunnel(t) => {
                 let mut at = 0;
-                let outer_type = if t.outer_dst.is_ipv6() { ethernet::ethertype::IPV6 } else { ethernet::ethertype::IPV4 };
-                ethernet::Repr { src_addr: t.outer_src_mac, dst_addr: t.outer_dst_mac, ethertype: outer_type }
-                    .emit(&mut ethernet::Frame::new_unchecked(&mut out[at..at + ethernet::HEADER_LEN]));
+                let outer_type = if t.outer_dst.is_ipv6() {
+                    ethernet::ethertype::IPV6
+                } else {
+                    ethernet::ethertype::IPV4
+                };
+                ethernet::Repr {
+                    src_addr: t.outer_src_mac,
+                    dst_addr: t.outer_dst_mac,
+                    ethertype: outer_type,
+                }
+                .emit(&mut ethernet::Frame::new_unchecked(
+                    &mut out[at..at + ethernet::HEADER_LEN],
+                ));
                 at += ethernet::HEADER_LEN;
                 let gre_len = NVGRE_INNER_OVERHEAD + ip_len;
                 match (t.outer_src, t.outer_dst) {
@@ -146,22 +187,28 @@ impl Path {
                             dscp_ecn: 0,
                             ident,
                         };
-                        repr.emit(&mut ipv4::Packet::new_unchecked(&mut out[at..at + ipv4::HEADER_LEN]));
+                        repr.emit(&mut ipv4::Packet::new_unchecked(
+                            &mut out[at..at + ipv4::HEADER_LEN],
+                        ));
                         at += ipv4::HEADER_LEN;
                     }
                     (IpAddr::V6(src), IpAddr::V6(dst)) => {
-                        let payload_len = u16::try_from(gre_len).map_err(|_| DropReason::NoPath)?;
+                        if gre_len > usize::from(u16::MAX) {
+                            return Err(DropReason::NoPath);
+                        }
                         let repr = ipv6::Repr {
                             src_addr: src,
                             dst_addr: dst,
                             next_header: ip_proto::GRE,
-                            payload_len,
+                            payload_len: gre_len,
                             hop_limit: OUTER_TTL,
                             traffic_class: 0,
                             // Entropy for ECMP in the PA network, as the FlowID gives GRE-aware hashes.
                             flow_label: u32::from(t.flow_id) << 12 | (t.vsid & 0xfff),
                         };
-                        repr.emit(&mut ipv6::Packet::new_unchecked(&mut out[at..at + ipv6::HEADER_LEN]));
+                        repr.emit(&mut ipv6::Packet::new_unchecked(
+                            &mut out[at..at + ipv6::HEADER_LEN],
+                        ));
                         at += ipv6::HEADER_LEN;
                     }
                     _ => return Err(DropReason::NoPath),
@@ -172,10 +219,18 @@ impl Path {
                     checksum: false,
                     sequence: None,
                 };
-                g.emit(&mut gre::Packet::new_unchecked(&mut out[at..at + gre::NVGRE_HEADER_LEN]));
+                g.emit(&mut gre::Packet::new_unchecked(
+                    &mut out[at..at + gre::NVGRE_HEADER_LEN],
+                ));
                 at += gre::NVGRE_HEADER_LEN;
-                ethernet::Repr { src_addr: t.inner_src_mac, dst_addr: t.inner_dst_mac, ethertype: inner_type }
-                    .emit(&mut ethernet::Frame::new_unchecked(&mut out[at..at + ethernet::HEADER_LEN]));
+                ethernet::Repr {
+                    src_addr: t.inner_src_mac,
+                    dst_addr: t.inner_dst_mac,
+                    ethertype: inner_type,
+                }
+                .emit(&mut ethernet::Frame::new_unchecked(
+                    &mut out[at..at + ethernet::HEADER_LEN],
+                ));
                 at += ethernet::HEADER_LEN;
                 Ok(at)
             }

@@ -41,10 +41,20 @@ fn quoted(ip: &IpPacket) -> Result<Quoted, DropReason> {
     let q = ip.bytes.get(at..).ok_or(DropReason::MalformedIcmp)?;
     let (src, dst, proto, l4) = if ip.v6 {
         let p = ipv6::Packet::new_quoted(q).map_err(|_| DropReason::MalformedIcmp)?;
-        (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()), p.next_header(), ipv6::HEADER_LEN)
+        (
+            IpAddr::V6(p.src_addr()),
+            IpAddr::V6(p.dst_addr()),
+            p.next_header(),
+            ipv6::HEADER_LEN,
+        )
     } else {
         let p = ipv4::Packet::new_quoted(q).map_err(|_| DropReason::MalformedIcmp)?;
-        (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()), p.protocol(), p.header_len())
+        (
+            IpAddr::V4(p.src_addr()),
+            IpAddr::V4(p.dst_addr()),
+            p.protocol(),
+            p.header_len(),
+        )
     };
     if proto != ip_proto::TCP && proto != ip_proto::UDP {
         return Err(DropReason::IcmpNoFlow);
@@ -63,7 +73,12 @@ fn quoted(ip: &IpPacket) -> Result<Quoted, DropReason> {
 
 /// An ICMP error about one of our flows: find the binding from the quoted packet and
 /// pass the error on through it.
-pub(super) fn translate(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> Verdict {
+pub(super) fn translate(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    out: &mut [u8],
+) -> Verdict {
     let q = tri!(quoted(ip));
     if ip.ttl <= 1 {
         return Verdict::Drop(DropReason::TtlExpired);
@@ -72,7 +87,8 @@ pub(super) fn translate(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &m
     let vsid = arrival.vsid();
     // From the client's side the quoted packet is one the LB sent as VIP -> client;
     // from the DIP's side it is one the LB sent as client (or LB CA) -> DIP.
-    let client_side = matches!(arrival, Arrival::Plain { .. }) || policy.is_vip_address(vsid, ip.dst);
+    let client_side =
+        matches!(arrival, Arrival::Plain { .. }) || policy.is_vip_address(vsid, ip.dst);
     let (outer_src, outer_dst, q_rw, path, matched);
     if client_side {
         let owner = steer::by_endpoint(q.dst, q.dst_port, ctx.workers);
@@ -96,7 +112,11 @@ pub(super) fn translate(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &m
                 return Verdict::Drop(DropReason::SpoofedPa);
             }
         }
-        let Some(dip) = policy.pools().get(flow.pool as usize).and_then(|p| p.dips.get(usize::from(flow.dip))) else {
+        let Some(dip) = policy
+            .pools()
+            .get(flow.pool as usize)
+            .and_then(|p| p.dips.get(usize::from(flow.dip)))
+        else {
             return Verdict::Drop(DropReason::IcmpNoFlow);
         };
         let Some(subnet) = policy.subnet(dip.vsid) else {
@@ -110,8 +130,19 @@ pub(super) fn translate(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &m
             dst: full_nat.then_some((flow.ret.peer, flow.ret.peer_port)),
             hop: false,
         };
-        path = tri!(tunnel_to(policy, policy.host(dip.host), dip.vsid.get(), flow.flow_id, subnet.lb_mac, dip.mac));
-        matched = Matched { tenant: flow.tenant, pool: flow.pool, dip: flow.dip };
+        path = tri!(tunnel_to(
+            policy,
+            policy.host(dip.host),
+            dip.vsid.get(),
+            flow.flow_id,
+            subnet.lb_mac,
+            dip.mac
+        ));
+        matched = Matched {
+            tenant: flow.tenant,
+            pool: flow.pool,
+            dip: flow.dip,
+        };
     } else {
         let Arrival::Tunnel { host, .. } = *arrival else {
             return Verdict::Drop(DropReason::IcmpNoFlow);
@@ -136,7 +167,11 @@ pub(super) fn translate(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &m
             return Verdict::Drop(DropReason::IcmpNoFlow);
         };
         let flow = *ctx.shard.flow(id);
-        let Some(dip) = policy.pools().get(flow.pool as usize).and_then(|p| p.dips.get(usize::from(flow.dip))) else {
+        let Some(dip) = policy
+            .pools()
+            .get(flow.pool as usize)
+            .and_then(|p| p.dips.get(usize::from(flow.dip)))
+        else {
             return Verdict::Drop(DropReason::IcmpNoFlow);
         };
         if dip.host != host {
@@ -150,7 +185,11 @@ pub(super) fn translate(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &m
             hop: false,
         };
         path = tri!(path_to_client(ctx, &flow.forward, flow.flow_id));
-        matched = Matched { tenant: flow.tenant, pool: flow.pool, dip: flow.dip };
+        matched = Matched {
+            tenant: flow.tenant,
+            pool: flow.pool,
+            dip: flow.dip,
+        };
     }
     let len = ip.bytes.len();
     if len > path.max_ip_len(policy) {
@@ -163,7 +202,11 @@ pub(super) fn translate(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &m
     nat::apply(&mut pkt[q.at..], ip.v6, q.proto, q.l4, &q_rw);
     nat::set_ip_header(pkt, ip.v6, outer_src, outer_dst, Some(ip.ttl - 1));
     fill_icmp_checksum(&mut pkt[ip.l4..], ip.v6, outer_src, outer_dst);
-    Verdict::Forward { egress: path.egress(), len: off + len, matched }
+    Verdict::Forward {
+        egress: path.egress(),
+        len: off + len,
+        matched,
+    }
 }
 
 fn fill_icmp_checksum(icmp: &mut [u8], v6: bool, src: IpAddr, dst: IpAddr) {
@@ -196,7 +239,11 @@ fn make(
     body: &[u8],
     out: &mut [u8],
 ) -> Verdict {
-    let hdr = if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN };
+    let hdr = if v6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::HEADER_LEN
+    };
     let icmp_len = ICMP_HEADER_LEN + body.len();
     let len = hdr + icmp_len;
     let ident = ctx.next_ident();
@@ -218,7 +265,7 @@ fn make(
             src_addr: s,
             dst_addr: d,
             next_header: ip_proto::ICMPV6,
-            payload_len: icmp_len as u16,
+            payload_len: icmp_len,
             hop_limit: 64,
             traffic_class: 0,
             flow_label: 0,
@@ -234,38 +281,69 @@ fn make(
     icmp[4..8].copy_from_slice(&rest);
     icmp[8..].copy_from_slice(body);
     fill_icmp_checksum(icmp, v6, src, dst);
-    Verdict::Reply { egress: path.egress(), len: off + len }
+    Verdict::Reply {
+        egress: path.egress(),
+        len: off + len,
+    }
 }
 
 /// Tells the sender of `ip` that it must fit `mtu` bytes (IPv4 frag-needed or IPv6
 /// packet-too-big), quoting as much of the packet as the minimum MTU allows.
-pub(super) fn too_big(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, mtu: usize, out: &mut [u8]) -> Verdict {
+pub(super) fn too_big(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    mtu: usize,
+    out: &mut [u8],
+) -> Verdict {
     let path = tri!(arrival.path_back(ctx.policy, 0));
     let (msg_type, code, rest, quote) = if ip.v6 {
-        (icmpv6::msg_type::PKT_TOO_BIG, 0, (mtu as u32).to_be_bytes(), QUOTE_V6)
+        (
+            icmpv6::msg_type::PKT_TOO_BIG,
+            0,
+            (mtu as u32).to_be_bytes(),
+            QUOTE_V6,
+        )
     } else {
         let m = (mtu.min(0xffff) as u16).to_be_bytes();
-        (icmpv4::msg_type::DST_UNREACHABLE, icmpv4::FRAG_NEEDED, [0, 0, m[0], m[1]], QUOTE_V4)
+        (
+            icmpv4::msg_type::DST_UNREACHABLE,
+            icmpv4::FRAG_NEEDED,
+            [0, 0, m[0], m[1]],
+            QUOTE_V4,
+        )
     };
     let body = &ip.bytes[..ip.bytes.len().min(quote)];
-    make(ctx, path, ip.v6, ip.dst, ip.src, msg_type, code, rest, body, out)
+    make(
+        ctx, path, ip.v6, ip.dst, ip.src, msg_type, code, rest, body, out,
+    )
 }
 
 /// Answers echo requests to the LB's own addresses and VIPs; counts anything else.
 pub(super) fn echo(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> Verdict {
     let policy = ctx.policy;
     let b = policy.balancer();
-    let request = if ip.v6 { icmpv6::msg_type::ECHO_REQUEST } else { icmpv4::msg_type::ECHO_REQUEST };
+    let request = if ip.v6 {
+        icmpv6::msg_type::ECHO_REQUEST
+    } else {
+        icmpv4::msg_type::ECHO_REQUEST
+    };
     if ip.icmp_type() != Some(request) {
         return Verdict::Drop(DropReason::IcmpNotHandled);
     }
     let vsid = arrival.vsid();
     let ours = match arrival {
-        Arrival::Plain { port: Egress::Provider, .. } => b.provider.owns(ip.dst),
-        Arrival::Plain { port: Egress::External, .. } => {
-            b.external.owns(ip.dst) || policy.is_vip_address(vsid, ip.dst)
+        Arrival::Plain {
+            port: Egress::Provider,
+            ..
+        } => b.provider.owns(ip.dst),
+        Arrival::Plain {
+            port: Egress::External,
+            ..
+        } => b.external.owns(ip.dst) || policy.is_vip_address(vsid, ip.dst),
+        Arrival::Tunnel { .. } => {
+            policy.is_vip_address(vsid, ip.dst) || policy.is_snat_address(vsid, ip.dst)
         }
-        Arrival::Tunnel { .. } => policy.is_vip_address(vsid, ip.dst) || policy.is_snat_address(vsid, ip.dst),
     };
     if !ours {
         return Verdict::Drop(DropReason::NotForUs);
@@ -274,8 +352,23 @@ pub(super) fn echo(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u
     if icmp.len() < ICMP_HEADER_LEN {
         return Verdict::Drop(DropReason::MalformedIcmp);
     }
-    let reply = if ip.v6 { icmpv6::msg_type::ECHO_REPLY } else { icmpv4::msg_type::ECHO_REPLY };
+    let reply = if ip.v6 {
+        icmpv6::msg_type::ECHO_REPLY
+    } else {
+        icmpv4::msg_type::ECHO_REPLY
+    };
     let rest = [icmp[4], icmp[5], icmp[6], icmp[7]];
     let path = tri!(arrival.path_back(policy, 0));
-    make(ctx, path, ip.v6, ip.dst, ip.src, reply, 0, rest, &icmp[ICMP_HEADER_LEN..], out)
+    make(
+        ctx,
+        path,
+        ip.v6,
+        ip.dst,
+        ip.src,
+        reply,
+        0,
+        rest,
+        &icmp[ICMP_HEADER_LEN..],
+        out,
+    )
 }

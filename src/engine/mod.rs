@@ -51,11 +51,20 @@ pub struct Matched {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// `out[..len]` is the translated frame, to send on `egress`.
-    Forward { egress: Egress, len: usize, matched: Matched },
+    Forward {
+        egress: Egress,
+        len: usize,
+        matched: Matched,
+    },
     /// `out[..len]` is a frame the LB answers with (ARP/ND, echo, packet-too-big).
-    Reply { egress: Egress, len: usize },
+    Reply {
+        egress: Egress,
+        len: usize,
+    },
     /// The flow belongs to another worker's shard: hand the frame over unchanged.
-    Handoff { worker: u16 },
+    Handoff {
+        worker: u16,
+    },
     Drop(DropReason),
 }
 
@@ -93,10 +102,25 @@ impl Arrival {
         let b = policy.balancer();
         Ok(match *self {
             Arrival::Plain { port, peer_mac } => {
-                let src_mac = if port == Egress::Provider { b.provider.mac } else { b.external.mac };
-                Path::Plain { port, src_mac, dst_mac: peer_mac }
+                let src_mac = if port == Egress::Provider {
+                    b.provider.mac
+                } else {
+                    b.external.mac
+                };
+                Path::Plain {
+                    port,
+                    src_mac,
+                    dst_mac: peer_mac,
+                }
             }
-            Arrival::Tunnel { vsid, lb_pa, host_pa, host_mac, inner_src_mac, .. } => {
+            Arrival::Tunnel {
+                vsid,
+                lb_pa,
+                host_pa,
+                host_mac,
+                inner_src_mac,
+                ..
+            } => {
                 let subnet = policy.subnet(vsid).ok_or(DropReason::UnknownVsid)?;
                 Path::Tunnel(Tunnel {
                     vsid: vsid.get(),
@@ -159,7 +183,11 @@ impl Ctx<'_> {
         let inner = &mut out[off..off + len];
         inner.copy_from_slice(ip.bytes);
         nat::apply(inner, ip.v6, ip.proto, ip.l4, rw);
-        Verdict::Forward { egress: path.egress(), len: off + len, matched }
+        Verdict::Forward {
+            egress: path.egress(),
+            len: off + len,
+            matched,
+        }
     }
 }
 
@@ -192,7 +220,14 @@ impl Engine {
     /// The engine of worker `worker` out of `workers` (both at least 1).
     pub fn new(policy: Arc<Snapshot>, worker: u16, workers: u16) -> Engine {
         let shard = FlowShard::new(shard_limits(&policy));
-        Engine { policy, shard, counters: Counters::default(), worker, workers: workers.max(1), ident: 0 }
+        Engine {
+            policy,
+            shard,
+            counters: Counters::default(),
+            worker,
+            workers: workers.max(1),
+            ident: 0,
+        }
     }
 
     /// Replaces the policy snapshot (existing bindings keep their DIPs).
@@ -257,14 +292,17 @@ fn dispatch(ctx: &mut Ctx, frame: &[u8], out: &mut [u8]) -> Result<Verdict, Drop
     let eth = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::MalformedEthernet)?;
     let b = ctx.policy.balancer();
     let dst = eth.dst_addr();
-    if dst != b.external.mac && dst != b.provider.mac && !dst.is_broadcast() && !dst.is_multicast() {
+    if dst != b.external.mac && dst != b.provider.mac && !dst.is_broadcast() && !dst.is_multicast()
+    {
         return Err(DropReason::NotOurMac);
     }
     let v6 = match eth.ethertype() {
         ethernet::ethertype::ARP => return Ok(neighbor::arp(ctx, &eth, out)),
         ethernet::ethertype::IPV4 => false,
         ethernet::ethertype::IPV6 => true,
-        ethernet::ethertype::VLAN | ethernet::ethertype::QINQ => return Err(DropReason::VlanTagged),
+        ethernet::ethertype::VLAN | ethernet::ethertype::QINQ => {
+            return Err(DropReason::VlanTagged);
+        }
         _ => return Err(DropReason::UnsupportedEthertype),
     };
     let ip = IpPacket::parse(eth.payload(), v6)?;
@@ -272,14 +310,26 @@ fn dispatch(ctx: &mut Ctx, frame: &[u8], out: &mut [u8]) -> Result<Verdict, Drop
     if ip.proto == ip_proto::GRE && provider_owned {
         return nvgre(ctx, &eth, &ip, out);
     }
-    let port = if provider_owned { Egress::Provider } else { Egress::External };
-    let arrival = Arrival::Plain { port, peer_mac: eth.src_addr() };
+    let port = if provider_owned {
+        Egress::Provider
+    } else {
+        Egress::External
+    };
+    let arrival = Arrival::Plain {
+        port,
+        peer_mac: eth.src_addr(),
+    };
     Ok(inner_ip(ctx, &arrival, &ip, out))
 }
 
 /// Decapsulates NVGRE and checks it against RFC 7637 and policy before anything else
 /// looks at the inner frame.
-fn nvgre(ctx: &mut Ctx, eth: &ethernet::Frame<&[u8]>, outer: &IpPacket, out: &mut [u8]) -> Result<Verdict, DropReason> {
+fn nvgre(
+    ctx: &mut Ctx,
+    eth: &ethernet::Frame<&[u8]>,
+    outer: &IpPacket,
+    out: &mut [u8],
+) -> Result<Verdict, DropReason> {
     if outer.fragment {
         return Err(DropReason::Fragment);
     }
@@ -298,8 +348,12 @@ fn nvgre(ctx: &mut Ctx, eth: &ethernet::Frame<&[u8]>, outer: &IpPacket, out: &mu
     if ctx.policy.subnet(vsid).is_none() {
         return Err(DropReason::UnknownVsid);
     }
-    let host = ctx.policy.host_by_pa(outer.src).ok_or(DropReason::UnknownPa)?;
-    let inner = ethernet::Frame::new_checked(g.payload()).map_err(|_| DropReason::MalformedInner)?;
+    let host = ctx
+        .policy
+        .host_by_pa(outer.src)
+        .ok_or(DropReason::UnknownPa)?;
+    let inner =
+        ethernet::Frame::new_checked(g.payload()).map_err(|_| DropReason::MalformedInner)?;
     let arrival = Arrival::Tunnel {
         vsid,
         host,

@@ -110,24 +110,21 @@ pub fn apply(ip: &mut [u8], v6: bool, proto: u8, l4: usize, rw: &Rewrite) {
     }
 }
 
-/// Recomputes the IPv4 header checksum of a packet whose header was rewritten.
-pub fn refill_ipv4_header(ip: &mut [u8]) {
-    if let Ok(mut p) = ipv4::Packet::new_quoted(&mut *ip) {
-        p.fill_checksum();
-    }
-}
-
 /// Sets the addresses and TTL/hop limit of an IP header without touching the payload.
 pub fn set_ip_header(ip: &mut [u8], v6: bool, src: IpAddr, dst: IpAddr, ttl: Option<u8>) {
     if v6 {
-        if let (Ok(mut p), IpAddr::V6(s), IpAddr::V6(d)) = (ipv6::Packet::new_quoted(&mut *ip), src, dst) {
+        if let (Ok(mut p), IpAddr::V6(s), IpAddr::V6(d)) =
+            (ipv6::Packet::new_quoted(&mut *ip), src, dst)
+        {
             p.set_src_addr(s);
             p.set_dst_addr(d);
             if let Some(t) = ttl {
                 p.set_hop_limit(t);
             }
         }
-    } else if let (Ok(mut p), IpAddr::V4(s), IpAddr::V4(d)) = (ipv4::Packet::new_quoted(&mut *ip), src, dst) {
+    } else if let (Ok(mut p), IpAddr::V4(s), IpAddr::V4(d)) =
+        (ipv4::Packet::new_quoted(&mut *ip), src, dst)
+    {
         p.set_src_addr(s);
         p.set_dst_addr(d);
         if let Some(t) = ttl {

@@ -34,14 +34,18 @@ fn owner(ctx: &Ctx, arrival: &Arrival, addr: IpAddr) -> Option<(MacAddr, Egress)
         }
         Arrival::Tunnel { vsid, .. } => {
             let ours = policy.is_vip_address(*vsid, addr) || policy.is_snat_address(*vsid, addr);
-            ours.then(|| policy.subnet(*vsid).map(|s| (s.lb_mac, Egress::Provider))).flatten()
+            ours.then(|| policy.subnet(*vsid).map(|s| (s.lb_mac, Egress::Provider)))
+                .flatten()
         }
     }
 }
 
 /// An ARP request on the wire (not encapsulated).
 pub(super) fn arp(ctx: &mut Ctx, eth: &ethernet::Frame<&[u8]>, out: &mut [u8]) -> Verdict {
-    let arrival = Arrival::Plain { port: Egress::External, peer_mac: eth.src_addr() };
+    let arrival = Arrival::Plain {
+        port: Egress::External,
+        peer_mac: eth.src_addr(),
+    };
     let req = tri!(arp::Packet::new_checked(eth.payload()).map_err(|_| DropReason::MalformedArp));
     if req.operation() != arp::op::REQUEST {
         return Verdict::Drop(DropReason::ArpNotForUs);
@@ -49,12 +53,21 @@ pub(super) fn arp(ctx: &mut Ctx, eth: &ethernet::Frame<&[u8]>, out: &mut [u8]) -
     let Some((mac, port)) = owner(ctx, &arrival, IpAddr::V4(req.target_ip())) else {
         return Verdict::Drop(DropReason::ArpNotForUs);
     };
-    let path = Path::Plain { port, src_mac: mac, dst_mac: req.sender_hw() };
+    let path = Path::Plain {
+        port,
+        src_mac: mac,
+        dst_mac: req.sender_hw(),
+    };
     answer_arp(ctx, path, mac, &req, out)
 }
 
 /// An ARP request inside a VSID, from a host that does not answer it locally.
-pub(super) fn inner_arp(ctx: &mut Ctx, arrival: &Arrival, inner: &ethernet::Frame<&[u8]>, out: &mut [u8]) -> Verdict {
+pub(super) fn inner_arp(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    inner: &ethernet::Frame<&[u8]>,
+    out: &mut [u8],
+) -> Verdict {
     let req = tri!(arp::Packet::new_checked(inner.payload()).map_err(|_| DropReason::MalformedArp));
     if req.operation() != arp::op::REQUEST {
         return Verdict::Drop(DropReason::ArpNotForUs);
@@ -66,7 +79,13 @@ pub(super) fn inner_arp(ctx: &mut Ctx, arrival: &Arrival, inner: &ethernet::Fram
     answer_arp(ctx, path, mac, &req, out)
 }
 
-fn answer_arp(ctx: &mut Ctx, path: Path, mac: MacAddr, req: &arp::Packet<&[u8]>, out: &mut [u8]) -> Verdict {
+fn answer_arp(
+    ctx: &mut Ctx,
+    path: Path,
+    mac: MacAddr,
+    req: &arp::Packet<&[u8]>,
+    out: &mut [u8],
+) -> Verdict {
     let repr = arp::Repr {
         operation: arp::op::REPLY,
         sender_hw: mac,
@@ -78,7 +97,10 @@ fn answer_arp(ctx: &mut Ctx, path: Path, mac: MacAddr, req: &arp::Packet<&[u8]>,
     let ident = ctx.next_ident();
     let off = tri!(path.write_headers(out, ethernet::ethertype::ARP, len, ident));
     repr.emit(&mut arp::Packet::new_unchecked(&mut out[off..off + len]));
-    Verdict::Reply { egress: path.egress(), len: off + len }
+    Verdict::Reply {
+        egress: path.egress(),
+        len: off + len,
+    }
 }
 
 /// Whether `ip` is a Neighbor Solicitation or Advertisement.
@@ -112,7 +134,11 @@ pub(super) fn nd(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]
         Arrival::Tunnel { inner_src_mac, .. } => *inner_src_mac,
     };
     let path = match arrival {
-        Arrival::Plain { .. } => Path::Plain { port, src_mac: mac, dst_mac: requester_mac },
+        Arrival::Plain { .. } => Path::Plain {
+            port,
+            src_mac: mac,
+            dst_mac: requester_mac,
+        },
         Arrival::Tunnel { .. } => tri!(arrival.path_back(ctx.policy, 0)),
     };
     // A solicitation from the unspecified address (DAD) is answered to all nodes.
@@ -130,15 +156,27 @@ pub(super) fn nd(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]
         src_addr: target,
         dst_addr: dst,
         next_header: ip_proto::ICMPV6,
-        payload_len: NA_LEN as u16,
+        payload_len: NA_LEN,
         hop_limit: ND_HOP_LIMIT,
         traffic_class: 0,
         flow_label: 0,
     }
-    .emit(&mut ipv6::Packet::new_unchecked(&mut pkt[..ipv6::HEADER_LEN]));
+    .emit(&mut ipv6::Packet::new_unchecked(
+        &mut pkt[..ipv6::HEADER_LEN],
+    ));
     tri!(
-        icmpv6::emit_neighbor_advert(&mut pkt[ipv6::HEADER_LEN..], target, mac, solicited, &target, &dst)
-            .map_err(|_| DropReason::NoPath)
+        icmpv6::emit_neighbor_advert(
+            &mut pkt[ipv6::HEADER_LEN..],
+            target,
+            mac,
+            solicited,
+            &target,
+            &dst
+        )
+        .map_err(|_| DropReason::NoPath)
     );
-    Verdict::Reply { egress: path.egress(), len: off + len }
+    Verdict::Reply {
+        egress: path.egress(),
+        len: off + len,
+    }
 }

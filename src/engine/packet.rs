@@ -87,12 +87,22 @@ impl<'a> IpPacket<'a> {
     pub fn ports(&self) -> Result<Ports, DropReason> {
         match self.proto {
             ip_proto::TCP => {
-                let t = tcp::Packet::new_checked(self.l4_bytes()).map_err(|_| DropReason::MalformedL4)?;
-                Ok(Ports { src: t.src_port(), dst: t.dst_port(), tcp_flags: Some(t.flags()) })
+                let t = tcp::Packet::new_checked(self.l4_bytes())
+                    .map_err(|_| DropReason::MalformedL4)?;
+                Ok(Ports {
+                    src: t.src_port(),
+                    dst: t.dst_port(),
+                    tcp_flags: Some(t.flags()),
+                })
             }
             ip_proto::UDP => {
-                let u = udp::Packet::new_checked(self.l4_bytes()).map_err(|_| DropReason::MalformedL4)?;
-                Ok(Ports { src: u.src_port(), dst: u.dst_port(), tcp_flags: None })
+                let u = udp::Packet::new_checked(self.l4_bytes())
+                    .map_err(|_| DropReason::MalformedL4)?;
+                Ok(Ports {
+                    src: u.src_port(),
+                    dst: u.dst_port(),
+                    tcp_flags: None,
+                })
             }
             _ => Err(DropReason::UnsupportedProtocol),
         }
@@ -109,9 +119,13 @@ impl<'a> IpPacket<'a> {
             return None;
         }
         if self.v6 {
-            icmpv6::Packet::new_checked(self.l4_bytes()).ok().map(|p| p.msg_type())
+            icmpv6::Packet::new_checked(self.l4_bytes())
+                .ok()
+                .map(|p| p.msg_type())
         } else {
-            icmpv4::Packet::new_checked(self.l4_bytes()).ok().map(|p| p.msg_type())
+            icmpv4::Packet::new_checked(self.l4_bytes())
+                .ok()
+                .map(|p| p.msg_type())
         }
     }
 

@@ -64,8 +64,26 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn new(forward: ForwardKey, ret: ReturnKey, tenant: u16, pool: u32, dip: u16, state: State) -> Flow {
-        Flow { forward, ret, tenant, pool, dip, flow_id: 0, client_host: u16::MAX, state, last_seen: 0, live: false }
+    pub fn new(
+        forward: ForwardKey,
+        ret: ReturnKey,
+        tenant: u16,
+        pool: u32,
+        dip: u16,
+        state: State,
+    ) -> Flow {
+        Flow {
+            forward,
+            ret,
+            tenant,
+            pool,
+            dip,
+            flow_id: 0,
+            client_host: u16::MAX,
+            state,
+            last_seen: 0,
+            live: false,
+        }
     }
 
     /// True for full-NAT bindings (CA VIPs), whose replies go to the LB's own CA.
@@ -157,7 +175,9 @@ impl FlowShard {
     pub fn find_forward(&mut self, key: &ForwardKey, now: u32) -> Option<FlowId> {
         let hash = self.hasher.hash_one(key);
         let slab = &self.slab;
-        let id = *self.by_forward.find(hash, |&i| slab[i as usize].forward == *key)?;
+        let id = *self
+            .by_forward
+            .find(hash, |&i| slab[i as usize].forward == *key)?;
         self.live_or_expire(id, now)
     }
 
@@ -165,7 +185,9 @@ impl FlowShard {
     pub fn find_return(&mut self, key: &ReturnKey, now: u32) -> Option<FlowId> {
         let hash = self.hasher.hash_one(key);
         let slab = &self.slab;
-        let id = *self.by_return.find(hash, |&i| slab[i as usize].ret == *key)?;
+        let id = *self
+            .by_return
+            .find(hash, |&i| slab[i as usize].ret == *key)?;
         self.live_or_expire(id, now)
     }
 
@@ -182,7 +204,9 @@ impl FlowShard {
     /// reuse a port whose old binding could still receive stray replies.
     pub fn return_key_in_use(&self, key: &ReturnKey) -> bool {
         let hash = self.hasher.hash_one(key);
-        self.by_return.find(hash, |&i| self.slab[i as usize].ret == *key).is_some()
+        self.by_return
+            .find(hash, |&i| self.slab[i as usize].ret == *key)
+            .is_some()
     }
 
     /// Records a packet on a binding: refreshes its idle timer and advances its state.
@@ -203,8 +227,14 @@ impl FlowShard {
         let fwd_hash = self.hasher.hash_one(flow.forward);
         let ret_hash = self.hasher.hash_one(flow.ret);
         let slab = &self.slab;
-        if self.by_forward.find(fwd_hash, |&i| slab[i as usize].forward == flow.forward).is_some()
-            || self.by_return.find(ret_hash, |&i| slab[i as usize].ret == flow.ret).is_some()
+        if self
+            .by_forward
+            .find(fwd_hash, |&i| slab[i as usize].forward == flow.forward)
+            .is_some()
+            || self
+                .by_return
+                .find(ret_hash, |&i| slab[i as usize].ret == flow.ret)
+                .is_some()
         {
             return Err(InsertError::Duplicate);
         }
@@ -309,7 +339,10 @@ impl FlowShard {
             let k = self.port_cursor % count;
             self.port_cursor = self.port_cursor.wrapping_add(1);
             let port = (start + k * w) as u16;
-            let key = ReturnKey { peer_port: port, ..*template };
+            let key = ReturnKey {
+                peer_port: port,
+                ..*template
+            };
             if !self.return_key_in_use(&key) {
                 return Some(port);
             }
@@ -333,7 +366,11 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn limits(max: u32, per_tenant: u32) -> ShardLimits {
-        ShardLimits { max_flows: max, max_per_tenant: per_tenant, timeouts: Timeouts::default() }
+        ShardLimits {
+            max_flows: max,
+            max_per_tenant: per_tenant,
+            timeouts: Timeouts::default(),
+        }
     }
 
     fn flow(i: u16, tenant: u16) -> Flow {
@@ -341,8 +378,22 @@ mod tests {
         let vip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
         let dip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
         Flow::new(
-            ForwardKey { vsid: 0, proto: 6, client, client_port: 1000 + i, vip, vip_port: 80 },
-            ReturnKey { vsid: 5001, proto: 6, dip, dip_port: 80, peer: client, peer_port: 1000 + i },
+            ForwardKey {
+                vsid: 0,
+                proto: 6,
+                client,
+                client_port: 1000 + i,
+                vip,
+                vip_port: 80,
+            },
+            ReturnKey {
+                vsid: 5001,
+                proto: 6,
+                dip,
+                dip_port: 80,
+                peer: client,
+                peer_port: 1000 + i,
+            },
             tenant,
             0,
             0,
@@ -386,14 +437,22 @@ mod tests {
         let id = s.insert(f, 1000).unwrap();
         // SYN timeout is 20 s.
         assert_eq!(s.find_forward(&f.forward, 1020), Some(id));
-        assert_eq!(s.find_forward(&f.forward, 1021), None, "expired SYN binding missed");
+        assert_eq!(
+            s.find_forward(&f.forward, 1021),
+            None,
+            "expired SYN binding missed"
+        );
         assert!(s.is_empty(), "expired binding removed on lookup");
         let id = s.insert(f, 2000).unwrap();
         s.touch(id, Direction::Return, Some(0x12), 2000);
         assert_eq!(s.flow(id).state, State::Established);
         assert_eq!(s.find_return(&f.ret, 2300), Some(id));
-        assert_eq!(s.sweep(2301, 10), 0, "touched at 2000, established timeout 300 s");
-        assert_eq!(s.sweep(2302 + 300, 10), 1);
+        assert_eq!(
+            s.sweep(2300, 10),
+            0,
+            "touched at 2000, established timeout 300 s"
+        );
+        assert_eq!(s.sweep(2301, 10), 1);
         assert!(s.is_empty());
     }
 
@@ -413,7 +472,10 @@ mod tests {
         let mut s = FlowShard::new(limits(1000, 1000));
         let base = flow(0, 0);
         let snat = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 250));
-        let template = ReturnKey { peer: snat, ..base.ret };
+        let template = ReturnKey {
+            peer: snat,
+            ..base.ret
+        };
         let mut seen = std::collections::HashSet::new();
         for i in 0..50u16 {
             let p = s.allocate_port(&template, 20000, 20099, 1, 2).unwrap();
@@ -421,12 +483,22 @@ mod tests {
             assert!((20000..=20099).contains(&p));
             assert!(seen.insert(p), "port {p} handed out twice");
             let mut f = flow(i, 0);
-            f.ret = ReturnKey { peer_port: p, ..template };
+            f.ret = ReturnKey {
+                peer_port: p,
+                ..template
+            };
             s.insert(f, 0).unwrap();
         }
-        assert_eq!(s.allocate_port(&template, 20000, 20099, 1, 2), None, "50 odd ports exhausted");
+        assert_eq!(
+            s.allocate_port(&template, 20000, 20099, 1, 2),
+            None,
+            "50 odd ports exhausted"
+        );
         // Another DIP may reuse the same ports.
-        let other = ReturnKey { dip_port: 81, ..template };
+        let other = ReturnKey {
+            dip_port: 81,
+            ..template
+        };
         assert!(s.allocate_port(&other, 20000, 20099, 1, 2).is_some());
         // A range with no port of this worker.
         assert_eq!(s.allocate_port(&template, 20000, 20000, 1, 2), None);

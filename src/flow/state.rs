@@ -46,7 +46,12 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
-    pub fn from_durations(syn: Duration, established: Duration, closing: Duration, udp: Duration) -> Self {
+    pub fn from_durations(
+        syn: Duration,
+        established: Duration,
+        closing: Duration,
+        udp: Duration,
+    ) -> Self {
         let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1);
         Timeouts {
             tcp_syn: secs(syn),
@@ -69,7 +74,12 @@ impl Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tcp_syn: 20, tcp_established: 300, tcp_closing: 10, udp: 30 }
+        Timeouts {
+            tcp_syn: 20,
+            tcp_established: 300,
+            tcp_closing: 10,
+            udp: 30,
+        }
     }
 }
 
@@ -89,7 +99,9 @@ impl State {
 
     /// The state after a packet with `tcp_flags` travelled in `dir`.
     pub fn next(self, dir: Direction, tcp_flags: Option<u8>) -> State {
-        let Some(f) = tcp_flags else { return State::Datagram };
+        let Some(f) = tcp_flags else {
+            return State::Datagram;
+        };
         if f & flags::RST != 0 {
             return State::Closing;
         }
@@ -99,9 +111,8 @@ impl State {
             (State::SynSent, Direction::Forward, false) => State::SynSent,
             (State::SynSent | State::Established, Direction::Forward, true) => State::FinForward,
             (State::SynSent | State::Established, Direction::Return, true) => State::FinReturn,
-            (State::FinForward, Direction::Return, true) | (State::FinReturn, Direction::Forward, true) => {
-                State::Closing
-            }
+            (State::FinForward, Direction::Return, true)
+            | (State::FinReturn, Direction::Forward, true) => State::Closing,
             (s, _, _) => s,
         }
     }

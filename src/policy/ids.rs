@@ -53,7 +53,11 @@ impl Vsid {
     /// the wire: a packet carrying it must be dropped.
     pub const fn from_key(key: u32) -> Option<Vsid> {
         let v = key >> 8;
-        if is_reserved_on_wire(v) { None } else { Some(Vsid(v)) }
+        if is_reserved_on_wire(v) {
+            None
+        } else {
+            Some(Vsid(v))
+        }
     }
 }
 

@@ -18,11 +18,12 @@ mod snapshot;
 mod summary;
 mod validate;
 
+pub use crate::wire::MacAddr;
 pub use diag::{ConfigError, Diagnostic};
 pub use ids::{
     HostId, PoolId, Protocol, ProtocolParseError, SubnetId, TenantId, Vsid, is_reserved_on_wire,
 };
-pub use mac::{MacAddr, MacParseError};
+pub use mac::MacParseError;
 pub use model::{
     Balancer, Dip, FlowLimits, Host, LookupRecord, Port, RoutingDomain, SnatRange, Tenant, VipPool,
     VirtualSubnet,

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::ids::{HostId, Protocol, TenantId, Vsid};
-use super::mac::MacAddr;
 use super::prefix::IpPrefix;
+use crate::wire::MacAddr;
 
 /// The load balancer's own identity: its two network ports and flow-table limits.
 #[derive(Clone, PartialEq, Eq, Debug)]

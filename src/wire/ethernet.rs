@@ -59,6 +59,15 @@ impl MacAddr {
     pub fn octets(&self) -> [u8; 6] {
         self.0
     }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Self::ZERO
+    }
+
+    /// Neither a group address nor all zeros: what a port or a VM may have.
+    pub fn is_unicast(&self) -> bool {
+        !self.is_multicast() && !self.is_zero()
+    }
 }
 
 impl fmt::Display for MacAddr {

@@ -3,9 +3,9 @@
 use std::net::IpAddr;
 
 use super::super::config::{RawBalancer, RawFlows, RawHost, RawPort, S};
-use super::super::mac::MacAddr;
 use super::super::model::{Balancer, FlowLimits, Host, Port};
 use super::{Map, Validator, family, field};
+use crate::wire::MacAddr;
 
 /// IPv6 requires every link to carry 1280-byte packets; below that nothing works.
 const MIN_MTU: i64 = 1280;

@@ -19,9 +19,9 @@ use hashbrown::HashMap;
 use super::config::{RawConfig, S};
 use super::diag::{ConfigError, Diagnostic, LineIndex, path_at};
 use super::ids::{SubnetId, TenantId, Vsid};
-use super::mac::MacAddr;
 use super::model::{LookupRecord, RoutingDomain, Tenant, VirtualSubnet};
 use super::snapshot::{Parts, Snapshot};
+use crate::wire::MacAddr;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -177,7 +177,7 @@ impl Validator<'_> {
     /// A unicast MAC (no group bit, not all zeros).
     fn mac(&mut self, s: &S<String>, path: String) -> Option<MacAddr> {
         let text = s.get_ref();
-        match text.trim().parse::<MacAddr>() {
+        match super::mac::parse(text.trim()) {
             Ok(m) if m.is_unicast() => Some(m),
             Ok(m) => {
                 self.error(s.span(), path, format!("{m} is not a unicast MAC address"));

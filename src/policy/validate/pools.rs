@@ -122,12 +122,19 @@ impl Validator<'_> {
         }
         let backends: Vec<maglev::Backend> = dips
             .iter()
-            .map(|d| maglev::Backend { key: maglev::backend_key(d.vsid.get(), d.ca, d.port), weight: d.weight })
+            .map(|d| maglev::Backend {
+                key: maglev::backend_key(d.vsid.get(), d.ca, d.port),
+                weight: d.weight,
+            })
             .collect();
         let table = match maglev::Table::build(&backends, maglev::DEFAULT_TABLE_SIZE) {
             Ok(t) => t,
             Err(e) => {
-                self.error(v.span(), field(base, "dips"), format!("cannot build the Maglev table: {e}"));
+                self.error(
+                    v.span(),
+                    field(base, "dips"),
+                    format!("cannot build the Maglev table: {e}"),
+                );
                 return None;
             }
         };

@@ -5,10 +5,10 @@ use std::net::IpAddr;
 
 use super::super::config::{RawSubnet, RawTenant, S};
 use super::super::ids::{TenantId, Vsid};
-use super::super::mac::MacAddr;
 use super::super::model::{LookupRecord, RoutingDomain, SnatRange, Tenant, VirtualSubnet};
 use super::super::prefix::IpPrefix;
 use super::{Map, SubnetMeta, Validator, family, field};
+use crate::wire::MacAddr;
 
 impl Validator<'_> {
     pub(super) fn subnets(&mut self, raw: &[S<RawTenant>]) {
