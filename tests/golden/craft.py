@@ -311,7 +311,7 @@ def main():
         out, cases = sys.argv[3], sys.argv[4]
     else:
         sys.exit(f"unknown mode {mode}")
-    wrpcap(out, lab.frames)
+    wrpcap(out, lab.frames, linktype=1)
     with open(cases, "w") as f:
         json.dump(lab.cases, f, indent=1)
 
