@@ -151,7 +151,12 @@ fn replay_and_check(dir: &Scratch, config: &Path, input: &Path, cases: &Path, ou
     let rows = tshark(output);
     assert_eq!(rows.len(), expected_out.len(), "one output frame per forwarded/replied input");
     for (row, (name, alts)) in rows.iter().zip(&expected_out) {
+        // An ICMP error quotes a cut-off segment whose TCP checksum cannot verify.
+        let is_error = !field(row, "icmp.mtu").is_empty() || !field(row, "icmpv6.mtu").is_empty();
         for f in CHECKSUM_FIELDS {
+            if is_error && *f == "tcp.checksum.status" {
+                continue;
+            }
             assert!(!field(row, f).split(',').any(|s| s == "0"), "{name}: bad {f} in {row:?}");
         }
         if alts.is_empty() {

@@ -147,7 +147,7 @@ def forward(lab):
 
     # ARP / ND / echo answered by the data plane itself.
     b = lab.b
-    for addr in [p["address"] for p in public if not is6(p["address"])][:1] + [lab.lb_pa(False)]:
+    for addr in [p["address"] for p in public if not is6(p["address"])][:1] + [a for a in [lab.lb_pa(False)] if a]:
         mac = lab.pa_mac() if addr == lab.lb_pa(False) else lab.ext_mac()
         pkt = Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=CLIENT_MAC, psrc=CLIENT4, pdst=addr)
         lab.add(f"arp {addr}", pkt, "replied",
@@ -205,7 +205,8 @@ def forward(lab):
     lab.add("gre without key", lab.nvgre(host, vsid, inner, gre=GRE(proto=0x6558)), "dropped", "gre_flags")
     lab.add("gre not teb", lab.nvgre(host, vsid, inner[IP], gre=GRE(key_present=1, proto=0x0800, key=vsid << 8)),
             "dropped", "gre_protocol")
-    lab.add("unknown pa", lab.nvgre(host, vsid, inner, outer_src="192.168.6.199"), "dropped", "unknown_pa")
+    stranger = "fd00:6::199" if lab.outer_of(host)[1] else "192.168.6.199"
+    lab.add("unknown pa", lab.nvgre(host, vsid, inner, outer_src=stranger), "dropped", "unknown_pa")
     tagged = Ether(src=client["mac"], dst=lab.subnets[vsid]["lb_mac"]) / Dot1Q(vlan=7) / inner[IP]
     lab.add("inner vlan", lab.nvgre(host, vsid, tagged), "dropped", "inner_vlan")
     # A return that matches no binding.
@@ -260,19 +261,29 @@ def reflect(lab, fwd_in, fwd_out, fwd_cases):
         lab.add(f"return for {case['name']}", reply, "forwarded", expect=[e])
         if case["name"].endswith("SYN 0"):
             # The DIP's host says the client's packet was too big: the error reaches the
-            # client quoting VIP -> client, from the VIP.
-            err_inner = (Ether(src=inner[Ether].dst, dst=inner[Ether].src) / lab.ip(inner_ip.dst, inner_ip.src))
+            # client from the VIP, quoting client -> VIP as the client sent it.
+            err_inner = Ether(src=inner[Ether].dst, dst=inner[Ether].src) / lab.ip(inner_ip.dst, inner_ip.src)
             if is6(pool["address"]):
                 from scapy.all import ICMPv6PacketTooBig
                 err_inner = err_inner / ICMPv6PacketTooBig(mtu=1400) / bytes(inner_ip)[:200]
+                ee = {"icmpv6.type": "2", "icmpv6.mtu": "1400"}
             else:
                 err_inner = err_inner / ICMP(type=3, code=4, nexthopmtu=1400) / bytes(inner_ip)[:28]
+                ee = {"icmp.type": "3", "icmp.code": "4", "icmp.mtu": "1400"}
             if pool["frontend"] == 0:
-                ee = plain_fields(pool["address"], client)
+                cport, cli, outer = 40000, client, []
             else:
-                ee = {"vsid": str(pool["frontend"])}
-            ee["tcp.srcport"] = str(t.sport) if pool["frontend"] == 0 else ee.get("tcp.srcport", None)
-            ee = {k: v for k, v in ee.items() if v is not None}
+                cport, cli = 41000, rec["ca"]
+                pa, v6 = lab.outer_of(rec["host"])
+                outer = [(lab.lb_pa(v6), pa)]
+                ee["vsid"] = str(pool["frontend"])
+            fields = {"ip.src": [], "ip.dst": [], "ipv6.src": [], "ipv6.dst": []}
+            for src, dst in outer + [(pool["address"], cli), (cli, pool["address"])]:
+                fam = "ipv6" if is6(src) else "ip"
+                fields[f"{fam}.src"].append(src)
+                fields[f"{fam}.dst"].append(dst)
+            ee.update({k: ",".join(v) for k, v in fields.items()})
+            ee["tcp.srcport"] = str(cport)
             ee["tcp.dstport"] = str(pool["port"])
             lab.add(f"icmp error for {case['name']}", lab.nvgre(host_name, vsid, err_inner), "forwarded", expect=[ee])
 
@@ -288,8 +299,8 @@ def toobig(lab):
         outer = 20 if lab.lb_pa(False) else 40
         mtu = lab.b["provider"]["mtu"] - outer - 22
         if v6:
-            e = {"icmpv6.type": "2", "icmpv6.mtu": str(mtu), "ipv6.src": pool["address"], "ipv6.dst": client,
-                 "icmpv6.checksum.status": "1"}
+            e = {"icmpv6.type": "2", "icmpv6.mtu": str(mtu), "icmpv6.checksum.status": "1",
+                 "ipv6.src": f"{pool['address']},{client}", "ipv6.dst": f"{client},{pool['address']}"}
         else:
             e = {"icmp.type": "3", "icmp.code": "4", "icmp.mtu": str(mtu), "icmp.checksum.status": "1"}
             e.update({"ip.src": f"{pool['address']},{client}", "ip.dst": f"{client},{pool['address']}"})
