@@ -37,8 +37,12 @@ const TSHARK_FIELDS: &[&str] = &[
     "icmp.checksum.status",
     "icmpv6.checksum.status",
 ];
-const CHECKSUM_FIELDS: &[&str] =
-    &["ip.checksum.status", "tcp.checksum.status", "icmp.checksum.status", "icmpv6.checksum.status"];
+const CHECKSUM_FIELDS: &[&str] = &[
+    "ip.checksum.status",
+    "tcp.checksum.status",
+    "icmp.checksum.status",
+    "icmpv6.checksum.status",
+];
 
 /// A scratch directory removed when the test ends, pass or fail.
 struct Scratch(PathBuf);
@@ -66,7 +70,9 @@ fn nvlb() -> Command {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -78,7 +84,11 @@ fn run(cmd: &mut Command) -> String {
 
 fn craft(args: &[&Path]) {
     let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/craft.py")).args(args);
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/craft.py"
+    ))
+    .args(args);
     run(&mut cmd);
 }
 
@@ -90,10 +100,23 @@ fn mode(dir: &Scratch, name: &str) -> PathBuf {
 fn tshark(pcap: &Path) -> Vec<serde_json::Map<String, Value>> {
     let mut cmd = Command::new("tshark");
     cmd.arg("-r").arg(pcap);
-    for pref in ["ip.check_checksum:TRUE", "tcp.check_checksum:TRUE", "udp.check_checksum:TRUE"] {
+    for pref in [
+        "ip.check_checksum:TRUE",
+        "tcp.check_checksum:TRUE",
+        "udp.check_checksum:TRUE",
+    ] {
         cmd.args(["-o", pref]);
     }
-    cmd.args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-E", "separator=/t"]);
+    cmd.args([
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+        "-E",
+        "separator=/t",
+    ]);
     for f in TSHARK_FIELDS {
         cmd.args(["-e", f]);
     }
@@ -113,12 +136,16 @@ fn field<'a>(row: &'a serde_json::Map<String, Value>, k: &str) -> &'a str {
     row.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-fn matches(row: &serde_json::Map<String, Value>, alt: &serde_json::Map<String, Value>) -> Result<(), String> {
+fn matches(
+    row: &serde_json::Map<String, Value>,
+    alt: &serde_json::Map<String, Value>,
+) -> Result<(), String> {
     for (k, want) in alt {
         let want = want.as_str().unwrap();
         let got = if k == "vsid" {
             let key = field(row, "gre.key");
-            let key = u32::from_str_radix(key.trim_start_matches("0x"), 16).map_err(|_| format!("gre.key {key:?}"))?;
+            let key = u32::from_str_radix(key.trim_start_matches("0x"), 16)
+                .map_err(|_| format!("gre.key {key:?}"))?;
             (key >> 8).to_string()
         } else {
             field(row, k).to_string()
@@ -133,8 +160,17 @@ fn matches(row: &serde_json::Map<String, Value>, alt: &serde_json::Map<String, V
 /// Replays `input` with `config`, checks every verdict against `cases`, then every
 /// emitted frame against the expectations tshark must confirm.
 fn replay_and_check(dir: &Scratch, config: &Path, input: &Path, cases: &Path, output: &Path) {
-    let verdicts = run(nvlb().arg("replay").arg("--config").arg(config).arg(input).arg(output).arg("--json"));
-    let verdicts: Vec<Value> = verdicts.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let verdicts = run(nvlb()
+        .arg("replay")
+        .arg("--config")
+        .arg(config)
+        .arg(input)
+        .arg(output)
+        .arg("--json"));
+    let verdicts: Vec<Value> = verdicts
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(cases).unwrap()).unwrap();
     assert_eq!(verdicts.len(), cases.len(), "one verdict per input frame");
     let mut expected_out = Vec::new();
@@ -149,7 +185,11 @@ fn replay_and_check(dir: &Scratch, config: &Path, input: &Path, cases: &Path, ou
         }
     }
     let rows = tshark(output);
-    assert_eq!(rows.len(), expected_out.len(), "one output frame per forwarded/replied input");
+    assert_eq!(
+        rows.len(),
+        expected_out.len(),
+        "one output frame per forwarded/replied input"
+    );
     for (row, (name, alts)) in rows.iter().zip(&expected_out) {
         // An ICMP error quotes a cut-off segment whose TCP checksum cannot verify.
         let is_error = !field(row, "icmp.mtu").is_empty() || !field(row, "icmpv6.mtu").is_empty();
@@ -157,13 +197,22 @@ fn replay_and_check(dir: &Scratch, config: &Path, input: &Path, cases: &Path, ou
             if is_error && *f == "tcp.checksum.status" {
                 continue;
             }
-            assert!(!field(row, f).split(',').any(|s| s == "0"), "{name}: bad {f} in {row:?}");
+            assert!(
+                !field(row, f).split(',').any(|s| s == "0"),
+                "{name}: bad {f} in {row:?}"
+            );
         }
         if alts.is_empty() {
             continue;
         }
-        let errors: Vec<String> = alts.iter().filter_map(|a| matches(row, a.as_object().unwrap()).err()).collect();
-        assert!(errors.len() < alts.len(), "{name}: no alternative matches {row:?}: {errors:?}");
+        let errors: Vec<String> = alts
+            .iter()
+            .filter_map(|a| matches(row, a.as_object().unwrap()).err())
+            .collect();
+        assert!(
+            errors.len() < alts.len(),
+            "{name}: no alternative matches {row:?}: {errors:?}"
+        );
     }
     let _ = dir;
 }
@@ -176,18 +225,38 @@ fn golden(name: &str, config_text: &str) {
     std::fs::write(&facts, run(nvlb().arg("check").arg("--json").arg(&config))).unwrap();
 
     // Clients, hosts and attackers send; the LB forwards, answers or drops.
-    let (fwd, fwd_cases, fwd_out) = (mode(&dir, "fwd.pcap"), dir.path("fwd.json"), dir.path("fwd_out.pcap"));
+    let (fwd, fwd_cases, fwd_out) = (
+        mode(&dir, "fwd.pcap"),
+        dir.path("fwd.json"),
+        dir.path("fwd_out.pcap"),
+    );
     craft(&[Path::new("forward"), &facts, &fwd, &fwd_cases]);
     replay_and_check(&dir, &config, &fwd, &fwd_cases, &fwd_out);
 
     // The DIPs answer what the LB sent them: both NAT directions, ICMP errors, spoofing.
-    let (all, all_cases, all_out) = (dir.path("all.pcap"), dir.path("all.json"), dir.path("all_out.pcap"));
-    craft(&[Path::new("reflect"), &facts, &fwd, &fwd_out, &fwd_cases, &all, &all_cases]);
+    let (all, all_cases, all_out) = (
+        dir.path("all.pcap"),
+        dir.path("all.json"),
+        dir.path("all_out.pcap"),
+    );
+    craft(&[
+        Path::new("reflect"),
+        &facts,
+        &fwd,
+        &fwd_out,
+        &fwd_cases,
+        &all,
+        &all_cases,
+    ]);
     replay_and_check(&dir, &config, &all, &all_cases, &all_out);
 }
 
 fn example() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/lb-config/example.toml")).unwrap()
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/lb-config/example.toml"
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -198,8 +267,15 @@ fn golden_ipv4_outer() {
 #[test]
 fn golden_ipv6_outer() {
     // The LB keeps only its IPv6 PA: every tunnel runs over IPv6.
-    let text = example().replace(r#"addresses = ["192.168.6.10", "fd00:6::10"]"#, r#"addresses = ["fd00:6::10"]"#);
-    assert_ne!(text, example(), "the example's provider addresses changed: update this test");
+    let text = example().replace(
+        r#"addresses = ["192.168.6.10", "fd00:6::10"]"#,
+        r#"addresses = ["fd00:6::10"]"#,
+    );
+    assert_ne!(
+        text,
+        example(),
+        "the example's provider addresses changed: update this test"
+    );
     golden("v6", &text);
 }
 
@@ -207,13 +283,21 @@ fn golden_ipv6_outer() {
 fn golden_packet_too_big() {
     // A PA MTU of 1500 cannot carry a 1500-byte client packet: the LB must say so.
     let text = example().replace("mtu = 1600", "mtu = 1500");
-    assert_ne!(text, example(), "the example's provider MTU changed: update this test");
+    assert_ne!(
+        text,
+        example(),
+        "the example's provider MTU changed: update this test"
+    );
     let dir = Scratch::new("toobig");
     let config = dir.path("policy.toml");
     std::fs::write(&config, &text).unwrap();
     let facts = dir.path("facts.json");
     std::fs::write(&facts, run(nvlb().arg("check").arg("--json").arg(&config))).unwrap();
-    let (input, cases, out) = (dir.path("in.pcap"), dir.path("in.json"), dir.path("out.pcap"));
+    let (input, cases, out) = (
+        dir.path("in.pcap"),
+        dir.path("in.json"),
+        dir.path("out.pcap"),
+    );
     craft(&[Path::new("toobig"), &facts, &input, &cases]);
     replay_and_check(&dir, &config, &input, &cases, &out);
 }

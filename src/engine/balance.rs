@@ -46,10 +46,10 @@ pub(super) fn forward(
     let id = match ctx.shard.find_forward(&key, ctx.now) {
         Some(id) => {
             // A host may only speak for the CAs that policy places on it.
-            if let Arrival::Tunnel { host, .. } = arrival {
-                if ctx.shard.flow(id).client_host != *host {
-                    return Verdict::Drop(DropReason::SpoofedPa);
-                }
+            if let Arrival::Tunnel { host, .. } = arrival
+                && ctx.shard.flow(id).client_host != *host
+            {
+                return Verdict::Drop(DropReason::SpoofedPa);
             }
             id
         }

@@ -107,10 +107,10 @@ pub(super) fn translate(
             return Verdict::Drop(DropReason::IcmpNoFlow);
         };
         let flow = *ctx.shard.flow(id);
-        if let Arrival::Tunnel { host, .. } = arrival {
-            if flow.client_host != *host {
-                return Verdict::Drop(DropReason::SpoofedPa);
-            }
+        if let Arrival::Tunnel { host, .. } = arrival
+            && flow.client_host != *host
+        {
+            return Verdict::Drop(DropReason::SpoofedPa);
         }
         let Some(dip) = policy
             .pools()
