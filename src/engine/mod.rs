@@ -402,3 +402,6 @@ fn inner_ip(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -111,6 +111,10 @@ pub enum InsertError {
     Duplicate,
 }
 
+/// Expired bindings a full table reclaims before it refuses a new flow: bounded, so a
+/// flood against a full table costs a fixed amount of work per packet.
+const RECLAIM_ON_FULL: usize = 16;
+
 /// A worker's flow table. See the module docs.
 pub struct FlowShard {
     slab: Vec<Flow>,
@@ -218,6 +222,13 @@ impl FlowShard {
 
     /// Adds a binding. Refuses rather than evicts when the shard or the tenant is full.
     pub fn insert(&mut self, mut flow: Flow, now: u32) -> Result<FlowId, InsertError> {
+        let full = |s: &Self| {
+            s.len >= s.limits.max_flows || s.tenant_len(flow.tenant) >= s.limits.max_per_tenant
+        };
+        if full(self) {
+            // Expired bindings may still hold the room: reclaim a few before refusing.
+            self.sweep(now, RECLAIM_ON_FULL);
+        }
         if self.len >= self.limits.max_flows {
             return Err(InsertError::TableFull);
         }
