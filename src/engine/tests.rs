@@ -586,7 +586,7 @@ fn source_nat_ports_run_out_and_are_counted() {
         }
     }
     // Two ports, reusable per DIP (two DIPs): at most four bindings.
-    assert!(forwarded <= 4 && forwarded >= 2, "{forwarded}");
+    assert!((2..=4).contains(&forwarded), "{forwarded}");
     assert_eq!(
         rig.engine.counters().dropped(DropReason::NatPortsExhausted),
         12 - forwarded
