@@ -40,10 +40,10 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 pub enum PcapError {
     #[error("pcap i/o error: {0}")]
     Io(#[from] io::Error),
-    #[error("pcap file header cut short: {got} of 24 bytes")]
+    #[error("{}", short_header(*got))]
     ShortFileHeader { got: usize },
     /// The first four bytes as they appear in the file, read big-endian.
-    #[error("bad pcap magic {0:#010x}: not a classic pcap file")]
+    #[error("bad pcap magic {:#010x}: {}", .0, magic_hint(*.0))]
     BadMagic(u32),
     #[error("unsupported pcap version {major}.{minor} (only 2.x)")]
     UnsupportedVersion { major: u16, minor: u16 },
@@ -65,6 +65,28 @@ pub enum PcapError {
     )]
     BadTimestamp { record: u64, offset: u64, frac: u32 },
 }
+
+/// An empty file is the common case (a capture that never started): say so plainly.
+fn short_header(got: usize) -> String {
+    if got == 0 {
+        "file is empty: no pcap file header".to_string()
+    } else {
+        format!("pcap file header cut short: {got} of 24 bytes")
+    }
+}
+
+/// pcapng is what Wireshark and dumpcap write by default, so the likeliest wrong magic
+/// gets the conversion command rather than a bare "not pcap".
+fn magic_hint(raw: u32) -> &'static str {
+    if raw == PCAPNG_MAGIC {
+        "this is a pcapng file, not classic pcap; convert it with `editcap -F pcap IN OUT`"
+    } else {
+        "not a classic pcap file"
+    }
+}
+
+/// Block type of a pcapng Section Header Block, the first four bytes of any pcapng file.
+const PCAPNG_MAGIC: u32 = 0x0a0d_0d0a;
 
 /// A record header, decoded: what [`Reader::next_into`] returns beside the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,7 +20,7 @@ pub fn run(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{e}");
+            super::print_config_error(&e);
             Ok(ExitCode::from(1))
         }
     }

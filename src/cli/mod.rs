@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nvlb::policy::ConfigError;
 
 /// nvlb: an NVGRE-aware, multi-tenant L4 load balancer.
 #[derive(Parser, Debug)]
@@ -40,6 +41,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Prints every finding of a refused policy on stderr, one per line. A file that could
+/// not be read at all has no position (line 0): it is printed as `file: message`, since
+/// `file:0:0:` would send an editor nowhere.
+fn print_config_error(err: &ConfigError) {
+    for d in &err.errors {
+        if d.line == 0 {
+            eprintln!("{}: {}", d.file, d.message);
+        } else {
+            eprintln!("{d}");
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
