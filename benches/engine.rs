@@ -127,6 +127,8 @@ fn bench(c: &mut Criterion) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/lb-config/example.toml");
     let policy = Arc::new(Snapshot::from_file(std::path::Path::new(path)).expect("example policy"));
     let scenarios = [
+        // 256 flows: the flow table stays in L1/L2; 16 384: it does not (the usual case).
+        public(&policy, false, 256, "public_v4_256_flows"),
         public(&policy, false, 16_384, "public_v4"),
         public(&policy, true, 16_384, "public_v6"),
         ca_vip(&policy, false, 16_384, "ca_vip_v4"),

@@ -12,7 +12,6 @@ use crate::maglev;
 use crate::policy::Protocol;
 
 use super::drop::DropReason;
-use super::emit::tunnel_to;
 use super::nat::Rewrite;
 use super::packet::{IpPacket, Ports};
 use super::{Arrival, Ctx, Matched, Verdict, tri};
@@ -58,25 +57,7 @@ pub(super) fn forward(
     ctx.shard
         .touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
     let flow = *ctx.shard.flow(id);
-    let policy = ctx.policy;
-    let Some(pool) = policy.pools().get(flow.pool as usize) else {
-        return Verdict::Drop(DropReason::NoHealthyDip);
-    };
-    let Some(dip) = pool.dips.get(usize::from(flow.dip)) else {
-        return Verdict::Drop(DropReason::NoHealthyDip);
-    };
-    let Some(subnet) = policy.subnet(dip.vsid) else {
-        return Verdict::Drop(DropReason::UnknownVsid);
-    };
-    let host = policy.host(dip.host);
-    let path = tri!(tunnel_to(
-        policy,
-        host,
-        dip.vsid.get(),
-        flow.flow_id,
-        subnet.lb_mac,
-        dip.mac
-    ));
+    let path = tri!(ctx.routes.to_dip(flow.pool, flow.dip, flow.flow_id));
     let rw = Rewrite {
         src: flow
             .is_full_nat()

@@ -11,7 +11,7 @@ use crate::flow::{ForwardKey, ReturnKey, steer};
 use crate::wire::{icmpv4, icmpv6, ip_proto, ipv4, ipv6};
 
 use super::drop::DropReason;
-use super::emit::{self, Path, tunnel_to};
+use super::emit::{self, Path};
 use super::nat::{self, Rewrite};
 use super::packet::IpPacket;
 use super::reply::path_to_client;
@@ -112,16 +112,6 @@ pub(super) fn translate(
         {
             return Verdict::Drop(DropReason::SpoofedPa);
         }
-        let Some(dip) = policy
-            .pools()
-            .get(flow.pool as usize)
-            .and_then(|p| p.dips.get(usize::from(flow.dip)))
-        else {
-            return Verdict::Drop(DropReason::IcmpNoFlow);
-        };
-        let Some(subnet) = policy.subnet(dip.vsid) else {
-            return Verdict::Drop(DropReason::UnknownVsid);
-        };
         let full_nat = flow.is_full_nat();
         outer_src = if full_nat { flow.ret.peer } else { ip.src };
         outer_dst = flow.ret.dip;
@@ -130,14 +120,7 @@ pub(super) fn translate(
             dst: full_nat.then_some((flow.ret.peer, flow.ret.peer_port)),
             hop: false,
         };
-        path = tri!(tunnel_to(
-            policy,
-            policy.host(dip.host),
-            dip.vsid.get(),
-            flow.flow_id,
-            subnet.lb_mac,
-            dip.mac
-        ));
+        path = tri!(ctx.routes.to_dip(flow.pool, flow.dip, flow.flow_id));
         matched = Matched {
             tenant: flow.tenant,
             pool: flow.pool,

@@ -16,6 +16,7 @@ mod nat;
 mod neighbor;
 pub mod packet;
 mod reply;
+mod route;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -141,6 +142,7 @@ impl Arrival {
 /// policy can be read while the shard is changed.
 pub(crate) struct Ctx<'a> {
     pub policy: &'a Snapshot,
+    pub routes: &'a route::Routes,
     pub shard: &'a mut FlowShard,
     pub counters: &'a mut Counters,
     pub worker: u16,
@@ -194,6 +196,7 @@ impl Ctx<'_> {
 /// One worker's engine: a policy snapshot, a flow shard and counters.
 pub struct Engine {
     policy: Arc<Snapshot>,
+    routes: route::Routes,
     shard: FlowShard,
     counters: Counters,
     worker: u16,
@@ -221,6 +224,7 @@ impl Engine {
     pub fn new(policy: Arc<Snapshot>, worker: u16, workers: u16) -> Engine {
         let shard = FlowShard::new(shard_limits(&policy));
         Engine {
+            routes: route::Routes::build(&policy),
             policy,
             shard,
             counters: Counters::default(),
@@ -232,6 +236,7 @@ impl Engine {
 
     /// Replaces the policy snapshot (existing bindings keep their DIPs).
     pub fn set_policy(&mut self, policy: Arc<Snapshot>) {
+        self.routes = route::Routes::build(&policy);
         self.policy = policy;
     }
 
@@ -261,6 +266,7 @@ impl Engine {
     pub fn process(&mut self, now: Nanos, frame: &[u8], out: &mut [u8]) -> Verdict {
         let mut ctx = Ctx {
             policy: &self.policy,
+            routes: &self.routes,
             shard: &mut self.shard,
             counters: &mut self.counters,
             worker: self.worker,

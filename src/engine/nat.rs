@@ -37,51 +37,49 @@ fn write16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-fn addr_bytes(a: &IpAddr) -> ([u8; 16], usize) {
-    let mut out = [0u8; 16];
-    match a {
-        IpAddr::V4(v) => {
-            out[..4].copy_from_slice(&v.octets());
-            (out, 4)
+/// Writes `addr` at `at` and returns the RFC 1624 difference it made; a family
+/// mismatch (never asked for: NAT does not change families) changes nothing.
+fn put_addr(ip: &mut [u8], at: usize, addr: IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => {
+            let Some(field) = ip.get_mut(at..at + 4) else {
+                return 0;
+            };
+            let old = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+            field.copy_from_slice(&a.octets());
+            checksum::delta32(old, a.to_bits())
         }
-        IpAddr::V6(v) => (v.octets(), 16),
+        IpAddr::V6(a) => {
+            let Some(field) = ip.get_mut(at..at + 16) else {
+                return 0;
+            };
+            let new = a.octets();
+            let d = checksum::delta_bytes(field, &new);
+            field.copy_from_slice(&new);
+            d
+        }
     }
 }
 
 /// Applies `rw` to the IP packet `ip` (family `v6`, transport `proto` at offset `l4`).
 /// Only the first 8 bytes of the transport header need to be present unless its
 /// checksum lies beyond them (TCP), in which case a short header is left unchecked.
+/// Each checksum is patched once with the sum of every change's difference.
 pub fn apply(ip: &mut [u8], v6: bool, proto: u8, l4: usize, rw: &Rewrite) {
     let (src_at, dst_at, alen) = if v6 { (8, 24, 16) } else { (12, 16, 4) };
-    // Transport checksum covers the pseudo header (addresses) and the ports.
-    let l4_ck = l4_layout(proto).and_then(|ck| (ip.len() >= l4 + ck + 2).then_some(l4 + ck));
-    let mut l4_sum = l4_ck.map(|at| read16(ip, at));
-    let udp_no_ck = proto == ip_proto::UDP && !v6 && l4_sum == Some(0);
-    let mut ip_sum = (!v6).then(|| read16(ip, 10));
-
+    if ip.len() < dst_at + alen {
+        return;
+    }
+    let has_ports = l4_layout(proto).is_some() && ip.len() >= l4 + 4;
+    let (mut addr_delta, mut port_delta, mut ttl_delta) = (0u32, 0u32, 0u32);
     for (new, addr_at, port_at) in [(rw.src, src_at, l4), (rw.dst, dst_at, l4 + 2)] {
         let Some((addr, port)) = new else { continue };
-        let (bytes, n) = addr_bytes(&addr);
-        if n != alen {
-            continue; // a family change is not NAT; callers never ask for one
+        if addr.is_ipv6() != v6 {
+            continue;
         }
-        let old: [u8; 16] = {
-            let mut o = [0u8; 16];
-            o[..n].copy_from_slice(&ip[addr_at..addr_at + n]);
-            o
-        };
-        if let Some(s) = ip_sum.as_mut() {
-            *s = checksum::update_bytes(*s, &old[..n], &bytes[..n]);
-        }
-        if let Some(s) = l4_sum.as_mut() {
-            *s = checksum::update_bytes(*s, &old[..n], &bytes[..n]);
-        }
-        ip[addr_at..addr_at + n].copy_from_slice(&bytes[..n]);
-        if l4_layout(proto).is_some() && ip.len() >= port_at + 2 {
-            let old_port = read16(ip, port_at);
-            if let Some(s) = l4_sum.as_mut() {
-                *s = checksum::update16(*s, old_port, port);
-            }
+        addr_delta += put_addr(ip, addr_at, addr);
+        if has_ports {
+            port_delta += checksum::delta16(read16(ip, port_at), port);
             write16(ip, port_at, port);
         }
     }
@@ -91,23 +89,29 @@ pub fn apply(ip: &mut [u8], v6: bool, proto: u8, l4: usize, rw: &Rewrite) {
         } else {
             let old = read16(ip, 8);
             ip[8] = ip[8].saturating_sub(1);
-            if let Some(s) = ip_sum.as_mut() {
-                *s = checksum::update16(*s, old, read16(ip, 8));
-            }
+            ttl_delta = checksum::delta16(old, read16(ip, 8));
         }
     }
-    if let Some(s) = ip_sum {
-        write16(ip, 10, s);
+    if !v6 {
+        let ck = checksum::apply_delta(read16(ip, 10), addr_delta + ttl_delta);
+        write16(ip, 10, ck);
     }
-    if let (Some(at), Some(mut s)) = (l4_ck, l4_sum) {
-        if udp_no_ck {
-            return; // IPv4 UDP without checksum stays without
-        }
-        if proto == ip_proto::UDP && s == 0 {
-            s = 0xffff; // RFC 768: a computed zero is sent as all ones
-        }
-        write16(ip, at, s);
+    // The transport checksum covers the pseudo header (addresses) and the ports.
+    let Some(at) = l4_layout(proto)
+        .map(|ck| l4 + ck)
+        .filter(|at| ip.len() >= at + 2)
+    else {
+        return;
+    };
+    let old = read16(ip, at);
+    if proto == ip_proto::UDP && !v6 && old == 0 {
+        return; // IPv4 UDP without checksum stays without
     }
+    let mut ck = checksum::apply_delta(old, addr_delta + port_delta);
+    if proto == ip_proto::UDP && ck == 0 {
+        ck = 0xffff; // RFC 768: a computed zero is sent as all ones
+    }
+    write16(ip, at, ck);
 }
 
 /// Sets the addresses and TTL/hop limit of an IP header without touching the payload.

@@ -8,7 +8,7 @@
 //! make room: a full table refuses the new flow, so established connections survive a
 //! flood. It must never allocate on the lookup path.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
@@ -20,7 +20,7 @@ use super::state::{Direction, State, Timeouts};
 pub type FlowId = u32;
 
 /// How the client's packets of a flow look when they reach the LB (before NAT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForwardKey {
     /// VSID the client sent from: 0 for the Internet side (public VIPs).
     pub vsid: u32,
@@ -32,7 +32,7 @@ pub struct ForwardKey {
 }
 
 /// How the DIP's replies of a flow look when they reach the LB (before NAT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReturnKey {
     /// VSID of the DIP.
     pub vsid: u32,
@@ -42,6 +42,46 @@ pub struct ReturnKey {
     /// Whom the DIP talks to: the client itself (public VIPs) or the LB's source-NAT CA.
     pub peer: IpAddr,
     pub peer_port: u16,
+}
+
+/// An address as 128 bits (IPv4 mapped into IPv6) for hashing: two wide writes hash a
+/// key faster than the derived field-by-field hash of `IpAddr`. A v4 address and its
+/// mapped v6 twin hash alike but never compare equal, so this only costs a probe.
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().to_bits(),
+        IpAddr::V6(v6) => v6.to_bits(),
+    }
+}
+
+fn small_fields(vsid: u32, proto: u8, a: u16, b: u16) -> u64 {
+    (u64::from(vsid) << 40) | (u64::from(proto) << 32) | (u64::from(a) << 16) | u64::from(b)
+}
+
+impl Hash for ForwardKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u128(addr_bits(self.client));
+        h.write_u128(addr_bits(self.vip));
+        h.write_u64(small_fields(
+            self.vsid,
+            self.proto,
+            self.client_port,
+            self.vip_port,
+        ));
+    }
+}
+
+impl Hash for ReturnKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u128(addr_bits(self.dip));
+        h.write_u128(addr_bits(self.peer));
+        h.write_u64(small_fields(
+            self.vsid,
+            self.proto,
+            self.dip_port,
+            self.peer_port,
+        ));
+    }
 }
 
 /// One bidirectional NAT binding.
@@ -115,6 +155,9 @@ pub enum InsertError {
 /// flood against a full table costs a fixed amount of work per packet.
 const RECLAIM_ON_FULL: usize = 16;
 
+/// Bindings a shard has room for before its first growth.
+const INITIAL_CAPACITY: usize = 4096;
+
 /// A worker's flow table. See the module docs.
 pub struct FlowShard {
     slab: Vec<Flow>,
@@ -136,11 +179,12 @@ pub fn seconds(now_nanos: u64) -> u32 {
 
 impl FlowShard {
     pub fn new(limits: ShardLimits) -> FlowShard {
+        let initial = (limits.max_flows as usize).min(INITIAL_CAPACITY);
         FlowShard {
-            slab: Vec::new(),
+            slab: Vec::with_capacity(initial),
             free: Vec::new(),
-            by_forward: HashTable::new(),
-            by_return: HashTable::new(),
+            by_forward: HashTable::with_capacity(initial),
+            by_return: HashTable::with_capacity(initial),
             hasher: RandomState::default(),
             per_tenant: Vec::new(),
             len: 0,
