@@ -205,6 +205,16 @@ fn syn(src: Ipv4Addr, src_port: u16) -> Vec<u8> {
     craft::ip_frame(GATEWAY_MAC, LB_EXTERNAL_MAC, &ip)
 }
 
+/// A SYN in an 802.1Q tag (VLAN 10): the kernel strips the tag before AF_PACKET sees the
+/// frame, so only the socket's metadata tells the LB to drop it.
+fn tagged_syn(src_port: u16) -> Vec<u8> {
+    let plain = syn(CLIENT, src_port);
+    let mut tagged = plain[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+    tagged.extend_from_slice(&plain[12..]);
+    tagged
+}
+
 fn arp_who_has_blue_vip() -> Vec<u8> {
     let mut body = vec![0u8; arp::PACKET_LEN];
     arp::Repr {
@@ -246,7 +256,7 @@ fn capture(sock: &Socket, quiet: Duration, mut enough: impl FnMut(&[u8]) -> bool
     let mut seen = 0;
     loop {
         match sock.recv(&mut buf).expect("recv") {
-            Recv::Frame(n) => {
+            Recv::Frame(n, _) => {
                 seen += 1;
                 if enough(&buf[..n]) {
                     return seen;
@@ -385,19 +395,20 @@ fn balances_syns_into_nvgre_answers_arp_and_stops_on_sigterm() {
     let client = in_netns(&lab.client, || {
         let sock = Socket::open("eth0", None).expect("client socket");
         let sent_arp = send_all(&sock, std::iter::once(arp_who_has_blue_vip()));
+        let sent_tagged = send_all(&sock, std::iter::once(tagged_syn(39999)));
         let sent = send_all(&sock, (0..SYNS).map(|i| syn(CLIENT, 40000 + i)));
         let mut reply = None;
         capture(&sock, Duration::from_secs(3), |f| {
             reply = arp_reply(f);
             reply.is_some()
         });
-        (sent_arp, sent, reply)
+        (sent_arp + sent_tagged, sent, reply)
     });
-    let (sent_arp, sent, reply) = client.join().expect("client thread");
+    let (sent_other, sent, reply) = client.join().expect("client thread");
     let (got, others) = host.join().expect("host thread");
     assert_eq!(
-        (sent_arp, sent),
-        (1, u32::from(SYNS)),
+        (sent_other, sent),
+        (2, u32::from(SYNS)),
         "the client sent everything"
     );
 
@@ -428,7 +439,11 @@ fn balances_syns_into_nvgre_answers_arp_and_stops_on_sigterm() {
         *per_dip.entry(*dip).or_default() += 1;
     }
     let ports: BTreeSet<u16> = got.iter().map(|g| g.3).collect();
-    assert_eq!(ports.len(), usize::from(SYNS), "each SYN exactly once");
+    let expected: BTreeSet<u16> = (0..SYNS).map(|i| 40000 + i).collect();
+    assert_eq!(
+        ports, expected,
+        "each untagged SYN exactly once, the tagged one never"
+    );
     assert!(per_dip.len() > 1, "200 flows spread over DIPs: {per_dip:?}");
     println!("SYNs per DIP: {per_dip:?}");
 
@@ -483,6 +498,11 @@ fn balances_syns_into_nvgre_answers_arp_and_stops_on_sigterm() {
         "counters include the {SYNS} SYNs: {out}"
     );
     assert_eq!(counter(&out, "replied"), Some(1), "one ARP reply: {out}");
+    assert_eq!(
+        counter(&out, "io.rx_vlan_tagged"),
+        Some(1),
+        "tagged SYN dropped: {out}"
+    );
     assert!(counter(&out, "io.kernel_drops").is_some(), "{out}");
     println!("lab test took {:?}", started.elapsed());
 }

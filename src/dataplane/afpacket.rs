@@ -18,11 +18,32 @@ const ETH_P_ALL: u16 = 0x0003;
 /// the socket instead of being dropped while a worker is busy.
 const RCVBUF: i32 = 4 << 20;
 
+/// What the kernel knows about a received frame that the bytes do not show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The frame arrived with an 802.1Q/802.1ad tag, which the kernel moved into
+    /// metadata: the bytes look untagged, but the LB's ports are untagged, so such a
+    /// frame must be dropped, not processed.
+    pub vlan_tagged: bool,
+    /// The frame's L4 checksum is partial (a local sender with tx offload); forwarding
+    /// it unchanged would put a wrong checksum on the wire.
+    pub csum_partial: bool,
+}
+
+impl Meta {
+    pub(crate) fn from_status(status: u32) -> Meta {
+        Meta {
+            vlan_tagged: status & libc::TP_STATUS_VLAN_VALID != 0,
+            csum_partial: status & libc::TP_STATUS_CSUMNOTREADY != 0,
+        }
+    }
+}
+
 /// What one `recv` found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recv {
     /// A whole frame of this many bytes is at the front of the buffer.
-    Frame(usize),
+    Frame(usize, Meta),
     /// A frame longer than the buffer (its real length): the buffer holds only its start.
     Truncated(usize),
     /// Nothing waiting.
@@ -65,6 +86,9 @@ impl Socket {
             1,
         )
         .map_err(|e| Error::on_interface(ifname, "PACKET_IGNORE_OUTGOING (Linux >= 4.20)", e))?;
+        // Tells stripped VLAN tags and partial checksums apart (see `Meta`).
+        sys::set_int_option(sock.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
+            .map_err(|e| Error::on_interface(ifname, "PACKET_AUXDATA", e))?;
         // Best effort: a smaller buffer only means earlier drops, which are counted.
         let _ = sys::set_int_option(sock.fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF);
         sys::bind_packet(sock.fd.as_fd(), ifindex, ETH_P_ALL)
@@ -88,8 +112,8 @@ impl Socket {
     /// Takes one waiting frame, if any, without blocking.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Recv> {
         match sys::recv(self.fd.as_fd(), buf) {
-            Ok(n) if n > buf.len() => Ok(Recv::Truncated(n)),
-            Ok(n) => Ok(Recv::Frame(n)),
+            Ok((n, _)) if n > buf.len() => Ok(Recv::Truncated(n)),
+            Ok((n, rx)) => Ok(Recv::Frame(n, Meta::from_status(rx.status))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Recv::Empty),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Recv::Empty),
             Err(e) => Err(e),

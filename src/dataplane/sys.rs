@@ -128,19 +128,59 @@ pub fn packet_statistics(fd: BorrowedFd) -> io::Result<(u32, u32)> {
     Ok((stats.tp_packets, stats.tp_drops))
 }
 
-/// Receives one frame into `buf` without blocking. Returns the frame's real length,
-/// which is larger than `buf.len()` when the frame was cut (MSG_TRUNC).
-pub fn recv(fd: BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is valid and
-    // exclusively borrowed for the call.
-    check_len(unsafe {
-        libc::recv(
+/// What the kernel says about a received frame (PACKET_AUXDATA / a ring header).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxStatus {
+    /// tp_status: TP_STATUS_VLAN_VALID (a tag was stripped off the frame into metadata),
+    /// TP_STATUS_CSUMNOTREADY (the checksum is partial, to be completed by hardware).
+    pub status: u32,
+}
+
+/// Receives one frame into `buf` without blocking, with its PACKET_AUXDATA status
+/// (zero when the option is off). Returns the frame's real length, which is larger
+/// than `buf.len()` when the frame was cut (MSG_TRUNC).
+pub fn recv(fd: BorrowedFd, buf: &mut [u8]) -> io::Result<(usize, RxStatus)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast::<libc::c_void>(),
+        iov_len: buf.len(),
+    };
+    // u64 elements: cmsghdr alignment.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header, filled below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast::<libc::c_void>();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (which describes `buf`, exclusively borrowed) and at
+    // `control`, all valid and writable for the call with their true lengths.
+    let n = check_len(unsafe {
+        libc::recvmsg(
             fd.as_raw_fd(),
-            buf.as_mut_ptr().cast::<libc::c_void>(),
-            buf.len(),
+            &mut msg,
             libc::MSG_TRUNC | libc::MSG_DONTWAIT,
         )
-    })
+    })?;
+    let mut rx = RxStatus::default();
+    // SAFETY: `msg` was filled by a successful recvmsg; the CMSG macros only walk
+    // within `msg_control[..msg_controllen]`, and the auxdata is copied out with an
+    // unaligned read after checking that the message is long enough to hold it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let want = libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as u32) as usize;
+            if (*cmsg).cmsg_level == libc::SOL_PACKET
+                && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
+                && (*cmsg).cmsg_len as usize >= want
+            {
+                let aux =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::tpacket_auxdata>());
+                rx.status = aux.tp_status;
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n, rx))
 }
 
 /// Sends one frame on the interface the socket is bound to, without blocking.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{Counters, Egress, Engine, Verdict, output_len};
 use crate::flow::Nanos;
 
-use super::afpacket::{Recv, Socket, Statistics};
+use super::afpacket::{Meta, Recv, Socket, Statistics};
 use super::handoff::{Inbox, Outbox, Refused};
 use super::sys;
 
@@ -80,6 +80,11 @@ pub struct IoCounters {
     pub rx_frames: u64,
     pub rx_truncated: u64,
     pub rx_errors: u64,
+    /// Frames that arrived 802.1Q-tagged (the kernel stripped the tag): dropped.
+    pub rx_vlan_tagged: u64,
+    /// Frames with partial checksums (TP_STATUS_CSUMNOTREADY), passed on as they are:
+    /// turn tx offload off on the senders' veths (DESIGN.md, the lab).
+    pub rx_csum_partial: u64,
     pub tx_frames: u64,
     /// Not sent because the device queue was full (EAGAIN/ENOBUFS).
     pub tx_queue_full: u64,
@@ -100,6 +105,8 @@ impl IoCounters {
         self.rx_frames += o.rx_frames;
         self.rx_truncated += o.rx_truncated;
         self.rx_errors += o.rx_errors;
+        self.rx_vlan_tagged += o.rx_vlan_tagged;
+        self.rx_csum_partial += o.rx_csum_partial;
         self.tx_frames += o.tx_frames;
         self.tx_queue_full += o.tx_queue_full;
         self.tx_errors += o.tx_errors;
@@ -112,11 +119,13 @@ impl IoCounters {
     }
 
     /// (name, value) pairs in a fixed order, for printing and metrics.
-    pub fn fields(&self) -> [(&'static str, u64); 12] {
+    pub fn fields(&self) -> [(&'static str, u64); 14] {
         [
             ("rx_frames", self.rx_frames),
             ("rx_truncated", self.rx_truncated),
             ("rx_errors", self.rx_errors),
+            ("rx_vlan_tagged", self.rx_vlan_tagged),
+            ("rx_csum_partial", self.rx_csum_partial),
             ("tx_frames", self.tx_frames),
             ("tx_queue_full", self.tx_queue_full),
             ("tx_errors", self.tx_errors),
@@ -155,6 +164,18 @@ struct Core {
 }
 
 impl Core {
+    /// A frame from a socket: what the kernel knows about it decides first.
+    fn receive(&mut self, now: Nanos, frame: &[u8], meta: Meta) {
+        if meta.vlan_tagged {
+            self.io.rx_vlan_tagged += 1;
+            return;
+        }
+        if meta.csum_partial {
+            self.io.rx_csum_partial += 1;
+        }
+        self.handle(now, frame, false);
+    }
+
     fn handle(&mut self, now: Nanos, frame: &[u8], handed_over: bool) {
         let verdict = self.engine.process(now, frame, &mut self.out);
         match verdict {
@@ -253,10 +274,10 @@ impl Worker {
                 (true, None) => return n,
             };
             match sock.recv(&mut self.rx) {
-                Ok(Recv::Frame(len)) => {
+                Ok(Recv::Frame(len, meta)) => {
                     self.core.io.rx_frames += 1;
                     let frame = self.rx.get(..len).unwrap_or(&[]);
-                    self.core.handle(now, frame, false);
+                    self.core.receive(now, frame, meta);
                 }
                 Ok(Recv::Truncated(_)) => {
                     self.core.io.rx_frames += 1;
