@@ -64,7 +64,17 @@ enum Command {
         /// Worker threads, each with its own flow shard (1-64).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         workers: u16,
+        /// How workers receive: `socket` (one recvmsg per frame) or `ring` (a
+        /// TPACKET_V3 ring per socket, a block of frames at a time).
+        #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
+        backend: BackendArg,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BackendArg {
+    Socket,
+    Ring,
 }
 
 /// Prints every finding of a refused policy on stderr, one per line. A file that could
@@ -94,9 +104,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             external,
             provider,
             workers,
+            backend,
         } => run::run(
             &config,
             nvlb::dataplane::Options {
+                backend: match backend {
+                    BackendArg::Socket => nvlb::dataplane::Backend::Socket,
+                    BackendArg::Ring => nvlb::dataplane::Backend::Ring,
+                },
                 external,
                 provider,
                 workers: usize::from(workers),

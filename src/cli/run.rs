@@ -28,8 +28,8 @@ pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let running = dataplane::start(policy, &opts)?;
     eprintln!(
-        "nvlb: ready: {} worker(s), external {}, provider {}",
-        opts.workers, opts.external, opts.provider
+        "nvlb: ready: {} worker(s), {:?} backend, external {}, provider {}",
+        opts.workers, opts.backend, opts.external, opts.provider
     );
     let (report, panicked) = running.wait();
     print!("{}", render(&report, started.elapsed().as_secs_f64()));

@@ -70,6 +70,17 @@ impl Socket {
     /// Opens a socket on `ifname` (in the calling thread's network namespace), joining
     /// fanout group `fanout` in hash mode when given.
     pub fn open(ifname: &str, fanout: Option<u16>) -> Result<Socket, Error> {
+        Socket::open_with(ifname, fanout, "", |_| Ok(())).map(|(s, ())| s)
+    }
+
+    /// Opens a socket as `open` does, running `setup` (named `op` in errors) on it
+    /// before it is bound, when no frame has reached it yet.
+    pub(crate) fn open_with<T>(
+        ifname: &str,
+        fanout: Option<u16>,
+        op: &'static str,
+        setup: impl FnOnce(BorrowedFd) -> io::Result<T>,
+    ) -> Result<(Socket, T), Error> {
         let ifindex = sys::if_index(ifname).map_err(|_| Error::NoSuchInterface {
             ifname: ifname.to_string(),
         })?;
@@ -91,6 +102,7 @@ impl Socket {
             .map_err(|e| Error::on_interface(ifname, "PACKET_AUXDATA", e))?;
         // Best effort: a smaller buffer only means earlier drops, which are counted.
         let _ = sys::set_int_option(sock.fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF);
+        let extra = setup(sock.fd.as_fd()).map_err(|e| Error::on_interface(ifname, op, e))?;
         sys::bind_packet(sock.fd.as_fd(), ifindex, ETH_P_ALL)
             .map_err(|e| Error::on_interface(ifname, "bind", e))?;
         if let Some(group) = fanout {
@@ -98,7 +110,7 @@ impl Socket {
             sys::set_int_option(sock.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, arg)
                 .map_err(|e| Error::on_interface(ifname, "PACKET_FANOUT", e))?;
         }
-        Ok(sock)
+        Ok((sock, extra))
     }
 
     pub fn ifname(&self) -> &str {

@@ -3,13 +3,16 @@
 //! `start` opens every worker's sockets first (so a missing interface or privilege
 //! fails before anything runs), then starts one OS thread per worker; `Running::wait`
 //! joins them once a stop was requested (SIGINT/SIGTERM via `shutdown`) and sums their
-//! counters. The data plane owns sockets and threads and never decides about a packet:
+//! counters. Workers receive per frame from their sockets (`Backend::Socket`) or a
+//! block at a time from TPACKET_V3 rings (`Backend::Ring`); both send on the socket.
+//! The data plane owns sockets and threads and never decides about a packet:
 //! that is the engine's job. All `unsafe` code lives in `sys`.
 
 pub mod afpacket;
 pub mod error;
 pub mod handoff;
 pub mod netns;
+pub mod ring;
 mod sys;
 pub mod worker;
 
@@ -23,6 +26,7 @@ pub use error::Error;
 pub use worker::{Clock, IoCounters, Report};
 
 use afpacket::Socket;
+use ring::Ring;
 use worker::{Ports, Worker};
 
 /// Most workers one LB runs (fanout groups and steering use 16-bit worker ids; more
@@ -31,9 +35,20 @@ pub const MAX_WORKERS: usize = 64;
 /// Frames an inbox holds before handoffs to it are dropped.
 pub const HANDOFF_DEPTH: usize = 4096;
 
+/// How workers receive frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// One recvmsg per frame: simple, portable, the baseline.
+    #[default]
+    Socket,
+    /// A TPACKET_V3 receive ring per socket, read a block at a time.
+    Ring,
+}
+
 /// Where and how to run.
 #[derive(Clone, Debug)]
 pub struct Options {
+    pub backend: Backend,
     /// The Internet-side interface.
     pub external: String,
     /// The PA-network interface (may equal `external`).
@@ -80,7 +95,24 @@ impl Drop for StopOnPanic {
     }
 }
 
-fn open_ports(opts: &Options, fanout: bool) -> Result<Ports, Error> {
+fn open_port(
+    ifname: &str,
+    group: Option<u16>,
+    backend: Backend,
+    rings: &mut Vec<Ring>,
+) -> Result<Socket, Error> {
+    match backend {
+        Backend::Socket => Socket::open(ifname, group),
+        Backend::Ring => {
+            let (sock, ring) = Ring::open(ifname, group)?;
+            rings.push(ring);
+            Ok(sock)
+        }
+    }
+}
+
+/// One worker's sockets, and its receive rings (external first) with the ring backend.
+fn open_ports(opts: &Options, fanout: bool) -> Result<(Ports, Vec<Ring>), Error> {
     let group = |ifname: &str| -> Result<Option<u16>, Error> {
         if !fanout {
             return Ok(None);
@@ -90,13 +122,20 @@ fn open_ports(opts: &Options, fanout: bool) -> Result<Ports, Error> {
         })?;
         Ok(Some(afpacket::fanout_group(index)))
     };
-    let external = Socket::open(&opts.external, group(&opts.external)?)?;
+    let mut rings = Vec::new();
+    let external = open_port(
+        &opts.external,
+        group(&opts.external)?,
+        opts.backend,
+        &mut rings,
+    )?;
     let provider = if opts.provider == opts.external {
         None
     } else {
-        Some(Socket::open(&opts.provider, group(&opts.provider)?)?)
+        let g = group(&opts.provider)?;
+        Some(open_port(&opts.provider, g, opts.backend, &mut rings)?)
     };
-    Ok(Ports { external, provider })
+    Ok((Ports { external, provider }, rings))
 }
 
 /// Opens all sockets, then starts the workers.
@@ -115,10 +154,11 @@ pub fn start(policy: Arc<Snapshot>, opts: &Options) -> Result<Running, Error> {
     let (inboxes, outboxes) = handoff::mesh(n, HANDOFF_DEPTH)?;
     let clock = Clock::new();
     let mut handles = Vec::with_capacity(n);
-    for (i, ((ports, inbox), outboxes)) in ports.into_iter().zip(inboxes).zip(outboxes).enumerate()
+    for (i, (((ports, rings), inbox), outboxes)) in
+        ports.into_iter().zip(inboxes).zip(outboxes).enumerate()
     {
         let engine = Engine::new(policy.clone(), i as u16, n as u16);
-        let worker = Worker::new(engine, ports, inbox, outboxes);
+        let worker = Worker::new(engine, ports, rings, inbox, outboxes);
         let handle = std::thread::Builder::new()
             .name(format!("nvlb-worker-{i}"))
             .spawn(move || {

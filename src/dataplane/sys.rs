@@ -267,3 +267,137 @@ pub fn stop_requested() -> bool {
 pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
 }
+
+const TPACKET_V3: libc::c_int = 2;
+/// Offset of `block_status` in a TPACKET_V3 block descriptor (after `version` and
+/// `offset_to_priv`).
+const BLOCK_STATUS: usize = 8;
+
+/// A TPACKET_V3 receive ring mapped into this process: `blocks` blocks of
+/// `block_size` bytes that the kernel fills and hands over one block at a time.
+#[derive(Debug)]
+pub struct RxRingMap {
+    base: std::ptr::NonNull<u8>,
+    block_size: usize,
+    blocks: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone (no copies of `base` exist), so
+// moving the value to another thread moves the ownership; it is not Sync, so only one
+// thread touches it at a time.
+unsafe impl Send for RxRingMap {}
+
+impl RxRingMap {
+    /// Switches the socket to TPACKET_V3, asks for the ring and maps it. Call before
+    /// binding so that no frame takes the copying path first.
+    pub fn setup(
+        fd: BorrowedFd,
+        block_size: u32,
+        blocks: u32,
+        frame_size: u32,
+        retire_ms: u32,
+    ) -> io::Result<RxRingMap> {
+        set_int_option(fd, libc::SOL_PACKET, libc::PACKET_VERSION, TPACKET_V3)?;
+        let req = libc::tpacket_req3 {
+            tp_block_size: block_size,
+            tp_block_nr: blocks,
+            tp_frame_size: frame_size,
+            tp_frame_nr: (block_size / frame_size.max(1)).saturating_mul(blocks),
+            tp_retire_blk_tov: retire_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        // SAFETY: `req` is fully initialised, lives across the call, and the length
+        // passed is its exact size; the kernel only reads it.
+        check(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_RX_RING,
+                (&req as *const libc::tpacket_req3).cast::<libc::c_void>(),
+                size_of::<libc::tpacket_req3>() as libc::socklen_t,
+            )
+        })?;
+        let len = (block_size as usize).saturating_mul(blocks as usize);
+        // SAFETY: maps the ring the kernel just allocated for this socket (offset 0,
+        // its exact length); the result is checked before use and unmapped on drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = std::ptr::NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        Ok(RxRingMap {
+            base,
+            block_size: block_size as usize,
+            blocks: blocks as usize,
+        })
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+
+    /// The status word of block `i` (< blocks), shared with the kernel.
+    fn status(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        debug_assert!(i < self.blocks);
+        // SAFETY: `i < blocks`, so the word lies inside the mapping, which lives as long
+        // as `self`; it is 4-byte aligned (blocks are page-aligned, offset 8); the
+        // kernel only ever accesses it atomically-compatible (aligned u32 stores).
+        unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(
+                self.base
+                    .as_ptr()
+                    .add(i * self.block_size + BLOCK_STATUS)
+                    .cast::<u32>(),
+            )
+        }
+    }
+
+    /// Block `i` if the kernel has handed it to user space, else None.
+    pub fn user_block(&self, i: usize) -> Option<&[u8]> {
+        if i >= self.blocks {
+            return None;
+        }
+        if self.status(i).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: the block lies inside the mapping; the kernel does not write to a
+        // block while its status says TP_STATUS_USER (the acquire load above orders
+        // our reads after its writes), and it gets the block back only through
+        // `release`, which takes `&mut self` and so ends this borrow first.
+        Some(unsafe {
+            std::slice::from_raw_parts(self.base.as_ptr().add(i * self.block_size), self.block_size)
+        })
+    }
+
+    /// Hands block `i` back to the kernel.
+    pub fn release(&mut self, i: usize) {
+        if i < self.blocks {
+            self.status(i)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for RxRingMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region `setup` mapped; no borrow of it can outlive
+        // `self`.
+        unsafe {
+            libc::munmap(
+                self.base.as_ptr().cast::<libc::c_void>(),
+                self.block_size * self.blocks,
+            );
+        }
+    }
+}

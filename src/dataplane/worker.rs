@@ -16,10 +16,13 @@ use crate::flow::Nanos;
 
 use super::afpacket::{Meta, Recv, Socket, Statistics};
 use super::handoff::{Inbox, Outbox, Refused};
+use super::ring::{Ring, RingFrame};
 use super::sys;
 
 /// Frames taken from one source before turning to the next.
 const BATCH: usize = 64;
+/// Ring blocks taken from one ring before turning to the next source.
+const RING_BLOCKS_PER_BATCH: usize = 1;
 /// Expired bindings removed between batches.
 const EXPIRE_BUDGET: usize = 256;
 /// Longest sleep: bounds how late a worker notices a stop request.
@@ -218,10 +221,18 @@ pub struct Worker {
     core: Core,
     inbox: Inbox,
     rx: Vec<u8>,
+    /// Receive rings, external first (ring backend); empty: receive from the sockets.
+    rings: Vec<Ring>,
 }
 
 impl Worker {
-    pub fn new(engine: Engine, ports: Ports, inbox: Inbox, outboxes: Vec<Outbox>) -> Worker {
+    pub fn new(
+        engine: Engine,
+        ports: Ports,
+        rings: Vec<Ring>,
+        inbox: Inbox,
+        outboxes: Vec<Outbox>,
+    ) -> Worker {
         Worker {
             core: Core {
                 engine,
@@ -231,7 +242,12 @@ impl Worker {
                 out: vec![0; output_len(RX_BUF)],
             },
             inbox,
-            rx: vec![0; RX_BUF],
+            rx: if rings.is_empty() {
+                vec![0; RX_BUF]
+            } else {
+                Vec::new()
+            },
+            rings,
         }
     }
 
@@ -266,6 +282,9 @@ impl Worker {
     }
 
     fn drain_socket(&mut self, now: Nanos, provider: bool) -> usize {
+        if !self.rings.is_empty() {
+            return self.drain_ring(now, usize::from(provider));
+        }
         let mut n = 0;
         while n < BATCH {
             let sock = match (provider, &self.core.ports.provider) {
@@ -292,6 +311,20 @@ impl Worker {
             n += 1;
         }
         n
+    }
+
+    fn drain_ring(&mut self, now: Nanos, index: usize) -> usize {
+        let Some(ring) = self.rings.get_mut(index) else {
+            return 0;
+        };
+        let core = &mut self.core;
+        ring.drain(RING_BLOCKS_PER_BATCH, |frame| {
+            core.io.rx_frames += 1;
+            match frame {
+                RingFrame::Frame(bytes, meta) => core.receive(now, bytes, meta),
+                RingFrame::Truncated => core.io.rx_truncated += 1,
+            }
+        })
     }
 
     fn sleep(&self) {
