@@ -561,3 +561,22 @@ fn a_bad_config_exits_1_before_touching_interfaces() {
     assert!(stderr.contains("/nonexistent/nvlb.toml"), "{stderr}");
     assert!(!stderr.contains("nvt-nosuch0"), "{stderr}");
 }
+
+#[test]
+fn without_cap_net_raw_exits_1_saying_so() {
+    // Needs a way to drop privileges: root and util-linux's setpriv.
+    if skip_reason().is_some() || Command::new("setpriv").arg("--version").output().is_err() {
+        println!("SKIPPED privilege test: needs root and setpriv");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args([env!("CARGO_BIN_EXE_nvlb"), "run", "--config", EXAMPLE])
+        .args(["--external", "lo", "--provider", "lo"])
+        .output()
+        .expect("run setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"lo\""), "{stderr}");
+    assert!(stderr.contains("needs CAP_NET_RAW"), "{stderr}");
+}
