@@ -1,10 +1,12 @@
 //! nvlb: an NVGRE-aware, multi-tenant L4 load balancer.
 //!
-//! The library holds everything that can be tested without a socket: packet views
+//! Everything but `dataplane` can be tested without a socket: packet views
 //! (`wire`), the declared world (`policy`), consistent hashing (`maglev`), flow state
-//! (`flow`) and the pure per-packet pipeline (`engine`). The `nvlb` binary adds I/O.
+//! (`flow`) and the pure per-packet pipeline (`engine`). `dataplane` is the one part
+//! that touches sockets and threads (AF_PACKET, workers, handoff queues).
 
 pub mod craft;
+pub mod dataplane;
 pub mod engine;
 pub mod flow;
 pub mod maglev;

@@ -2,6 +2,7 @@
 
 mod check;
 mod replay;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the load balancer on real interfaces until SIGINT or SIGTERM.
+    ///
+    /// Opens AF_PACKET sockets on both interfaces (one per worker, spread by
+    /// PACKET_FANOUT), answers ARP/ND for the LB's addresses and VIPs itself, and on a
+    /// stop signal prints the final counters on stdout. The interfaces should carry no
+    /// IP addresses of the LB's: the kernel must not answer for them.
+    #[command(after_help = "Exit status:\n  0  stopped by SIGINT/SIGTERM\n  \
+        1  bad config, missing interface, missing privileges (needs CAP_NET_RAW), \
+        or a worker failed\n  2  usage error")]
+    Run {
+        /// The TOML policy file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The Internet-side interface (plain IP).
+        #[arg(long, value_name = "IFNAME")]
+        external: String,
+        /// The PA-network interface (NVGRE); may be the same as --external.
+        #[arg(long, value_name = "IFNAME")]
+        provider: String,
+        /// Worker threads, each with its own flow shard (1-64).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: u16,
+        /// How workers receive: `socket` (one recvmsg per frame) or `ring` (a
+        /// TPACKET_V3 ring per socket, a block of frames at a time).
+        #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
+        backend: BackendArg,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BackendArg {
+    Socket,
+    Ring,
 }
 
 /// Prints every finding of a refused policy on stderr, one per line. A file that could
@@ -65,5 +99,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             json,
         } => replay::run(&config, &input, &output, json),
+        Command::Run {
+            config,
+            external,
+            provider,
+            workers,
+            backend,
+        } => run::run(
+            &config,
+            nvlb::dataplane::Options {
+                backend: match backend {
+                    BackendArg::Socket => nvlb::dataplane::Backend::Socket,
+                    BackendArg::Ring => nvlb::dataplane::Backend::Ring,
+                },
+                external,
+                provider,
+                workers: usize::from(workers),
+            },
+        ),
     }
 }
