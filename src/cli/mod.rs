@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod check;
+mod lab;
 mod replay;
 mod run;
 
@@ -69,6 +70,50 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
         backend: BackendArg,
     },
+    /// Build the guide's datacenter (Figures 4 and 6) in network namespaces and test
+    /// it as a user would.
+    ///
+    /// Internet client, router, LB (`nvlb run`), PA bridge, one `nvlb host` per
+    /// Hyper-V host, one VM namespace per lookup-record MAC with a web server that
+    /// answers with the VM's name. Then curl to every public VIP from the client and to
+    /// every CA VIP from a VM of its VSID (many connections, v4 and v6), and one bulk
+    /// transfer per VIP with its sha256 compared. Prints a table per VIP and the LB's
+    /// counters. Everything is removed on exit, also on failure and Ctrl-C.
+    #[command(
+        after_help = "Exit status:\n  0  every request answered, every healthy DIP \
+        used\n  1  a request failed, a DIP got nothing, or the lab could not be built\n  \
+        2  usage error\nNeeds root, iproute2 and curl (ethtool recommended)."
+    )]
+    Lab {
+        /// The policy (default: the built-in lb-config/example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Leave the lab running and print how to use and remove it.
+        #[arg(long, conflicts_with = "down")]
+        keep: bool,
+        /// Stop and remove a lab left by --keep (or by a crash), then exit.
+        #[arg(long)]
+        down: bool,
+        /// Prefix of every namespace name (2-16 of a-z 0-9 -, ending in '-').
+        #[arg(long, default_value = nvlb::lab::DEFAULT_PREFIX)]
+        prefix: String,
+        /// Requests (new connections) per VIP.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=5000))]
+        requests: u32,
+        /// Debugging the lab itself: start no host simulators.
+        #[arg(long, hide = true)]
+        without_hosts: bool,
+    },
+    /// The lab's web server (run inside a VM namespace by `nvlb lab`).
+    #[command(name = "lab-serve", hide = true)]
+    LabServe {
+        #[arg(long)]
+        name: String,
+        #[arg(long, required = true)]
+        port: Vec<u16>,
+        #[arg(long)]
+        bulk: PathBuf,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -99,6 +144,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             json,
         } => replay::run(&config, &input, &output, json),
+        Command::Lab {
+            config,
+            keep,
+            down,
+            prefix,
+            requests,
+            without_hosts,
+        } => lab::run(lab::Args {
+            config,
+            keep,
+            down,
+            prefix,
+            requests: requests as usize,
+            without_hosts,
+        }),
+        Command::LabServe { name, port, bulk } => lab::serve(&name, &port, &bulk),
         Command::Run {
             config,
             external,

@@ -1,0 +1,92 @@
+//! `nvlb lab`: builds the guide's datacenter in network namespaces, runs the LB and the
+//! host simulators in it, drives traffic as a user would and prints what happened
+//! (see `nvlb::lab`). Also the hidden `nvlb lab-serve`, the web server it runs in VMs.
+//!
+//! Exit status: 0 every request answered by a DIP of its pool and every healthy DIP
+//! used; 1 otherwise, or when the lab could not be built (always torn down first).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nvlb::dataplane::shutdown;
+use nvlb::lab::{self, Options};
+use nvlb::policy::Snapshot;
+
+pub struct Args {
+    pub config: Option<PathBuf>,
+    pub keep: bool,
+    pub down: bool,
+    pub prefix: String,
+    pub requests: usize,
+    pub without_hosts: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("nvlb lab: needs root (it creates network namespaces and veths)");
+        return Ok(ExitCode::from(1));
+    }
+    if a.down {
+        let (removed, lb) = lab::down(&a.prefix)?;
+        if let Some(lb) = lb {
+            print!("{lb}");
+        }
+        eprintln!(
+            "nvlb lab: removed {} namespace(s) with prefix {}",
+            removed.len(),
+            a.prefix
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (text, origin) = match &a.config {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (
+            lab::EXAMPLE_POLICY.to_string(),
+            "lb-config/example.toml (built in)".to_string(),
+        ),
+    };
+    let policy = match Snapshot::from_toml(&text, &origin) {
+        Ok(p) => p,
+        Err(e) => {
+            super::print_config_error(&e);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // Ctrl-C and SIGTERM set the stop flag; the lab notices it, tears down and exits.
+    shutdown::install()?;
+    let opts = Options {
+        prefix: a.prefix,
+        requests: a.requests,
+        keep: a.keep,
+        nvlb: std::env::current_exe()?,
+        policy_text: text,
+        without_hosts: a.without_hosts,
+        bulk_bytes: lab::BULK_BYTES,
+    };
+    let outcome = lab::run(&policy, &opts, &mut |m| eprintln!("nvlb lab: {m}"))?;
+    print!("{}", outcome.report);
+    if let Some(k) = &outcome.kept {
+        print!("\n{k}");
+    }
+    if outcome.problems.is_empty() {
+        println!("OK: every request answered by a DIP of its pool, every healthy DIP used");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("FAILED:");
+        for p in &outcome.problems {
+            println!("  {p}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `nvlb lab-serve`: the VMs' web server.
+pub fn serve(name: &str, ports: &[u16], bulk: &Path) -> anyhow::Result<ExitCode> {
+    lab::servers::serve(name, ports, bulk)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,395 @@
+//! `nvlb lab`: the guide's Figure 4 + Figure 6 datacenter in network namespaces, built
+//! from a policy, run with the real `nvlb run` and one `nvlb host` per Hyper-V host,
+//! and exercised as a user would: curl from the Internet client to every public VIP,
+//! curl from a tier-1 VM to every CA VIP, a bulk download through each, checked answers.
+//!
+//! Modules: `topology` derives what to build (pure), `netns` builds it, `procs` runs the
+//! LB, hosts and servers, `servers` is the VMs' HTTP responder, `traffic` drives curl,
+//! `report` judges and prints, `teardown` removes everything. The lab only ever sends to
+//! addresses inside namespaces it made itself, and it never leaves a namespace behind
+//! unless asked to (`--keep`): errors, panics and Ctrl-C all tear down.
+
+pub mod cmd;
+pub mod netns;
+pub mod procs;
+pub mod report;
+pub mod servers;
+pub mod teardown;
+pub mod topology;
+pub mod traffic;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::policy::Snapshot;
+
+use procs::Daemon;
+use report::PoolResult;
+use teardown::Guard;
+use topology::Topology;
+
+/// The policy the lab runs when none is given: the guide's example.
+pub const EXAMPLE_POLICY: &str = include_str!("../../lb-config/example.toml");
+/// The default namespace prefix.
+pub const DEFAULT_PREFIX: &str = "nvlab-";
+/// Size of the bulk file each path carries (10 MiB, more than 10 MB).
+pub const BULK_BYTES: usize = 10 * 1024 * 1024;
+
+/// Why a lab run could not be carried out (as opposed to traffic that failed, which
+/// is a finding in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("cannot run `{command}`: {cause}")]
+    Spawn { command: String, cause: io::Error },
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
+    #[error("{what} exited ({status}) before it was ready; its stderr:\n{stderr}")]
+    Exited {
+        what: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{what} was not ready within {secs} s; its stderr so far:\n{stderr}")]
+    NotReady {
+        what: String,
+        secs: u64,
+        stderr: String,
+    },
+    #[error(
+        "this nvlb has no `nvlb host` (the Hyper-V host simulator), so no VM can be \
+         reached: build a version that has it"
+    )]
+    NoHostSimulator,
+    #[error("`{0}` is not installed (the lab needs iproute2, curl and coreutils)")]
+    MissingTool(&'static str),
+    #[error(
+        "invalid prefix {0:?}: 2-16 characters of a-z, 0-9 and '-', starting with a \
+         letter and ending with '-'"
+    )]
+    Prefix(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A stop was requested (Ctrl-C, SIGTERM): the data plane's process-wide flag.
+pub fn interrupted() -> bool {
+    crate::dataplane::shutdown::requested()
+}
+
+/// How to run the lab.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub prefix: String,
+    /// Requests per VIP.
+    pub requests: usize,
+    /// Leave everything running.
+    pub keep: bool,
+    /// The nvlb binary run as LB, host simulator and web server.
+    pub nvlb: PathBuf,
+    /// The policy text, as written for the LB and the hosts.
+    pub policy_text: String,
+    /// Build without host simulators (debugging the lab itself: VIPs cannot answer).
+    pub without_hosts: bool,
+    pub bulk_bytes: usize,
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The tables and counters.
+    pub report: String,
+    /// Empty when every request was answered by a DIP of its pool and every healthy DIP
+    /// answered.
+    pub problems: Vec<String>,
+    /// With `--keep`: how to use and remove the running lab.
+    pub kept: Option<String>,
+}
+
+/// The directory for the run's config copy, bulk file and logs.
+pub fn run_dir(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{prefix}lab"))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |cause| Error::Io {
+        path: path.to_path_buf(),
+        cause,
+    }
+}
+
+/// Whether the given nvlb binary has the `host` subcommand.
+fn has_host_simulator(nvlb: &Path) -> Result<bool, Error> {
+    let exe = nvlb.display().to_string();
+    let out = cmd::output(&exe, &["host", "--help"])?;
+    Ok(out.status.success())
+}
+
+/// Builds, runs, exercises and (unless `keep`) removes the lab.
+pub fn run(
+    policy: &Snapshot,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, Error> {
+    if !topology::valid_prefix(&opts.prefix) {
+        return Err(Error::Prefix(opts.prefix.clone()));
+    }
+    for tool in ["ip", "curl", "sha256sum"] {
+        if !cmd::available(tool) {
+            return Err(Error::MissingTool(tool));
+        }
+    }
+    let ethtool = cmd::available("ethtool");
+    if !ethtool {
+        progress(
+            "warning: ethtool is not installed: checksum offload stays on, the LB and \
+             the hosts must complete partial checksums",
+        );
+    }
+    if !opts.without_hosts && !has_host_simulator(&opts.nvlb)? {
+        return Err(Error::NoHostSimulator);
+    }
+    let old = teardown::remove_prefix(&opts.prefix)?;
+    if !old.is_empty() {
+        progress(&format!("removed {} leftover namespace(s)", old.len()));
+    }
+    let dir = run_dir(&opts.prefix);
+    teardown::remove_run_dir(&dir);
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut guard = Guard::new(&opts.prefix, &dir);
+    let config = dir.join("config.toml");
+    std::fs::write(&config, &opts.policy_text).map_err(io_err(&config))?;
+    let bulk = dir.join("bulk.bin");
+    servers::write_bulk_file(&bulk, opts.bulk_bytes)?;
+    let bulk_sha = traffic::sha256(&bulk)?;
+
+    let t = Topology::from_snapshot(policy, &opts.prefix);
+    let started = Instant::now();
+    progress(&format!(
+        "building {} namespaces: client, router, LB, PA bridge, {} hosts, {} VMs",
+        t.namespaces().len(),
+        t.hosts.len(),
+        t.vms.len()
+    ));
+    netns::build(&t, ethtool)?;
+    check_interrupt()?;
+    progress(&format!(
+        "built in {:.1} s; starting servers, LB and hosts",
+        started.elapsed().as_secs_f64()
+    ));
+    start_processes(&t, opts, &config, &bulk, &dir, &mut guard)?;
+
+    let mut results = Vec::new();
+    for p in &t.pools {
+        check_interrupt()?;
+        let Some(source) = p.source else {
+            results.push(PoolResult {
+                plan: p.clone(),
+                source: String::new(),
+                requests: None,
+                bulk: None,
+            });
+            continue;
+        };
+        let ns = t.source_netns(source).to_string();
+        progress(&format!(
+            "{}: {} requests to {} from {ns}, then {} bytes bulk",
+            p.name,
+            opts.requests,
+            p.base_url(),
+            opts.bulk_bytes
+        ));
+        let url = p.base_url();
+        let req = traffic::requests(&ns, &url, opts.requests, 5, &dir, &p.name)?;
+        check_interrupt()?;
+        let b = traffic::bulk(&ns, &url, 120, &dir, &p.name, &bulk_sha)?;
+        results.push(PoolResult {
+            plan: p.clone(),
+            source: ns,
+            requests: Some(req),
+            bulk: Some(b),
+        });
+    }
+    let mut text = report::render(&t, &results);
+    let problems = report::problems(&t, &results);
+
+    if opts.keep {
+        for d in guard.disarm() {
+            d.detach();
+        }
+        text.push_str(&format!(
+            "LB counters: printed to {} when it stops (nvlb lab --down)\n",
+            dir.join("lb.out").display()
+        ));
+        return Ok(Outcome {
+            report: text,
+            problems,
+            kept: Some(keep_instructions(&t, &dir)),
+        });
+    }
+    let daemons = guard.disarm();
+    text.push_str(&stop_and_collect(daemons));
+    let removed = teardown::remove_prefix(&opts.prefix)?;
+    teardown::remove_run_dir(&dir);
+    progress(&format!("removed {} namespaces", removed.len()));
+    Ok(Outcome {
+        report: text,
+        problems,
+        kept: None,
+    })
+}
+
+fn check_interrupt() -> Result<(), Error> {
+    if interrupted() {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// Servers first (so DIPs answer from the first SYN), then the LB, then the hosts.
+fn start_processes(
+    t: &Topology,
+    opts: &Options,
+    config: &Path,
+    bulk: &Path,
+    dir: &Path,
+    guard: &mut Guard,
+) -> Result<(), Error> {
+    let config = config.display().to_string();
+    for vm in &t.vms {
+        let mut args = vec!["lab-serve".to_string(), "--name".into(), vm.name.clone()];
+        for p in &vm.ports {
+            args.push("--port".into());
+            args.push(p.to_string());
+        }
+        args.push("--bulk".into());
+        args.push(bulk.display().to_string());
+        let d = Daemon::spawn(
+            &format!("vm-{}", vm.name),
+            &vm.netns,
+            &opts.nvlb,
+            &args,
+            dir,
+        )?;
+        guard.daemons.push(d);
+    }
+    for d in guard.daemons.iter_mut() {
+        d.wait_ready(servers::READY, Duration::from_secs(10))?;
+    }
+    let lb_args: Vec<String> = [
+        "run",
+        "--config",
+        &config,
+        "--external",
+        "lb-ext",
+        "--provider",
+        "lb-pa",
+        "--workers",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut lb = Daemon::spawn("lb", &t.lb, &opts.nvlb, &lb_args, dir)?;
+    let ready = lb.wait_ready("nvlb: ready", Duration::from_secs(10));
+    guard.daemons.push(lb);
+    ready?;
+    if opts.without_hosts {
+        return Ok(());
+    }
+    let first_host = guard.daemons.len();
+    for (i, h) in t.hosts.iter().enumerate() {
+        let mut args: Vec<String> = [
+            "host", "--config", &config, "--name", &h.name, "--pa", "pa0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for vm in t.vms_on(i) {
+            args.push("--vm".into());
+            args.push(format!("{},{},{}", vm.vsid.get(), vm.mac, vm.host_if));
+        }
+        let d = Daemon::spawn(&h.name, &h.netns, &opts.nvlb, &args, dir)?;
+        guard.daemons.push(d);
+    }
+    for (d, h) in guard.daemons.iter_mut().skip(first_host).zip(&t.hosts) {
+        d.wait_ready(
+            &format!("nvlb: host {} ready", h.name),
+            Duration::from_secs(10),
+        )?;
+    }
+    Ok(())
+}
+
+/// SIGTERM to everyone; the LB's and the hosts' final counters.
+fn stop_and_collect(daemons: Vec<Daemon>) -> String {
+    let stopped = procs::stop_all(daemons, Duration::from_secs(3));
+    let mut s = String::new();
+    for (label, status, out) in stopped {
+        if label.starts_with("vm-") {
+            continue;
+        }
+        let how = match status {
+            Some(st) => format!("exit {st}"),
+            None => "killed after 3 s".to_string(),
+        };
+        let title = if label == "lb" {
+            format!("LB counters (nvlb run, after SIGTERM, {how}):")
+        } else {
+            format!("{label} counters (nvlb host, after SIGTERM, {how}):")
+        };
+        s.push_str(&report::counters(&title, &out));
+    }
+    s
+}
+
+fn keep_instructions(t: &Topology, dir: &Path) -> String {
+    let mut s = format!(
+        "The lab is running ({} namespaces, prefix {}). For example:\n",
+        t.namespaces().len(),
+        t.prefix
+    );
+    for p in &t.pools {
+        if let Some(src) = p.source {
+            s.push_str(&format!(
+                "  ip netns exec {} curl {}/\n",
+                t.source_netns(src),
+                p.base_url()
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "  ip netns exec {} bash        # a shell in the client (or any namespace below)\n\
+         Namespaces: {}\n\
+         Logs: {}\n\
+         Tear down: nvlb lab --down --prefix {}\n",
+        t.client,
+        t.namespaces().join(" "),
+        dir.display(),
+        t.prefix
+    ));
+    s
+}
+
+/// `--down`: stops and removes a lab with this prefix; the LB's counters, if a kept
+/// lab left its log.
+pub fn down(prefix: &str) -> Result<(Vec<String>, Option<String>), Error> {
+    if !topology::valid_prefix(prefix) {
+        return Err(Error::Prefix(prefix.to_string()));
+    }
+    let removed = teardown::remove_prefix(prefix)?;
+    let dir = run_dir(prefix);
+    let lb = std::fs::read_to_string(dir.join("lb.out"))
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(|out| report::counters("LB counters (nvlb run, after SIGTERM):", &out));
+    teardown::remove_run_dir(&dir);
+    Ok((removed, lb))
+}
