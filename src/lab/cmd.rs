@@ -6,7 +6,9 @@
 //! failure: every non-zero exit is an error unless the caller asks for the output.
 
 use std::ffi::OsStr;
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use super::Error;
 
@@ -29,6 +31,49 @@ pub fn output<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<Output, Erro
             command: display(program, args),
             cause,
         })
+}
+
+/// Like [`output`], but kills the program and returns [`Error::Interrupted`] as soon as
+/// a stop is requested (Ctrl-C): for the long steps (curl).
+pub fn output_until_stopped<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<Output, Error> {
+    let spawn_err = |cause| Error::Spawn {
+        command: display(program, args),
+        cause,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_err)? {
+            break status;
+        }
+        if super::interrupted() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Interrupted);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 /// Runs `program args`; a non-zero exit is an error carrying its stderr. Returns stdout.
@@ -95,6 +140,10 @@ mod tests {
 
     #[test]
     fn missing_program_is_a_spawn_error() {
+        let out = output_until_stopped("sh", &["-c", "echo out; echo err >&2; exit 4"]).unwrap();
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(out.status.code(), Some(4));
         let err = run("nvlb-no-such-program", &["x"]).unwrap_err();
         assert!(matches!(err, Error::Spawn { .. }), "{err}");
         assert!(!available("nvlb-no-such-program"));

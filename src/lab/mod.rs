@@ -337,7 +337,7 @@ fn stop_and_collect(daemons: Vec<Daemon>) -> String {
             continue;
         }
         let how = match status {
-            Some(st) => format!("exit {st}"),
+            Some(st) => st.to_string(),
             None => "killed after 3 s".to_string(),
         };
         let title = if label == "lb" {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::Error;
-use super::cmd::{output, run};
+use super::cmd::{output_until_stopped, run};
 
 /// Transfers curl runs at once.
 const PARALLEL: usize = 8;
@@ -97,7 +97,7 @@ pub fn requests(
         args.push(dir.join(format!("{tag}-{i}")).display().to_string());
         args.push(format!("{base_url}/?n={i}"));
     }
-    let out = output("ip", &args)?;
+    let out = output_until_stopped("ip", &args)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut result = Requests {
         sent: n,
@@ -163,7 +163,7 @@ pub fn bulk(
     let max_time = timeout_s.to_string();
     let file_s = file.display().to_string();
     let url = format!("{base_url}/bulk");
-    let out = output(
+    let out = output_until_stopped(
         "ip",
         &[
             "netns",
