@@ -49,10 +49,11 @@ fn parse(stdout: &str) -> BTreeMap<String, Table> {
             let words: Vec<&str> = line.split_whitespace().collect();
             if line.trim_start().starts_with("bulk:") {
                 t.bulk = line.trim().to_string();
-            } else if words.len() == 4 && words[0] != "DIP" {
-                if let Ok(n) = words[3].parse() {
-                    t.dips.insert(words[1].to_string(), n);
-                }
+            } else if let [dip, vm, _weight, answers] = words[..]
+                && dip != "DIP"
+                && let Ok(n) = answers.parse()
+            {
+                t.dips.insert(vm.to_string(), n);
             }
         }
     }
@@ -109,7 +110,10 @@ fn lab_answers_every_vip_from_every_dip() {
     );
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
     assert!(stdout.contains("OK: every request answered"), "{stdout}");
-    assert!(stdout.contains("LB counters (nvlb run, after SIGTERM"), "{stdout}");
+    assert!(
+        stdout.contains("LB counters (nvlb run, after SIGTERM"),
+        "{stdout}"
+    );
 
     let tables = parse(&stdout);
     let expect: [(&str, &[&str]); 7] = [

@@ -328,10 +328,11 @@ fn start_processes(
     Ok(())
 }
 
-/// SIGTERM to everyone; the LB's and the hosts' final counters.
+/// SIGTERM to everyone; the LB's final counters in full, the hosts' one line each.
 fn stop_and_collect(daemons: Vec<Daemon>) -> String {
     let stopped = procs::stop_all(daemons, Duration::from_secs(3));
-    let mut s = String::new();
+    let mut lb = String::new();
+    let mut hosts = String::from("Host counters (nvlb host, after SIGTERM):\n");
     for (label, status, out) in stopped {
         if label.starts_with("vm-") {
             continue;
@@ -340,14 +341,14 @@ fn stop_and_collect(daemons: Vec<Daemon>) -> String {
             Some(st) => st.to_string(),
             None => "killed after 3 s".to_string(),
         };
-        let title = if label == "lb" {
-            format!("LB counters (nvlb run, after SIGTERM, {how}):")
+        if label == "lb" {
+            let title = format!("LB counters (nvlb run, after SIGTERM, {how}):");
+            lb = report::counters(&title, &out);
         } else {
-            format!("{label} counters (nvlb host, after SIGTERM, {how}):")
-        };
-        s.push_str(&report::counters(&title, &out));
+            hosts.push_str(&report::counters_line(&format!("{label} ({how})"), &out));
+        }
     }
-    s
+    lb + &hosts
 }
 
 fn keep_instructions(t: &Topology, dir: &Path) -> String {

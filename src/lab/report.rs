@@ -139,6 +139,24 @@ pub fn counters(title: &str, stdout: &str) -> String {
     s
 }
 
+/// A process's final counters on one line (`label: key value, ...`), zero values and
+/// non-counter lines left out: for the hosts, which are many.
+pub fn counters_line(label: &str, stdout: &str) -> String {
+    let mut parts = Vec::new();
+    for line in stdout.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [key, value] = words[..]
+            && value.parse::<u64>().is_ok_and(|v| v > 0)
+        {
+            parts.push(format!("{key} {value}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("(no counters printed)".to_string());
+    }
+    format!("  {label}: {}\n", parts.join(", "))
+}
+
 /// Why the run is not good; empty when it is.
 pub fn problems(t: &Topology, results: &[PoolResult]) -> Vec<String> {
     let mut v = Vec::new();
@@ -264,5 +282,10 @@ mod tests {
         );
         assert_eq!(c, "LB\n  packets_in 10\n  dropped 3\n  drop.no_vip 3\n");
         assert!(counters("LB", "").contains("no counters"));
+        let line = counters_line(
+            "host1",
+            "nvlb: host host1 stopped after 1 s\nrx_pa 7\nvm_to_vm 0\ndrop.x 2\n",
+        );
+        assert_eq!(line, "  host1: rx_pa 7, drop.x 2\n");
     }
 }
