@@ -9,6 +9,7 @@ pub mod craft;
 pub mod dataplane;
 pub mod engine;
 pub mod flow;
+pub mod hostsim;
 pub mod maglev;
 pub mod pcap;
 pub mod policy;
