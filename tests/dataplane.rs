@@ -12,20 +12,22 @@
 //! namespaces are ever sent to; a guard deletes them and kills the LB even when an
 //! assertion fails. It skips (and passes) when not root or without `ip netns`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{
+    EXAMPLE, Namespaces, capture, counter, in_netns, lines_of, must, send_all, sigterm,
+    skip_reason, wait_for_line,
+};
 use nvlb::craft::{self, Transport};
-use nvlb::dataplane::afpacket::{Recv, Socket};
-use nvlb::dataplane::netns;
+use nvlb::dataplane::afpacket::Socket;
 use nvlb::wire::{MacAddr, arp, ethernet, gre, ip_proto, ipv4, tcp};
-
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lb-config/example.toml");
 const LB_EXTERNAL_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x01, 0x0a]);
 const GATEWAY_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x01, 0x01]);
 const LB_PROVIDER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x06, 0x0a]);
@@ -54,75 +56,32 @@ fn blue_dips() -> BTreeMap<Ipv4Addr, (Ipv4Addr, MacAddr)> {
     ])
 }
 
-fn run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
-}
-
-fn must(cmd: &str, args: &[&str]) {
-    let out = run(cmd, args);
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Why the lab cannot run here, if it cannot.
-fn skip_reason() -> Option<String> {
-    match Command::new("id").arg("-u").output() {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "0" => {}
-        Ok(_) => return Some("not root".into()),
-        Err(e) => return Some(format!("cannot run id: {e}")),
-    }
-    match Command::new("ip").args(["netns", "list"]).output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "`ip netns` unavailable: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Some(format!("`ip` unavailable: {e}")),
-    }
-}
-
 /// The three namespaces and the LB process; dropping it removes them all.
 struct Lab {
     client: String,
     lb: String,
     host: String,
     nvlb: Option<Child>,
+    /// Dropped after `Drop for Lab` has killed the LB.
+    _namespaces: Namespaces,
 }
 
 impl Lab {
     fn create(tag: &str) -> Lab {
         let pid = std::process::id();
+        let (client, lb, host) = (
+            format!("nvt-client-{pid}-{tag}"),
+            format!("nvt-lb-{pid}-{tag}"),
+            format!("nvt-host-{pid}-{tag}"),
+        );
+        let namespaces = Namespaces::create(&[(&client, true), (&lb, true), (&host, true)]);
         let lab = Lab {
-            client: format!("nvt-client-{pid}-{tag}"),
-            lb: format!("nvt-lb-{pid}-{tag}"),
-            host: format!("nvt-host-{pid}-{tag}"),
+            client,
+            lb,
+            host,
             nvlb: None,
+            _namespaces: namespaces,
         };
-        lab.remove_namespaces();
-        for ns in lab.namespaces() {
-            must("ip", &["netns", "add", ns]);
-            // No IPv6 link-local addresses, so no kernel sends DAD/MLD/RS into the lab:
-            // the only frames on the wires are the ones this test and the LB send.
-            must(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                    "net.ipv6.conf.default.disable_ipv6=1",
-                ],
-            );
-        }
         let veth = |lb_if: &str, lb_mac: MacAddr, peer_ns: &str, peer_mac: MacAddr| {
             let (lb_mac, peer_mac) = (lb_mac.to_string(), peer_mac.to_string());
             must(
@@ -146,16 +105,6 @@ impl Lab {
         lab
     }
 
-    fn namespaces(&self) -> [&str; 3] {
-        [&self.client, &self.lb, &self.host]
-    }
-
-    fn remove_namespaces(&self) {
-        for ns in self.namespaces() {
-            let _ = run("ip", &["netns", "del", ns]);
-        }
-    }
-
     /// `nvlb run` inside the LB namespace with `args`, stdout and stderr piped.
     fn spawn_nvlb(&self, args: &[&str]) -> Child {
         Command::new("ip")
@@ -174,20 +123,7 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.remove_namespaces();
     }
-}
-
-/// Runs `f` on a fresh thread inside namespace `ns` (only that thread moves).
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> thread::JoinHandle<T> {
-    let ns = ns.to_string();
-    thread::spawn(move || {
-        netns::enter(&ns).unwrap_or_else(|e| panic!("enter {ns}: {e}"));
-        f()
-    })
 }
 
 fn syn(src: Ipv4Addr, src_port: u16) -> Vec<u8> {
@@ -235,45 +171,6 @@ fn arp_who_has_blue_vip() -> Vec<u8> {
     )
 }
 
-/// Sends every frame, retrying briefly when the device is busy; how many went out.
-fn send_all(sock: &Socket, frames: impl Iterator<Item = Vec<u8>>) -> u32 {
-    let mut sent = 0;
-    for f in frames {
-        for _ in 0..1000 {
-            match sock.send(&f) {
-                Ok(()) => {
-                    sent += 1;
-                    break;
-                }
-                Err(_) => thread::yield_now(),
-            }
-        }
-    }
-    sent
-}
-
-/// Receives frames until `enough` says stop or nothing arrives for `quiet`.
-fn capture(sock: &Socket, quiet: Duration, mut enough: impl FnMut(&[u8]) -> bool) -> usize {
-    let mut buf = vec![0u8; 65536];
-    let mut seen = 0;
-    loop {
-        match sock.recv(&mut buf).expect("recv") {
-            Recv::Frame(n, _) => {
-                seen += 1;
-                if enough(&buf[..n]) {
-                    return seen;
-                }
-            }
-            Recv::Truncated(_) => seen += 1,
-            Recv::Empty => {
-                if !sock.wait(quiet).expect("poll") {
-                    return seen;
-                }
-            }
-        }
-    }
-}
-
 /// What a frame captured at the host is, if it is the NVGRE the LB should emit for a
 /// SYN to Blue's VIP: (outer dst MAC, outer dst, inner dst, inner src port).
 fn nvgre_syn(frame: &[u8]) -> Result<(MacAddr, Ipv4Addr, Ipv4Addr, u16), String> {
@@ -319,26 +216,6 @@ fn arp_reply(frame: &[u8]) -> Option<(MacAddr, Ipv4Addr, MacAddr)> {
         .then(|| (a.sender_hw(), a.sender_ip(), eth.dst_addr()))
 }
 
-/// Reads the LB's stderr on a thread; the channel yields its lines.
-fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn counter(stdout: &str, name: &str) -> Option<u64> {
-    stdout.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == name).then(|| v.trim().parse().ok())?
-    })
-}
-
 #[test]
 fn balances_syns_into_nvgre_answers_arp_and_stops_on_sigterm() {
     if let Some(why) = skip_reason() {
@@ -371,19 +248,7 @@ fn lab_run(backend: &str) {
     let stderr = lines_of(child.stderr.take().expect("stderr"));
     let mut stdout = child.stdout.take().expect("stdout");
     lab.nvlb = Some(child);
-    let mut log = Vec::new();
-    loop {
-        match stderr.recv_timeout(Duration::from_secs(10)) {
-            Ok(line) => {
-                let ready = line.contains("ready");
-                log.push(line);
-                if ready {
-                    break;
-                }
-            }
-            Err(_) => panic!("nvlb never became ready; stderr: {log:?}"),
-        }
-    }
+    wait_for_line(&stderr, "ready", Duration::from_secs(10));
 
     // The host side listens before anything is sent.
     let (host_ready, host_is_ready) = mpsc::channel();
@@ -489,21 +354,10 @@ fn lab_run(backend: &str) {
 
     // SIGTERM: exit 0 within 2 s, counters on stdout.
     let child = lab.nvlb.as_mut().expect("nvlb child");
-    must("kill", &["-TERM", &child.id().to_string()]);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(2),
-            "nvlb did not stop within 2 s of SIGTERM"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+    let (status, took) = sigterm(child, Duration::from_secs(2));
     let mut out = String::new();
     stdout.read_to_string(&mut out).expect("stdout");
-    println!("nvlb stopped in {:?} with {status}:\n{out}", t.elapsed());
+    println!("nvlb stopped in {took:?} with {status}:\n{out}");
     assert_eq!(status.code(), Some(0), "clean shutdown exits 0");
     let forwarded = counter(&out, "forwarded").expect("forwarded counter printed");
     assert!(

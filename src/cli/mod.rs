@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod check;
+mod host;
 mod lab;
 mod replay;
 mod run;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nvlb::hostsim::VmSpec;
 use nvlb::policy::ConfigError;
 
 /// nvlb: an NVGRE-aware, multi-tenant L4 load balancer.
@@ -114,6 +116,33 @@ enum Command {
         #[arg(long)]
         bulk: PathBuf,
     },
+    /// Simulate one Hyper-V host of the lab until SIGINT or SIGTERM.
+    ///
+    /// Decapsulates NVGRE addressed to the host's PA into its VMs' veths (after
+    /// checking VSID, outer source, inner MAC and CA against the lookup records),
+    /// answers the VMs' ARP and Neighbor Solicitations from policy (the gateway and any
+    /// address no VM holds resolve to the subnet's lb_mac), and encapsulates what the
+    /// VMs send toward the destination VM's host or the LB. The interfaces should
+    /// carry no IP addresses: the simulator owns the PA in userspace.
+    #[command(after_help = "Exit status:\n  0  stopped by SIGINT/SIGTERM\n  \
+        1  bad config, unknown host name, a --vm that the lookup records do not place \
+        on this host, missing interface, missing privileges (needs CAP_NET_RAW)\n  \
+        2  usage error")]
+    Host {
+        /// The TOML policy file.
+        #[arg(long)]
+        config: PathBuf,
+        /// This host's name in the policy ([[host]] name).
+        #[arg(long)]
+        name: String,
+        /// The PA-network interface (NVGRE).
+        #[arg(long, value_name = "IFNAME")]
+        pa: String,
+        /// A VM behind this host: its VSID, its MAC (as in its lookup records) and the
+        /// host-side interface of its veth. Repeat for each VM.
+        #[arg(long = "vm", value_name = "VSID,MAC,IFNAME")]
+        vms: Vec<VmSpec>,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -160,6 +189,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             without_hosts,
         }),
         Command::LabServe { name, port, bulk } => lab::serve(&name, &port, &bulk),
+        Command::Host {
+            config,
+            name,
+            pa,
+            vms,
+        } => host::run(&config, &name, &pa, &vms),
         Command::Run {
             config,
             external,

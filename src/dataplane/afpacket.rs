@@ -165,6 +165,18 @@ impl AsFd for Socket {
     }
 }
 
+/// Most sockets [`wait_any`] watches at once.
+pub const MAX_WAIT: usize = sys::MAX_POLL_FDS;
+
+/// Waits until a frame is waiting on any of `socks` or `timeout` passed; true when one
+/// is. For one thread serving several interfaces (the host simulator); at most
+/// [`MAX_WAIT`] sockets (more is an `InvalidInput` error).
+pub fn wait_any(socks: &[&Socket], timeout: Duration) -> io::Result<bool> {
+    let fds: Vec<BorrowedFd> = socks.iter().map(|s| s.fd.as_fd()).collect();
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    Ok(sys::poll_readable(&fds, ms)? > 0)
+}
+
 /// A fanout group id for interface `ifindex` of this process: ids are per network
 /// namespace and a group binds to one device, so each interface needs its own, and
 /// another process's group must not be joined by accident.

@@ -197,15 +197,25 @@ pub fn send(fd: BorrowedFd, frame: &[u8]) -> io::Result<usize> {
     })
 }
 
+/// Most descriptors `poll_readable` takes at once (its set lives on the stack).
+pub const MAX_POLL_FDS: usize = 64;
+
 /// Waits until one of `fds` is readable or `timeout_ms` passed. Returns how many are
-/// ready; an interrupting signal counts as zero ready.
+/// ready; an interrupting signal counts as zero ready. More than [`MAX_POLL_FDS`]
+/// descriptors is refused (`InvalidInput`) rather than silently not watched.
 pub fn poll_readable(fds: &[BorrowedFd], timeout_ms: i32) -> io::Result<usize> {
     let mut set = [libc::pollfd {
         fd: -1,
         events: 0,
         revents: 0,
-    }; 8];
-    let n = fds.len().min(set.len());
+    }; MAX_POLL_FDS];
+    if fds.len() > set.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "more descriptors than poll_readable watches",
+        ));
+    }
+    let n = fds.len();
     for (slot, fd) in set.iter_mut().zip(fds) {
         slot.fd = fd.as_raw_fd();
         slot.events = libc::POLLIN;

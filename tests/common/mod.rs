@@ -1,10 +1,40 @@
-//! Helpers shared by the tests that build network namespaces.
-
+//! Helpers shared by the tests that build network namespaces (tests/dataplane.rs,
+//! tests/hostsim.rs): running commands, a guard that deletes the namespaces it made,
+//! threads moved into a namespace, AF_PACKET send/capture loops, reading a child's
+//! output and counters, and stopping it with SIGTERM.
+//!
+//! Each test binary uses only some of these.
 #![allow(dead_code)]
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
-/// Why namespace tests cannot run here (not root, no `ip netns`), if they cannot.
+use nvlb::dataplane::afpacket::{Recv, Socket};
+use nvlb::dataplane::netns;
+
+pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lb-config/example.toml");
+
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+}
+
+pub fn must(cmd: &str, args: &[&str]) {
+    let out = run(cmd, args);
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Why the namespace tests cannot run here, if they cannot.
 pub fn skip_reason() -> Option<String> {
     match Command::new("id").arg("-u").output() {
         Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "0" => {}
@@ -18,5 +48,161 @@ pub fn skip_reason() -> Option<String> {
             String::from_utf8_lossy(&o.stderr).trim()
         )),
         Err(e) => Some(format!("`ip` unavailable: {e}")),
+    }
+}
+
+/// Named network namespaces this test made; dropping the guard deletes them, also
+/// after a failed assertion. Leftovers of the same names are removed first.
+pub struct Namespaces {
+    names: Vec<String>,
+}
+
+impl Namespaces {
+    /// Creates `names`; those with `true` get IPv6 disabled (no link-local addresses,
+    /// so no kernel sends DAD/MLD/RS: the only frames there are the test's and its
+    /// processes').
+    pub fn create(names: &[(&str, bool)]) -> Namespaces {
+        let guard = Namespaces {
+            names: names.iter().map(|(n, _)| n.to_string()).collect(),
+        };
+        guard.remove();
+        for (ns, no_ipv6) in names {
+            must("ip", &["netns", "add", ns]);
+            if *no_ipv6 {
+                must(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        ns,
+                        "sysctl",
+                        "-qw",
+                        "net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1",
+                    ],
+                );
+            }
+        }
+        guard
+    }
+
+    fn remove(&self) {
+        for ns in &self.names {
+            let _ = run("ip", &["netns", "del", ns]);
+        }
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Runs `f` on a fresh thread inside namespace `ns` (only that thread moves).
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let ns = ns.to_string();
+    thread::spawn(move || {
+        netns::enter(&ns).unwrap_or_else(|e| panic!("enter {ns}: {e}"));
+        f()
+    })
+}
+
+/// Sends every frame, retrying briefly when the device is busy; how many went out.
+pub fn send_all(sock: &Socket, frames: impl Iterator<Item = Vec<u8>>) -> u32 {
+    let mut sent = 0;
+    for f in frames {
+        for _ in 0..1000 {
+            match sock.send(&f) {
+                Ok(()) => {
+                    sent += 1;
+                    break;
+                }
+                Err(_) => thread::yield_now(),
+            }
+        }
+    }
+    sent
+}
+
+/// Receives frames until `enough` says stop or nothing arrives for `quiet`.
+pub fn capture(sock: &Socket, quiet: Duration, mut enough: impl FnMut(&[u8]) -> bool) -> usize {
+    let mut buf = vec![0u8; 65536];
+    let mut seen = 0;
+    loop {
+        match sock.recv(&mut buf).expect("recv") {
+            Recv::Frame(n, _) => {
+                seen += 1;
+                if enough(&buf[..n]) {
+                    return seen;
+                }
+            }
+            Recv::Truncated(_) => seen += 1,
+            Recv::Empty => {
+                if !sock.wait(quiet).expect("poll") {
+                    return seen;
+                }
+            }
+        }
+    }
+}
+
+/// Reads a child's stream on a thread; the channel yields its lines.
+pub fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`; panics with what came instead after `limit`.
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) {
+    let mut log = Vec::new();
+    let t = Instant::now();
+    while let Some(left) = limit.checked_sub(t.elapsed()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                log.push(line);
+                if found {
+                    return;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {needle:?} within {limit:?}; got: {log:?}");
+}
+
+/// The value of counter `name` in `name value` lines.
+pub fn counter(stdout: &str, name: &str) -> Option<u64> {
+    stdout.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// Sends SIGTERM and waits for the child to exit, failing after `limit`; its status
+/// and how long it took.
+pub fn sigterm(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
+    must("kill", &["-TERM", &child.id().to_string()]);
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (status, t.elapsed());
+        }
+        assert!(
+            t.elapsed() < limit,
+            "the process did not stop within {limit:?} of SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
     }
 }

@@ -1,0 +1,58 @@
+//! The Hyper-V host simulator (`nvlb host`): what the lab's hosts do in place of the
+//! kernel GRE this machine lacks, from the same lookup records the LB reads.
+//!
+//! From the PA network it takes NVGRE addressed to its host, checks it against policy
+//! (`decap`) and hands the inner frame unchanged to the VM's veth; from a VM it answers
+//! ARP and Neighbor Solicitations itself (`proxy`), completes partial checksums
+//! (`csum`) and sends unicast IP either to a VM of this host or as NVGRE to the host of
+//! the destination VM or to the LB (`encap`). `run` owns the sockets and the loop.
+//!
+//! Every decision is a pure function from a frame to a [`Verdict`]; only `run` touches
+//! sockets. Nothing here panics on any frame, and a frame is never forwarded without a
+//! policy record that allows it: everything else is a counted [`DropReason`].
+
+pub mod csum;
+pub mod decap;
+pub mod drop;
+pub mod encap;
+pub mod proxy;
+pub mod run;
+pub mod view;
+
+pub use drop::DropReason;
+pub use run::{Counters, Sockets};
+pub use view::{HostView, Peer, ViewError, Vm, VmSpec, VmSpecError};
+
+/// What an ARP/ND answer was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    Arp,
+    Nd,
+}
+
+/// The decision for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// `frame[start..start + len]` goes unchanged to this host's VM `vm`:
+    /// decapsulated from the PA network, or from another VM of this host.
+    Deliver {
+        vm: usize,
+        start: usize,
+        len: usize,
+        /// The frame came from a VM of this host, not from the PA network.
+        local: bool,
+        /// A partial checksum was completed in the frame first.
+        completed: bool,
+    },
+    /// `out[..len]` is NVGRE for the PA network.
+    Encapsulate {
+        len: usize,
+        completed: bool,
+    },
+    /// `out[..len]` answers the sender, on the interface the frame came in on.
+    Answer {
+        len: usize,
+        kind: Answered,
+    },
+    Drop(DropReason),
+}
