@@ -14,7 +14,7 @@ use crate::policy::Protocol;
 use super::drop::DropReason;
 use super::nat::Rewrite;
 use super::packet::{IpPacket, Ports};
-use super::{Arrival, Ctx, Matched, Verdict, tri};
+use super::{Arrival, Ctx, Matched, Verdict, Via, tri};
 
 /// Host id stored for flows whose client is on the Internet side.
 pub(crate) const NO_HOST: u16 = u16::MAX;
@@ -57,7 +57,8 @@ pub(super) fn forward(
     ctx.shard
         .touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
     let flow = *ctx.shard.flow(id);
-    let path = tri!(ctx.routes.to_dip(flow.pool, flow.dip, flow.flow_id));
+    let routes = ctx.routes;
+    let pre = tri!(routes.prebuilt(flow.pool, flow.dip));
     let rw = Rewrite {
         src: flow
             .is_full_nat()
@@ -70,7 +71,14 @@ pub(super) fn forward(
         pool: flow.pool,
         dip: flow.dip,
     };
-    ctx.send(arrival, path, ip, &rw, matched, out)
+    ctx.send(
+        arrival,
+        Via::Prebuilt(pre, flow.flow_id),
+        ip,
+        &rw,
+        matched,
+        out,
+    )
 }
 
 /// Binds a new flow: policy match, anti-spoofing, Maglev, source-NAT port, insert.

@@ -11,6 +11,7 @@ mod balance;
 pub mod counters;
 pub mod drop;
 mod emit;
+mod headers;
 mod icmp;
 mod nat;
 mod neighbor;
@@ -138,6 +139,19 @@ impl Arrival {
     }
 }
 
+/// How [`Ctx::send`] writes the headers: from a path, or from prebuilt headers with
+/// the flow's FlowID.
+pub(crate) enum Via<'a> {
+    Path(Path),
+    Prebuilt(&'a headers::Prebuilt, u8),
+}
+
+impl From<Path> for Via<'_> {
+    fn from(path: Path) -> Self {
+        Via::Path(path)
+    }
+}
+
 /// What one call of `process` works with: borrowed pieces of the engine, so that the
 /// policy can be read while the shard is changed.
 pub(crate) struct Ctx<'a> {
@@ -163,14 +177,17 @@ impl Ctx<'_> {
     pub(crate) fn send(
         &mut self,
         arrival: &Arrival,
-        path: Path,
+        via: Via,
         ip: &IpPacket,
         rw: &nat::Rewrite,
         matched: Matched,
         out: &mut [u8],
     ) -> Verdict {
         let len = ip.bytes.len();
-        let room = path.max_ip_len(self.policy);
+        let (room, egress) = match &via {
+            Via::Path(path) => (path.max_ip_len(self.policy), path.egress()),
+            Via::Prebuilt(pre, _) => (pre.room(), pre.egress()),
+        };
         if len > room {
             if !ip.dont_frag {
                 return Verdict::Drop(DropReason::TooBigNoDf);
@@ -178,7 +195,12 @@ impl Ctx<'_> {
             return icmp::too_big(self, arrival, ip, room, out);
         }
         let ident = self.next_ident();
-        let off = match path.write_headers(out, emit::ip_ethertype(ip.v6), len, ident) {
+        let inner_type = emit::ip_ethertype(ip.v6);
+        let written = match via {
+            Via::Path(path) => path.write_headers(out, inner_type, len, ident),
+            Via::Prebuilt(pre, flow_id) => pre.write(out, inner_type, len, ident, flow_id),
+        };
+        let off = match written {
             Ok(off) => off,
             Err(r) => return Verdict::Drop(r),
         };
@@ -186,7 +208,7 @@ impl Ctx<'_> {
         inner.copy_from_slice(ip.bytes);
         nat::apply(inner, ip.v6, ip.proto, ip.l4, rw);
         Verdict::Forward {
-            egress: path.egress(),
+            egress,
             len: off + len,
             matched,
         }

@@ -73,7 +73,7 @@ pub(super) fn ret(
         pool: flow.pool,
         dip: flow.dip,
     };
-    ctx.send(arrival, path, ip, &rw, matched, out)
+    ctx.send(arrival, path.into(), ip, &rw, matched, out)
 }
 
 /// The path to a flow's client: the Internet gateway, or the client's host in its VSID.

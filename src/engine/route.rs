@@ -9,9 +9,16 @@ use crate::policy::Snapshot;
 
 use super::drop::DropReason;
 use super::emit::{Path, tunnel_to};
+use super::headers::Prebuilt;
+
+/// A DIP's path, and its headers prebuilt for the forwarding fast path.
+struct Route {
+    path: Path,
+    prebuilt: Prebuilt,
+}
 
 pub(crate) struct Routes {
-    pools: Vec<Vec<Result<Path, DropReason>>>,
+    pools: Vec<Vec<Result<Route, DropReason>>>,
 }
 
 impl Routes {
@@ -25,7 +32,10 @@ impl Routes {
                     .map(|dip| {
                         let subnet = policy.subnet(dip.vsid).ok_or(DropReason::UnknownVsid)?;
                         let host = policy.get_host(dip.host).ok_or(DropReason::NoPath)?;
-                        tunnel_to(policy, host, dip.vsid.get(), 0, subnet.lb_mac, dip.mac)
+                        let path =
+                            tunnel_to(policy, host, dip.vsid.get(), 0, subnet.lb_mac, dip.mac)?;
+                        let prebuilt = Prebuilt::new(&path, path.max_ip_len(policy))?;
+                        Ok(Route { path, prebuilt })
                     })
                     .collect()
             })
@@ -33,15 +43,23 @@ impl Routes {
         Routes { pools }
     }
 
-    /// The path to DIP `dip` of pool `pool`, carrying FlowID `flow_id`.
-    pub(crate) fn to_dip(&self, pool: u32, dip: u16, flow_id: u8) -> Result<Path, DropReason> {
-        let mut path = *self
-            .pools
+    fn route(&self, pool: u32, dip: u16) -> Result<&Route, DropReason> {
+        self.pools
             .get(pool as usize)
             .and_then(|p| p.get(usize::from(dip)))
             .ok_or(DropReason::NoHealthyDip)?
             .as_ref()
-            .map_err(|r| *r)?;
+            .map_err(|r| *r)
+    }
+
+    /// The prebuilt headers towards DIP `dip` of pool `pool` (FlowID patched per packet).
+    pub(crate) fn prebuilt(&self, pool: u32, dip: u16) -> Result<&Prebuilt, DropReason> {
+        Ok(&self.route(pool, dip)?.prebuilt)
+    }
+
+    /// The path to DIP `dip` of pool `pool`, carrying FlowID `flow_id`.
+    pub(crate) fn to_dip(&self, pool: u32, dip: u16, flow_id: u8) -> Result<Path, DropReason> {
+        let mut path = self.route(pool, dip)?.path;
         if let Path::Tunnel(t) = &mut path {
             t.flow_id = flow_id;
         }
