@@ -66,17 +66,12 @@ pub(super) fn forward(
         dst: Some((flow.ret.dip, flow.ret.dip_port)),
         hop: true,
     };
-    let matched = Matched {
-        tenant: flow.tenant,
-        pool: flow.pool,
-        dip: flow.dip,
-    };
     ctx.send(
         arrival,
         Via::Prebuilt(pre, flow.flow_id),
         ip,
         &rw,
-        matched,
+        Matched::of(&flow),
         out,
     )
 }

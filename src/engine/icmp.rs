@@ -7,14 +7,14 @@
 
 use std::net::IpAddr;
 
-use crate::flow::{ForwardKey, ReturnKey, steer};
+use crate::flow::{ForwardKey, steer};
 use crate::wire::{icmpv4, icmpv6, ip_proto, ipv4, ipv6};
 
 use super::drop::DropReason;
 use super::emit::{self, Path};
 use super::nat::{self, Rewrite};
 use super::packet::IpPacket;
-use super::reply::path_to_client;
+use super::reply::{dip_side_binding, path_to_client};
 use super::{Arrival, Ctx, Egress, Matched, Verdict, tri};
 
 /// Largest quote in an error the LB makes: the whole error fits the minimum MTU.
@@ -121,45 +121,18 @@ pub(super) fn translate(
             hop: false,
         };
         path = tri!(ctx.routes.to_dip(flow.pool, flow.dip, flow.flow_id));
-        matched = Matched {
-            tenant: flow.tenant,
-            pool: flow.pool,
-            dip: flow.dip,
-        };
+        matched = Matched::of(&flow);
     } else {
         let Arrival::Tunnel { host, .. } = *arrival else {
             return Verdict::Drop(DropReason::IcmpNoFlow);
         };
-        let owner = if policy.is_snat_address(vsid, q.src) {
-            steer::by_nat_port(q.src_port, ctx.workers)
-        } else {
-            steer::by_endpoint(q.src, q.src_port, ctx.workers)
-        };
-        if owner != ctx.worker {
-            return Verdict::Handoff { worker: owner };
-        }
-        let key = ReturnKey {
-            vsid: vsid.get(),
-            proto: q.proto,
-            dip: q.dst,
-            dip_port: q.dst_port,
-            peer: q.src,
-            peer_port: q.src_port,
-        };
-        let Some(id) = ctx.shard.find_return(&key, ctx.now) else {
-            return Verdict::Drop(DropReason::IcmpNoFlow);
-        };
-        let flow = *ctx.shard.flow(id);
-        let Some(dip) = policy
-            .pools()
-            .get(flow.pool as usize)
-            .and_then(|p| p.dips.get(usize::from(flow.dip)))
-        else {
-            return Verdict::Drop(DropReason::IcmpNoFlow);
-        };
-        if dip.host != host {
-            return Verdict::Drop(DropReason::SpoofedPa);
-        }
+        let dip = (q.dst, q.dst_port);
+        let peer = (q.src, q.src_port);
+        let flow =
+            match dip_side_binding(ctx, vsid, host, q.proto, dip, peer, DropReason::IcmpNoFlow) {
+                Ok((_, flow)) => flow,
+                Err(verdict) => return verdict,
+            };
         outer_src = flow.forward.vip;
         outer_dst = flow.forward.client;
         q_rw = Rewrite {
@@ -168,11 +141,7 @@ pub(super) fn translate(
             hop: false,
         };
         path = tri!(path_to_client(ctx, &flow.forward, flow.flow_id));
-        matched = Matched {
-            tenant: flow.tenant,
-            pool: flow.pool,
-            dip: flow.dip,
-        };
+        matched = Matched::of(&flow);
     }
     let len = ip.bytes.len();
     if len > path.max_ip_len(policy) {

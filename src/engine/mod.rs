@@ -49,6 +49,16 @@ pub struct Matched {
     pub dip: u16,
 }
 
+impl Matched {
+    pub(crate) fn of(flow: &crate::flow::Flow) -> Matched {
+        Matched {
+            tenant: flow.tenant,
+            pool: flow.pool,
+            dip: flow.dip,
+        }
+    }
+}
+
 /// The engine's decision for one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

@@ -3,8 +3,10 @@
 //! NAT), and send it to the client: plain IP to the Internet, or NVGRE back into the
 //! client's VSID.
 
-use crate::flow::{Direction, ReturnKey, steer};
-use crate::policy::Vsid;
+use std::net::IpAddr;
+
+use crate::flow::{Direction, Flow, FlowId, ReturnKey, steer};
+use crate::policy::{HostId, Vsid};
 
 use super::drop::DropReason;
 use super::emit::{Path, tunnel_to};
@@ -22,42 +24,16 @@ pub(super) fn ret(
     let Arrival::Tunnel { vsid, host, .. } = *arrival else {
         return Verdict::Drop(DropReason::NotForUs);
     };
-    let policy = ctx.policy;
-    let owner = if policy.is_snat_address(vsid, ip.dst) {
-        steer::by_nat_port(ports.dst, ctx.workers)
-    } else {
-        steer::by_endpoint(ip.dst, ports.dst, ctx.workers)
-    };
-    if owner != ctx.worker {
-        return Verdict::Handoff { worker: owner };
-    }
     if ip.ttl <= 1 {
         return Verdict::Drop(DropReason::TtlExpired);
     }
-    let key = ReturnKey {
-        vsid: vsid.get(),
-        proto: ip.proto,
-        dip: ip.src,
-        dip_port: ports.src,
-        peer: ip.dst,
-        peer_port: ports.dst,
-    };
-    let Some(id) = ctx.shard.find_return(&key, ctx.now) else {
-        return Verdict::Drop(DropReason::NoFlow);
-    };
-    let flow = *ctx.shard.flow(id);
-    let Some(dip) = policy
-        .pools()
-        .get(flow.pool as usize)
-        .and_then(|p| p.dips.get(usize::from(flow.dip)))
-    else {
-        return Verdict::Drop(DropReason::NoFlow);
-    };
-    // Checked before the binding is touched: a spoofed reply must not keep it alive
-    // or close it.
-    if dip.host != host {
-        return Verdict::Drop(DropReason::SpoofedPa);
-    }
+    let dip = (ip.src, ports.src);
+    let peer = (ip.dst, ports.dst);
+    let (id, flow) =
+        match dip_side_binding(ctx, vsid, host, ip.proto, dip, peer, DropReason::NoFlow) {
+            Ok(found) => found,
+            Err(verdict) => return verdict,
+        };
     ctx.shard
         .touch(id, Direction::Return, ports.tcp_flags, ctx.now);
     let path = tri!(path_to_client(ctx, &flow.forward, flow.flow_id));
@@ -68,12 +44,54 @@ pub(super) fn ret(
             .then_some((flow.forward.client, flow.forward.client_port)),
         hop: true,
     };
-    let matched = Matched {
-        tenant: flow.tenant,
-        pool: flow.pool,
-        dip: flow.dip,
+    ctx.send(arrival, path.into(), ip, &rw, Matched::of(&flow), out)
+}
+
+/// The binding of a packet sent from the DIP's side (`dip` -> `peer` in `vsid`) by
+/// `host`: steered to the worker that owns it, found, and accepted only from the host
+/// that policy places the DIP on. Checked before the binding is touched: a spoofed
+/// packet must not keep a flow alive or close it. `miss` is counted when nothing matches.
+pub(super) fn dip_side_binding(
+    ctx: &mut Ctx,
+    vsid: Vsid,
+    host: HostId,
+    proto: u8,
+    dip: (IpAddr, u16),
+    peer: (IpAddr, u16),
+    miss: DropReason,
+) -> Result<(FlowId, Flow), Verdict> {
+    let owner = if ctx.policy.is_snat_address(vsid, peer.0) {
+        steer::by_nat_port(peer.1, ctx.workers)
+    } else {
+        steer::by_endpoint(peer.0, peer.1, ctx.workers)
     };
-    ctx.send(arrival, path.into(), ip, &rw, matched, out)
+    if owner != ctx.worker {
+        return Err(Verdict::Handoff { worker: owner });
+    }
+    let key = ReturnKey {
+        vsid: vsid.get(),
+        proto,
+        dip: dip.0,
+        dip_port: dip.1,
+        peer: peer.0,
+        peer_port: peer.1,
+    };
+    let id = ctx
+        .shard
+        .find_return(&key, ctx.now)
+        .ok_or(Verdict::Drop(miss))?;
+    let flow = *ctx.shard.flow(id);
+    let placed_on = ctx
+        .policy
+        .pools()
+        .get(flow.pool as usize)
+        .and_then(|p| p.dips.get(usize::from(flow.dip)))
+        .map(|d| d.host)
+        .ok_or(Verdict::Drop(miss))?;
+    if placed_on != host {
+        return Err(Verdict::Drop(DropReason::SpoofedPa));
+    }
+    Ok((id, flow))
 }
 
 /// The path to a flow's client: the Internet gateway, or the client's host in its VSID.
