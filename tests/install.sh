@@ -10,6 +10,8 @@ command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ethtool >/dev/null 2>&1 || [ -x /sbin/ethtool ] || [ -x /usr/sbin/ethtool ] || need+=(ethtool)
+# Open vSwitch (userspace datapath): the real NVGRE peer of `nvlb lab --ovs-hosts`.
+command -v ovs-vswitchd >/dev/null 2>&1 || [ -x /usr/sbin/ovs-vswitchd ] || need+=(openvswitch-switch)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

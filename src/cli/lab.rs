@@ -19,6 +19,7 @@ pub struct Args {
     pub prefix: String,
     pub requests: usize,
     pub without_hosts: bool,
+    pub ovs_hosts: usize,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -67,6 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         policy_text: text,
         without_hosts: a.without_hosts,
         bulk_bytes: lab::BULK_BYTES,
+        ovs_hosts: a.ovs_hosts,
     };
     let outcome = lab::run(&policy, &opts, &mut |m| eprintln!("nvlb lab: {m}"))?;
     print!("{}", outcome.report);

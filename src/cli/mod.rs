@@ -105,6 +105,10 @@ enum Command {
         /// Debugging the lab itself: start no host simulators.
         #[arg(long, hide = true)]
         without_hosts: bool,
+        /// Run the first N hosts (host1..hostN) as Open vSwitch userspace bridges, a real
+        /// NVGRE peer, instead of `nvlb host` (needs openvswitch-switch installed).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        ovs_hosts: usize,
     },
     /// The lab's web server (run inside a VM namespace by `nvlb lab`).
     #[command(name = "lab-serve", hide = true)]
@@ -180,6 +184,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             prefix,
             requests,
             without_hosts,
+            ovs_hosts,
         } => lab::run(lab::Args {
             config,
             keep,
@@ -187,6 +192,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             prefix,
             requests: requests as usize,
             without_hosts,
+            ovs_hosts,
         }),
         Command::LabServe { name, port, bulk } => lab::serve(&name, &port, &bulk),
         Command::Host {

@@ -11,6 +11,7 @@
 
 pub mod cmd;
 pub mod netns;
+pub mod ovs;
 pub mod procs;
 pub mod report;
 pub mod servers;
@@ -76,6 +77,8 @@ pub enum Error {
     Prefix(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("Open vSwitch host: {0}")]
+    Ovs(String),
 }
 
 /// A stop was requested (Ctrl-C, SIGTERM): the data plane's process-wide flag.
@@ -98,6 +101,8 @@ pub struct Options {
     /// Build without host simulators (debugging the lab itself: VIPs cannot answer).
     pub without_hosts: bool,
     pub bulk_bytes: usize,
+    /// The first this many hosts run Open vSwitch instead of `nvlb host` (see [`ovs`]).
+    pub ovs_hosts: usize,
 }
 
 /// What a run found.
@@ -155,6 +160,20 @@ pub fn run(
     if !opts.without_hosts && !has_host_simulator(&opts.nvlb)? {
         return Err(Error::NoHostSimulator);
     }
+    if opts.ovs_hosts > 0 {
+        if let Some(tool) = ovs::missing_tool() {
+            return Err(Error::Ovs(format!(
+                "`{tool}` is not installed (apt install openvswitch-switch)"
+            )));
+        }
+        if opts.ovs_hosts > policy.hosts().len() {
+            return Err(Error::Ovs(format!(
+                "--ovs-hosts {} but the policy declares {} host(s)",
+                opts.ovs_hosts,
+                policy.hosts().len()
+            )));
+        }
+    }
     let old = teardown::remove_prefix(&opts.prefix)?;
     if !old.is_empty() {
         progress(&format!("removed {} leftover namespace(s)", old.len()));
@@ -183,7 +202,7 @@ pub fn run(
         "built in {:.1} s; starting servers, LB and hosts",
         started.elapsed().as_secs_f64()
     ));
-    start_processes(&t, opts, &config, &bulk, &dir, &mut guard)?;
+    let ovs_hosts = start_processes(policy, &t, opts, &config, &bulk, &dir, &mut guard)?;
 
     let mut results = Vec::new();
     for p in &t.pools {
@@ -234,7 +253,12 @@ pub fn run(
         });
     }
     let daemons = guard.disarm();
+    let ovs_counters: String = ovs_hosts.iter().map(ovs::Running::counters).collect();
     text.push_str(&stop_and_collect(daemons));
+    if !ovs_counters.is_empty() {
+        text.push_str("Open vSwitch hosts (packets matched by their OpenFlow rules):\n");
+        text.push_str(&ovs_counters);
+    }
     let removed = teardown::remove_prefix(&opts.prefix)?;
     teardown::remove_run_dir(&dir);
     progress(&format!("removed {} namespaces", removed.len()));
@@ -253,15 +277,17 @@ fn check_interrupt() -> Result<(), Error> {
     }
 }
 
-/// Servers first (so DIPs answer from the first SYN), then the LB, then the hosts.
+/// Servers first (so DIPs answer from the first SYN), then the LB, then the hosts (the
+/// first `opts.ovs_hosts` of them as Open vSwitch, returned).
 fn start_processes(
+    policy: &Snapshot,
     t: &Topology,
     opts: &Options,
     config: &Path,
     bulk: &Path,
     dir: &Path,
     guard: &mut Guard,
-) -> Result<(), Error> {
+) -> Result<Vec<ovs::Running>, Error> {
     let config = config.display().to_string();
     for vm in &t.vms {
         let mut args = vec!["lab-serve".to_string(), "--name".into(), vm.name.clone()];
@@ -302,10 +328,16 @@ fn start_processes(
     guard.daemons.push(lb);
     ready?;
     if opts.without_hosts {
-        return Ok(());
+        return Ok(Vec::new());
+    }
+    let mut ovs_hosts = Vec::new();
+    for i in 0..opts.ovs_hosts.min(t.hosts.len()) {
+        let plan = ovs::plan(policy, t, i)?;
+        ovs_hosts.push(ovs::start(&plan, dir, guard)?);
     }
     let first_host = guard.daemons.len();
-    for (i, h) in t.hosts.iter().enumerate() {
+    let simulated = t.hosts.get(ovs_hosts.len()..).unwrap_or(&[]);
+    for (i, h) in t.hosts.iter().enumerate().skip(ovs_hosts.len()) {
         let mut args: Vec<String> = [
             "host", "--config", &config, "--name", &h.name, "--pa", "pa0",
         ]
@@ -319,13 +351,13 @@ fn start_processes(
         let d = Daemon::spawn(&h.name, &h.netns, &opts.nvlb, &args, dir)?;
         guard.daemons.push(d);
     }
-    for (d, h) in guard.daemons.iter_mut().skip(first_host).zip(&t.hosts) {
+    for (d, h) in guard.daemons.iter_mut().skip(first_host).zip(simulated) {
         d.wait_ready(
             &format!("nvlb: host {} ready", h.name),
             Duration::from_secs(10),
         )?;
     }
-    Ok(())
+    Ok(ovs_hosts)
 }
 
 /// SIGTERM to everyone; the LB's final counters in full, the hosts' one line each.
@@ -334,7 +366,7 @@ fn stop_and_collect(daemons: Vec<Daemon>) -> String {
     let mut lb = String::new();
     let mut hosts = String::from("Host counters (nvlb host, after SIGTERM):\n");
     for (label, status, out) in stopped {
-        if label.starts_with("vm-") {
+        if label.starts_with("vm-") || label.starts_with("ovs") {
             continue;
         }
         let how = match status {
