@@ -19,6 +19,10 @@ pub struct Args {
     pub prefix: String,
     pub requests: usize,
     pub without_hosts: bool,
+    pub pa_mtu: Option<u16>,
+    pub upload: bool,
+    pub capture: Option<PathBuf>,
+    pub bulk_bytes: usize,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -50,6 +54,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "lb-config/example.toml (built in)".to_string(),
         ),
     };
+    let text = match a.pa_mtu {
+        Some(mtu) => lab::overrides::with_provider_mtu(&text, mtu)?,
+        None => text,
+    };
     let policy = match Snapshot::from_toml(&text, &origin) {
         Ok(p) => p,
         Err(e) => {
@@ -66,7 +74,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         nvlb: std::env::current_exe()?,
         policy_text: text,
         without_hosts: a.without_hosts,
-        bulk_bytes: lab::BULK_BYTES,
+        bulk_bytes: a.bulk_bytes,
+        upload: a.upload,
+        capture: a.capture,
     };
     let outcome = lab::run(&policy, &opts, &mut |m| eprintln!("nvlb lab: {m}"))?;
     print!("{}", outcome.report);
