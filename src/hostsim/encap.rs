@@ -426,8 +426,13 @@ mod tests {
         // under IPv4 outer.
         let text = include_str!("../../lb-config/example.toml").replace("mtu = 1600", "mtu = 1400");
         let policy = std::sync::Arc::new(crate::policy::Snapshot::from_toml(&text, "x").unwrap());
-        let v = HostView::new(policy, "host1", "pa0", &[spec("5001,00:1d:d8:b7:1c:01,vm-b5")])
-            .unwrap();
+        let v = HostView::new(
+            policy,
+            "host1",
+            "pa0",
+            &[spec("5001,00:1d:d8:b7:1c:01,vm-b5")],
+        )
+        .unwrap();
         let seg = |src: &str, dst: &str, payload: usize| {
             let ip = craft::ip_packet(
                 src.parse().unwrap(),

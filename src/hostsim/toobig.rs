@@ -110,7 +110,9 @@ pub fn answer(frame: &[u8], mtu: usize, ident: u16, out: &mut [u8]) -> Option<us
                 .ok()?
                 .fill_checksum(&s, &d);
         }
-        _ => icmpv4::Packet::new_checked(&mut *icmp).ok()?.fill_checksum(),
+        _ => icmpv4::Packet::new_checked(&mut *icmp)
+            .ok()?
+            .fill_checksum(),
     }
     Some(total)
 }
@@ -172,7 +174,10 @@ mod tests {
         assert_eq!(ip.src_addr().to_string(), "2001:db8:c::100");
         assert_eq!(len, 14 + 1280, "the error fits the minimum MTU");
         let p = icmpv6::Packet::new_checked(ip.payload()).unwrap();
-        assert_eq!((p.msg_type(), p.msg_code()), (icmpv6::msg_type::PKT_TOO_BIG, 0));
+        assert_eq!(
+            (p.msg_type(), p.msg_code()),
+            (icmpv6::msg_type::PKT_TOO_BIG, 0)
+        );
         assert_eq!(&ip.payload()[4..8], &1338u32.to_be_bytes());
         assert!(p.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
     }
