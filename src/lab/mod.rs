@@ -236,13 +236,16 @@ pub fn run(
         ));
         let url = p.base_url();
         let req = traffic::requests(&ns, &url, opts.requests, 5, &dir, &p.name)?;
-        check_interrupt()?;
-        let b = traffic::bulk(&ns, &url, 120, &dir, &p.name, &bulk_sha)?;
+        // The upload before the download: no DIP has sent a large segment yet, so none
+        // has learned a smaller path MTU to offer as MSS, and the client's full-size
+        // segments must meet the LB's packet-too-big (with a lowered PA MTU).
         if let Some(d) = &upload_digest {
             check_interrupt()?;
             let u = upload::put(&ns, &url, &bulk, 120, &dir, &p.name, d)?;
             uploads.push((p.clone(), u));
         }
+        check_interrupt()?;
+        let b = traffic::bulk(&ns, &url, 120, &dir, &p.name, &bulk_sha)?;
         results.push(PoolResult {
             plan: p.clone(),
             source: ns,
