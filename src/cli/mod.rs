@@ -112,7 +112,7 @@ enum Command {
         /// Also upload (HTTP PUT) the bulk file through every VIP; the DIP checks it.
         #[arg(long)]
         upload: bool,
-        /// Capture the PA network (the bridge's port to the LB) with tshark into this pcap
+        /// Capture the PA network (the bridge's port to the LB) with dumpcap into this pcap
         /// file while traffic runs.
         #[arg(long, value_name = "FILE")]
         capture: Option<PathBuf>,
