@@ -20,6 +20,10 @@ pub struct Args {
     pub requests: usize,
     pub without_hosts: bool,
     pub ovs_hosts: usize,
+    pub pa_mtu: Option<u16>,
+    pub upload: bool,
+    pub capture: Option<PathBuf>,
+    pub bulk_bytes: usize,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -51,6 +55,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "lb-config/example.toml (built in)".to_string(),
         ),
     };
+    let text = match a.pa_mtu {
+        Some(mtu) => lab::overrides::with_provider_mtu(&text, mtu)?,
+        None => text,
+    };
     let policy = match Snapshot::from_toml(&text, &origin) {
         Ok(p) => p,
         Err(e) => {
@@ -67,8 +75,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         nvlb: std::env::current_exe()?,
         policy_text: text,
         without_hosts: a.without_hosts,
-        bulk_bytes: lab::BULK_BYTES,
         ovs_hosts: a.ovs_hosts,
+        bulk_bytes: a.bulk_bytes,
+        upload: a.upload,
+        capture: a.capture,
     };
     let outcome = lab::run(&policy, &opts, &mut |m| eprintln!("nvlb lab: {m}"))?;
     print!("{}", outcome.report);

@@ -109,6 +109,21 @@ enum Command {
         /// NVGRE peer, instead of `nvlb host` (needs openvswitch-switch installed).
         #[arg(long, value_name = "N", default_value_t = 0)]
         ovs_hosts: usize,
+        /// Set the PA network's MTU (the policy's balancer.provider.mtu and every PA
+        /// link: LB, bridge ports, hosts); the client, router and VMs keep 1500.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1280..))]
+        pa_mtu: Option<u16>,
+        /// Also upload (HTTP PUT) the bulk file through every VIP; the DIP checks it.
+        #[arg(long)]
+        upload: bool,
+        /// Capture the PA network (the bridge's port to the LB) with dumpcap into this pcap
+        /// file while traffic runs.
+        #[arg(long, value_name = "FILE")]
+        capture: Option<PathBuf>,
+        /// Size of the bulk download (and upload) per VIP.
+        #[arg(long, default_value_t = nvlb::lab::BULK_BYTES as u64,
+              value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+        bulk_bytes: u64,
     },
     /// The lab's web server (run inside a VM namespace by `nvlb lab`).
     #[command(name = "lab-serve", hide = true)]
@@ -185,6 +200,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             requests,
             without_hosts,
             ovs_hosts,
+            pa_mtu,
+            upload,
+            capture,
+            bulk_bytes,
         } => lab::run(lab::Args {
             config,
             keep,
@@ -193,6 +212,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             requests: requests as usize,
             without_hosts,
             ovs_hosts,
+            pa_mtu,
+            upload,
+            capture,
+            bulk_bytes: usize::try_from(bulk_bytes).unwrap_or(nvlb::lab::BULK_BYTES),
         }),
         Command::LabServe { name, port, bulk } => lab::serve(&name, &port, &bulk),
         Command::Host {

@@ -6,7 +6,9 @@
 //! another VSID or as another VM. The destination MAC alone picks the peer (a VM of the
 //! same VSID, or the subnet's lb_mac): the VM resolved it through `proxy`, from policy.
 //! The outer headers are the ones the LB writes (`engine::Path`), with this host's PA
-//! and MAC as source, the VM's VSID and a FlowID hashed from the inner 5-tuple.
+//! and MAC as source, the VM's VSID and a FlowID hashed from the inner 5-tuple. A
+//! packet too big for the PA MTU (the policy's provider MTU) once wrapped is answered
+//! with frag-needed/packet-too-big (`toobig`) when it may not be fragmented.
 //! Must never panic on any input, nor send a partial checksum on.
 
 use std::net::IpAddr;
@@ -20,7 +22,7 @@ use crate::wire::{ethernet, ip_proto, tcp, udp};
 
 use super::drop::DropReason;
 use super::view::{HostView, Peer, Vm};
-use super::{Verdict, csum, proxy};
+use super::{Answered, Verdict, csum, proxy, toobig};
 
 /// Seed of the FlowID hash (entropy only: receivers ignore the FlowID).
 const FLOW_SEED: u64 = 0x6e76_6c62_686f_7374; // "nvlbhost"
@@ -62,10 +64,26 @@ pub fn from_vm(
             local: true,
             completed,
         },
-        To::Tunnel(t) => match encapsulate(&t, bytes, ident, out) {
-            Some(len) => Verdict::Encapsulate { len, completed },
-            None => Verdict::Drop(DropReason::TooBig),
-        },
+        To::Tunnel(t) => {
+            // The PA network is the LB's provider network: its MTU is the policy's.
+            let room = Path::Tunnel(t).max_ip_len(view.policy());
+            if plan.frame_len.saturating_sub(ethernet::HEADER_LEN) > room {
+                if !plan.dont_frag {
+                    return Verdict::Drop(DropReason::TooBig);
+                }
+                return match toobig::answer(bytes, room, ident, out) {
+                    Some(len) => Verdict::Answer {
+                        len,
+                        kind: Answered::TooBig,
+                    },
+                    None => Verdict::Drop(DropReason::TooBig),
+                };
+            }
+            match encapsulate(&t, bytes, ident, out) {
+                Some(len) => Verdict::Encapsulate { len, completed },
+                None => Verdict::Drop(DropReason::TooBig),
+            }
+        }
     }
 }
 
@@ -79,6 +97,8 @@ struct Forward {
     to: To,
     /// The frame without Ethernet padding.
     frame_len: usize,
+    /// IPv4 DF (always set for IPv6): whether a too-big packet is answered, not dropped.
+    dont_frag: bool,
 }
 
 enum To {
@@ -117,6 +137,7 @@ fn plan(view: &HostView, vm: &Vm, frame: &[u8], out: &mut [u8]) -> Result<Plan, 
         return Ok(Plan::Forward(Forward {
             to: To::Local(index),
             frame_len,
+            dont_frag: ip.dont_frag,
         }));
     } else if let Some(host) = view.remote_host(vm.vsid, dst_mac) {
         Peer::Host(host)
@@ -138,6 +159,7 @@ fn plan(view: &HostView, vm: &Vm, frame: &[u8], out: &mut [u8]) -> Result<Plan, 
             inner_dst_mac: dst_mac,
         }),
         frame_len,
+        dont_frag: ip.dont_frag,
     }))
 }
 
@@ -396,6 +418,78 @@ mod tests {
                 "cut {cut}"
             );
         }
+    }
+
+    #[test]
+    fn too_big_for_the_pa_mtu_is_answered_to_the_vm_unless_df_is_clear() {
+        // PA MTU 1400: an inner IP packet may have 1400 - 20 - 8 - 14 = 1358 bytes
+        // under IPv4 outer.
+        let text = include_str!("../../lb-config/example.toml").replace("mtu = 1600", "mtu = 1400");
+        let policy = std::sync::Arc::new(crate::policy::Snapshot::from_toml(&text, "x").unwrap());
+        let v = HostView::new(
+            policy,
+            "host1",
+            "pa0",
+            &[spec("5001,00:1d:d8:b7:1c:01,vm-b5")],
+        )
+        .unwrap();
+        let seg = |src: &str, dst: &str, payload: usize| {
+            let ip = craft::ip_packet(
+                src.parse().unwrap(),
+                dst.parse().unwrap(),
+                64,
+                Transport::Tcp {
+                    src_port: 80,
+                    dst_port: 40000,
+                    flags: tcp::flags::ACK,
+                    seq: 5,
+                    ack: 2,
+                },
+                &vec![7; payload],
+            );
+            craft::ip_frame(VM, LB_MAC, &ip)
+        };
+        // 20 + 20 + 1318 = 1358 fits exactly; one byte more does not.
+        let mut fits = seg("10.0.0.5", "192.0.2.100", 1318);
+        assert!(matches!(
+            run(&v, &mut fits, Meta::default()).0,
+            Verdict::Encapsulate { .. }
+        ));
+        for (src, dst, payload, mtu) in [
+            ("10.0.0.5", "192.0.2.100", 1319, 1358u32),
+            ("fd00:0:0:1::5", "2001:db8:c::100", 1440, 1358),
+        ] {
+            let mut frame = seg(src, dst, payload);
+            let (verdict, out) = run(&v, &mut frame, Meta::default());
+            let Verdict::Answer {
+                len,
+                kind: Answered::TooBig,
+            } = verdict
+            else {
+                panic!("{src}: {verdict:?}");
+            };
+            let eth = ethernet::Frame::new_checked(&out[..len]).unwrap();
+            assert_eq!(eth.dst_addr(), VM);
+            let ip = IpPacket::parse(eth.payload(), src.contains(':')).unwrap();
+            assert_eq!(ip.dst.to_string(), src);
+            let icmp = ip.l4_bytes();
+            let got = if ip.v6 {
+                u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]])
+            } else {
+                u32::from(u16::from_be_bytes([icmp[6], icmp[7]]))
+            };
+            assert_eq!(got, mtu, "{src}");
+        }
+        // IPv4 without DF may be fragmented by the sender's path: not answered.
+        let mut frame = seg("10.0.0.5", "192.0.2.100", 1400);
+        frame[ethernet::HEADER_LEN + 6] &= !0x40;
+        let at = ethernet::HEADER_LEN;
+        let mut p = ipv4::Packet::new_checked(&mut frame[at..]).unwrap();
+        p.fill_checksum();
+        assert_eq!(
+            run(&v, &mut frame, Meta::default()).0,
+            Verdict::Drop(DropReason::TooBig)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! From the PA network it takes NVGRE addressed to its host, checks it against policy
 //! (`decap`) and hands the inner frame unchanged to the VM's veth; from a VM it answers
 //! ARP and Neighbor Solicitations itself (`proxy`), completes partial checksums
-//! (`csum`) and sends unicast IP either to a VM of this host or as NVGRE to the host of
+//! (`csum`), answers packets too big for the PA MTU (`toobig`) and sends unicast IP either to a VM of this host or as NVGRE to the host of
 //! the destination VM or to the LB (`encap`). `run` owns the sockets and the loop.
 //!
 //! Every decision is a pure function from a frame to a [`Verdict`]; only `run` touches
@@ -17,6 +17,7 @@ pub mod drop;
 pub mod encap;
 pub mod proxy;
 pub mod run;
+pub mod toobig;
 pub mod view;
 
 pub use drop::DropReason;
@@ -28,6 +29,9 @@ pub use view::{HostView, Peer, ViewError, Vm, VmSpec, VmSpecError};
 pub enum Answered {
     Arp,
     Nd,
+    /// ICMPv4 frag-needed / ICMPv6 packet-too-big: the VM's packet does not fit the PA
+    /// MTU once encapsulated.
+    TooBig,
 }
 
 /// The decision for one frame.

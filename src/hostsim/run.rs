@@ -39,6 +39,8 @@ pub struct Counters {
     pub encapsulated: u64,
     pub arp_answered: u64,
     pub nd_answered: u64,
+    /// Frag-needed / packet-too-big sent to VMs (path MTU discovery over the PA MTU).
+    pub too_big_answered: u64,
     /// Partial TCP/UDP checksums (tx offload) completed before forwarding.
     pub checksums_completed: u64,
     pub drops: [u64; REASONS],
@@ -60,6 +62,7 @@ impl Default for Counters {
             encapsulated: 0,
             arp_answered: 0,
             nd_answered: 0,
+            too_big_answered: 0,
             checksums_completed: 0,
             drops: [0; REASONS],
             rx_truncated: 0,
@@ -95,6 +98,10 @@ impl Counters {
             Verdict::Answer {
                 kind: Answered::Nd, ..
             } => self.nd_answered += 1,
+            Verdict::Answer {
+                kind: Answered::TooBig,
+                ..
+            } => self.too_big_answered += 1,
             Verdict::Drop(r) => self.drops[r as usize] += 1,
         }
     }
@@ -119,6 +126,7 @@ impl Counters {
             ("encapsulated", self.encapsulated),
             ("arp_answered", self.arp_answered),
             ("nd_answered", self.nd_answered),
+            ("too_big_answered", self.too_big_answered),
             ("checksums_completed", self.checksums_completed),
             ("dropped", self.dropped_total()),
         ] {
@@ -322,6 +330,10 @@ mod tests {
                 len: 86,
                 kind: Answered::Nd,
             },
+            Verdict::Answer {
+                len: 590,
+                kind: Answered::TooBig,
+            },
             Verdict::Drop(DropReason::UnknownPa),
             Verdict::Drop(DropReason::UnknownVm),
             Verdict::Drop(DropReason::UnknownVm),
@@ -335,6 +347,7 @@ mod tests {
             "encapsulated 1\n",
             "arp_answered 1\n",
             "nd_answered 1\n",
+            "too_big_answered 1\n",
             "checksums_completed 2\n",
             "dropped 3\n",
             "drop.unknown_pa 1\n",

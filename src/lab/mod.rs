@@ -5,12 +5,16 @@
 //!
 //! Modules: `topology` derives what to build (pure), `netns` builds it, `procs` runs the
 //! LB, hosts and servers, `servers` is the VMs' HTTP responder, `traffic` drives curl,
-//! `report` judges and prints, `teardown` removes everything. The lab only ever sends to
+//! `report` judges and prints, `teardown` removes everything; `upload` (PUT through each
+//! VIP), `capture` (tshark on the PA bridge) and `overrides` (policy changes such as the
+//! PA MTU) serve the optional flags. The lab only ever sends to
 //! addresses inside namespaces it made itself, and it never leaves a namespace behind
 //! unless asked to (`--keep`): errors, panics and Ctrl-C all tear down.
 
+pub mod capture;
 pub mod cmd;
 pub mod netns;
+pub mod overrides;
 pub mod ovs;
 pub mod procs;
 pub mod report;
@@ -18,6 +22,7 @@ pub mod servers;
 pub mod teardown;
 pub mod topology;
 pub mod traffic;
+pub mod upload;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -68,7 +73,10 @@ pub enum Error {
          reached: build a version that has it"
     )]
     NoHostSimulator,
-    #[error("`{0}` is not installed (the lab needs iproute2, curl and coreutils)")]
+    #[error(
+        "`{0}` is not installed (the lab needs iproute2, curl and coreutils; --capture \
+         needs dumpcap, from Wireshark)"
+    )]
     MissingTool(&'static str),
     #[error(
         "invalid prefix {0:?}: 2-16 characters of a-z, 0-9 and '-', starting with a \
@@ -103,6 +111,10 @@ pub struct Options {
     pub bulk_bytes: usize,
     /// The first this many hosts run Open vSwitch instead of `nvlb host` (see [`ovs`]).
     pub ovs_hosts: usize,
+    /// Also PUT the bulk file through every VIP (the client's large segments).
+    pub upload: bool,
+    /// Capture the PA bridge into this pcap file while the traffic runs.
+    pub capture: Option<PathBuf>,
 }
 
 /// What a run found.
@@ -149,6 +161,9 @@ pub fn run(
         if !cmd::available(tool) {
             return Err(Error::MissingTool(tool));
         }
+    }
+    if opts.capture.is_some() && !cmd::available(capture::PROGRAM) {
+        return Err(Error::MissingTool(capture::PROGRAM));
     }
     let ethtool = cmd::available("ethtool");
     if !ethtool {
@@ -203,8 +218,22 @@ pub fn run(
         started.elapsed().as_secs_f64()
     ));
     let ovs_hosts = start_processes(policy, &t, opts, &config, &bulk, &dir, &mut guard)?;
+    if let Some(file) = &opts.capture {
+        progress(&format!(
+            "capturing {} into {}",
+            capture::PORT,
+            capture::absolute(file).display()
+        ));
+        guard.daemons.push(capture::start(&t, file, &dir)?);
+    }
+    let upload_digest = if opts.upload {
+        Some(upload::digest_file(&bulk)?)
+    } else {
+        None
+    };
 
     let mut results = Vec::new();
+    let mut uploads = Vec::new();
     for p in &t.pools {
         check_interrupt()?;
         let Some(source) = p.source else {
@@ -226,6 +255,14 @@ pub fn run(
         ));
         let url = p.base_url();
         let req = traffic::requests(&ns, &url, opts.requests, 5, &dir, &p.name)?;
+        // The upload before the download: no DIP has sent a large segment yet, so none
+        // has learned a smaller path MTU to offer as MSS, and the client's full-size
+        // segments must meet the LB's packet-too-big (with a lowered PA MTU).
+        if let Some(d) = &upload_digest {
+            check_interrupt()?;
+            let u = upload::put(&ns, &url, &bulk, 120, &dir, &p.name, d)?;
+            uploads.push((p.clone(), u));
+        }
         check_interrupt()?;
         let b = traffic::bulk(&ns, &url, 120, &dir, &p.name, &bulk_sha)?;
         results.push(PoolResult {
@@ -236,7 +273,9 @@ pub fn run(
         });
     }
     let mut text = report::render(&t, &results);
-    let problems = report::problems(&t, &results);
+    text.push_str(&upload::render(&uploads));
+    let mut problems = report::problems(&t, &results);
+    problems.extend(upload::problems(&t, &uploads));
 
     if opts.keep {
         for d in guard.disarm() {
@@ -246,13 +285,27 @@ pub fn run(
             "LB counters: printed to {} when it stops (nvlb lab --down)\n",
             dir.join("lb.out").display()
         ));
+        if let Some(file) = &opts.capture {
+            text.push_str(&format!(
+                "Capture: {} keeps writing {} until nvlb lab --down\n",
+                capture::PROGRAM,
+                capture::absolute(file).display()
+            ));
+        }
         return Ok(Outcome {
             report: text,
             problems,
             kept: Some(keep_instructions(&t, &dir)),
         });
     }
-    let daemons = guard.disarm();
+    let mut daemons = guard.disarm();
+    // The capture stops first, so that it is complete before the LB goes away.
+    if let (Some(file), Some(i)) = (
+        &opts.capture,
+        daemons.iter().position(|d| d.label == capture::LABEL),
+    ) {
+        text.push_str(&capture::stop(daemons.remove(i), file));
+    }
     let ovs_counters: String = ovs_hosts.iter().map(ovs::Running::counters).collect();
     text.push_str(&stop_and_collect(daemons));
     if !ovs_counters.is_empty() {
@@ -411,18 +464,45 @@ fn keep_instructions(t: &Topology, dir: &Path) -> String {
     s
 }
 
-/// `--down`: stops and removes a lab with this prefix; the LB's counters, if a kept
-/// lab left its log.
+/// `--down`: stops and removes a lab with this prefix; the LB's and the hosts'
+/// counters, if a kept lab left its logs.
 pub fn down(prefix: &str) -> Result<(Vec<String>, Option<String>), Error> {
     if !topology::valid_prefix(prefix) {
         return Err(Error::Prefix(prefix.to_string()));
     }
-    let removed = teardown::remove_prefix(prefix)?;
     let dir = run_dir(prefix);
+    capture::finish_kept(&dir);
+    let removed = teardown::remove_prefix(prefix)?;
     let lb = std::fs::read_to_string(dir.join("lb.out"))
         .ok()
         .filter(|s| !s.is_empty())
-        .map(|out| report::counters("LB counters (nvlb run, after SIGTERM):", &out));
+        .map(|out| report::counters("LB counters (nvlb run, after SIGTERM):", &out))
+        .map(|lb| lb + &kept_host_counters(&dir));
     teardown::remove_run_dir(&dir);
     Ok((removed, lb))
+}
+
+/// The host simulators' counters a kept lab left in its run directory (`<host>.out`),
+/// one line per host.
+fn kept_host_counters(dir: &Path) -> String {
+    let mut outs: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let label = name.strip_suffix(".out")?.to_string();
+                    let other =
+                        label == "lb" || label == capture::LABEL || label.starts_with("vm-");
+                    (!other).then(|| (label, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    outs.sort();
+    let mut s = String::from("Host counters (nvlb host, after SIGTERM):\n");
+    for (label, path) in outs {
+        let out = std::fs::read_to_string(&path).unwrap_or_default();
+        s.push_str(&report::counters_line(&label, &out));
+    }
+    s
 }

@@ -111,6 +111,26 @@ impl Daemon {
         (status, out)
     }
 
+    /// SIGINT (what Ctrl-C sends: capture tools finish their file on it, not on
+    /// SIGTERM), then [`Daemon::stop`] if it has not exited within `grace`.
+    pub fn interrupt(mut self, grace: Duration) -> (Option<ExitStatus>, String) {
+        if let Ok(None) = self.child.try_wait()
+            && let Ok(pid) = i32::try_from(self.child.id())
+        {
+            // SAFETY: kill(2) with a pid this process spawned and has not reaped yet
+            // (so it cannot have been reused) and a plain signal number.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+        let start = Instant::now();
+        while start.elapsed() < grace {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.stop(Duration::from_secs(1))
+    }
+
     /// Lets it run on after the lab exits (`--keep`): nothing will reap it here.
     pub fn detach(self) {}
 }

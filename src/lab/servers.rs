@@ -2,11 +2,13 @@
 //! namespace (by re-executing the nvlb binary with the hidden `lab-serve` subcommand),
 //! and the bulk file it serves.
 //!
-//! `GET /bulk` streams the bulk file; any other request is answered with the VM's name
-//! (`blue-5\n`), also in an `X-Served-By` header, so that a client sees which DIP the LB
-//! chose. One connection per request (`Connection: close`): every request is a new flow
-//! for the LB. It listens on `[::]` (IPv4 too, as mapped addresses). It must never
-//! panic on a request and never read more than a bounded request head.
+//! `GET /bulk` streams the bulk file; `PUT /upload` hashes the body and answers with
+//! the VM's name, its length and digest (`upload`); any other request is answered with
+//! the VM's name (`blue-5\n`). The name is also in an `X-Served-By` header, so that a
+//! client sees which DIP the LB chose. One connection per request (`Connection:
+//! close`): every request is a new flow for the LB. It listens on `[::]` (IPv4 too, as
+//! mapped addresses). It must never panic on a request and never read more than a
+//! bounded request head (or an upload body beyond its announced length).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -82,7 +84,12 @@ fn answer(mut conn: TcpStream, name: &str, bulk: &Path) -> io::Result<()> {
     let head = read_head(&mut conn)?;
     let target = request_target(&head).unwrap_or("/");
     let path = target.split('?').next().unwrap_or("/");
-    if path == "/bulk" {
+    if path == super::upload::PATH {
+        let d = super::upload::receive(&mut conn, &head)?;
+        let body = super::upload::reply(name, &d);
+        let len = u64::try_from(body.len()).unwrap_or(0);
+        conn.write_all(format!("{}{body}", header(name, len)).as_bytes())?;
+    } else if path == "/bulk" {
         let mut file = File::open(bulk)?;
         let len = file.metadata()?.len();
         conn.write_all(header(name, len).as_bytes())?;
