@@ -17,4 +17,5 @@ pub mod lab;
 pub mod maglev;
 pub mod pcap;
 pub mod policy;
+mod reasons;
 pub mod wire;

@@ -4,33 +4,8 @@
 //! their own counters, `/metrics` exposes them under `reason="<name>"`, and `nvlb
 //! replay` prints the name. Names are part of the operator interface: never rename one.
 
-macro_rules! reasons {
-    ($($variant:ident => $name:literal, $doc:literal;)*) => {
-        /// Why the engine dropped a packet.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum DropReason {
-            $(#[doc = $doc] $variant,)*
-        }
-
-        impl DropReason {
-            /// Every reason, in counter order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-
-            /// The stable snake_case name used in metrics and `nvlb replay`.
-            pub fn name(self) -> &'static str {
-                match self { $(DropReason::$variant => $name,)* }
-            }
-
-            /// What the reason means, for operators.
-            pub fn describe(self) -> &'static str {
-                match self { $(DropReason::$variant => $doc,)* }
-            }
-        }
-    };
-}
-
-reasons! {
+crate::drop_reasons! {
+    #[doc = "Why the engine dropped a packet."]
     MalformedEthernet => "malformed_ethernet", "Ethernet header cut short.";
     NotOurMac => "not_our_mac", "Destination MAC is neither the LB's, broadcast nor multicast.";
     VlanTagged => "vlan_tagged", "Outer frame carries an 802.1Q/802.1ad tag; the LB's ports are untagged.";

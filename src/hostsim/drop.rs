@@ -4,33 +4,8 @@
 //! A drop is a value, never a panic or a log line. Names are part of the operator
 //! interface (the lab and its tests grep for them): never rename one.
 
-macro_rules! reasons {
-    ($($variant:ident => $name:literal, $doc:literal;)*) => {
-        /// Why the host simulator dropped a frame.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum DropReason {
-            $(#[doc = $doc] $variant,)*
-        }
-
-        impl DropReason {
-            /// Every reason, in counter order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-
-            /// The stable snake_case name printed in the counters.
-            pub fn name(self) -> &'static str {
-                match self { $(DropReason::$variant => $name,)* }
-            }
-
-            /// What the reason means, for operators.
-            pub fn describe(self) -> &'static str {
-                match self { $(DropReason::$variant => $doc,)* }
-            }
-        }
-    };
-}
-
-reasons! {
+crate::drop_reasons! {
+    #[doc = "Why the host simulator dropped a frame."]
     // Either side.
     VlanTagged => "vlan_tagged", "The frame arrived 802.1Q-tagged (the kernel stripped the tag); ports here are untagged.";
     MalformedEthernet => "malformed_ethernet", "Ethernet header cut short.";
