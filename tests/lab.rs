@@ -63,20 +63,6 @@ fn parse(stdout: &str) -> BTreeMap<String, Table> {
     tables
 }
 
-/// Names of the existing network namespaces that start with `prefix`.
-fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
-}
-
 fn nvlb(args: &[&str]) -> Output {
     Command::new(NVLB).args(args).output().expect("run nvlb")
 }
@@ -98,7 +84,7 @@ fn lab_answers_every_vip_from_every_dip() {
     let out = nvlb(&["lab", "--prefix", &prefix, "--requests", "40"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let left = namespaces_with(&prefix);
+    let left = common::namespaces_with(&prefix);
     if !left.is_empty() {
         let _ = nvlb(&["lab", "--down", "--prefix", &prefix]);
     }

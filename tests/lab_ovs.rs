@@ -55,19 +55,6 @@ fn tables(stdout: &str) -> BTreeMap<String, Table> {
     out
 }
 
-fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Live (non-zombie) processes whose command line names `needle`.
 fn processes_naming(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -137,7 +124,7 @@ fn ovs_hosts_serve_both_tenants() {
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let left = namespaces_with(&prefix);
+    let left = common::namespaces_with(&prefix);
     let procs = processes_naming(&format!("{prefix}lab/ovs-"));
     if !left.is_empty() {
         let _ = nvlb(&["lab", "--down", "--prefix", &prefix]);
@@ -215,5 +202,5 @@ fn too_many_ovs_hosts_is_refused_before_building() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--ovs-hosts 6"), "{stderr}");
     assert!(stderr.contains("5 host"), "{stderr}");
-    assert!(namespaces_with(&prefix).is_empty());
+    assert!(common::namespaces_with(&prefix).is_empty());
 }

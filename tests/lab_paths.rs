@@ -61,16 +61,6 @@ fn nvlb(args: &[&str]) -> Output {
     Command::new(NVLB).args(args).output().expect("run nvlb")
 }
 
-fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = common::run("ip", &["netns", "list"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
-}
-
 /// One lab with a prefix of its own; removed when dropped (also after a failed
 /// assertion) if the test has not taken it down itself.
 struct Lab {
@@ -111,7 +101,7 @@ impl Lab {
         );
         if !args.contains(&"--keep") {
             self.gone = true;
-            let left = namespaces_with(&self.prefix);
+            let left = common::namespaces_with(&self.prefix);
             assert!(left.is_empty(), "namespaces left behind: {left:?}");
         }
         stdout
@@ -128,7 +118,7 @@ impl Lab {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let left = namespaces_with(&self.prefix);
+        let left = common::namespaces_with(&self.prefix);
         assert!(left.is_empty(), "namespaces left behind: {left:?}");
         stdout
     }
@@ -136,7 +126,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if !self.gone || !namespaces_with(&self.prefix).is_empty() {
+        if !self.gone || !common::namespaces_with(&self.prefix).is_empty() {
             let _ = nvlb(&["lab", "--down", "--prefix", &self.prefix]);
         }
     }

@@ -17,6 +17,21 @@ use nvlb::dataplane::netns;
 
 pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lb-config/example.toml");
 
+/// Names of the existing network namespaces that start with `prefix`: what a test
+/// checks is gone after a lab run.
+pub fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn run(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)
         .args(args)
