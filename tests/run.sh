@@ -7,4 +7,16 @@ cd "$(dirname "$0")/.."
 bash tests/install.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --release --locked
+# The library, the binary and every integration test (no doc tests: there are none,
+# and their empty "0 passed" would be the last line). Then one closing line with the
+# totals over all test binaries.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
+echo "$passed passed, $failed failed"
+exit "$status"
