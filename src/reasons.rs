@@ -5,7 +5,7 @@
 //! in counter order, a stable snake_case `name()` for metrics and printed counters, and
 //! `describe()` for operators. One macro keeps the two from drifting apart.
 
-/// Declares `pub enum DropReason` with `ALL`, `name()` and `describe()`.
+/// Declares `pub enum DropReason` with `ALL`, `name()`, `describe()` and `Display`.
 #[macro_export]
 macro_rules! drop_reasons {
     ($(#[$meta:meta])* $($variant:ident => $name:literal, $doc:literal;)*) => {
@@ -28,6 +28,12 @@ macro_rules! drop_reasons {
             /// What the reason means, for operators.
             pub fn describe(self) -> &'static str {
                 match self { $(DropReason::$variant => $doc,)* }
+            }
+        }
+
+        impl ::core::fmt::Display for DropReason {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(self.name())
             }
         }
     };

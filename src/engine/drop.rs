@@ -47,12 +47,6 @@ crate::drop_reasons! {
     NoPath => "no_path", "No outer address family shared with the destination host, or no room to build the frame.";
 }
 
-impl std::fmt::Display for DropReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

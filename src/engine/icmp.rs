@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use crate::flow::{ForwardKey, steer};
-use crate::wire::{icmpv4, icmpv6, ip_proto, ipv4, ipv6};
+use crate::wire::{icmp_message, icmpv4, icmpv6, ip_proto, ipv4, ipv6};
 
 use super::drop::DropReason;
 use super::emit::{self, Path};
@@ -17,10 +17,7 @@ use super::packet::IpPacket;
 use super::reply::{dip_side_binding, path_to_client};
 use super::{Arrival, Ctx, Egress, Matched, Verdict, tri};
 
-/// Largest quote in an error the LB makes: the whole error fits the minimum MTU.
-const QUOTE_V4: usize = 576 - 20 - 8;
-const QUOTE_V6: usize = 1280 - 40 - 8;
-const ICMP_HEADER_LEN: usize = 8;
+const ICMP_HEADER_LEN: usize = icmp_message::HEADER_LEN;
 
 /// The packet an ICMP error quotes: its addresses, protocol and ports, and where its
 /// header and transport bytes sit inside the error's IP packet.
@@ -153,7 +150,7 @@ pub(super) fn translate(
     pkt.copy_from_slice(ip.bytes);
     nat::apply(&mut pkt[q.at..], ip.v6, q.proto, q.l4, &q_rw);
     nat::set_ip_header(pkt, ip.v6, outer_src, outer_dst, Some(ip.ttl - 1));
-    fill_icmp_checksum(&mut pkt[ip.l4..], ip.v6, outer_src, outer_dst);
+    icmp_message::fill_checksum(&mut pkt[ip.l4..], outer_src, outer_dst);
     Verdict::Forward {
         egress: path.egress(),
         len: off + len,
@@ -161,78 +158,22 @@ pub(super) fn translate(
     }
 }
 
-fn fill_icmp_checksum(icmp: &mut [u8], v6: bool, src: IpAddr, dst: IpAddr) {
-    match (v6, src, dst) {
-        (true, IpAddr::V6(s), IpAddr::V6(d)) => {
-            if let Ok(mut p) = icmpv6::Packet::new_checked(icmp) {
-                p.fill_checksum(&s, &d);
-            }
-        }
-        _ => {
-            if let Ok(mut p) = icmpv4::Packet::new_checked(icmp) {
-                p.fill_checksum();
-            }
-        }
-    }
-}
-
-/// Builds an ICMP message from `src` to `dst` with the given type, code, 4 bytes of
-/// rest-of-header and body, and sends it along `path`.
-#[allow(clippy::too_many_arguments)]
+/// Sends the ICMP message `msg` from `src` to `dst` along `path`.
 fn make(
     ctx: &mut Ctx,
     path: Path,
-    v6: bool,
     src: IpAddr,
     dst: IpAddr,
-    msg_type: u8,
-    code: u8,
-    rest: [u8; 4],
-    body: &[u8],
+    msg: &icmp_message::Message,
     out: &mut [u8],
 ) -> Verdict {
-    let hdr = if v6 {
-        ipv6::HEADER_LEN
-    } else {
-        ipv4::HEADER_LEN
-    };
-    let icmp_len = ICMP_HEADER_LEN + body.len();
-    let len = hdr + icmp_len;
+    let v6 = src.is_ipv6();
+    let len = msg.buffer_len(v6);
     let ident = ctx.next_ident();
     let off = tri!(path.write_headers(out, emit::ip_ethertype(v6), len, ident));
-    let pkt = &mut out[off..off + len];
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4::Repr {
-            src_addr: s,
-            dst_addr: d,
-            protocol: ip_proto::ICMP,
-            payload_len: icmp_len,
-            ttl: 64,
-            dont_frag: false,
-            dscp_ecn: 0,
-            ident,
-        }
-        .emit(&mut ipv4::Packet::new_unchecked(&mut pkt[..hdr])),
-        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6::Repr {
-            src_addr: s,
-            dst_addr: d,
-            next_header: ip_proto::ICMPV6,
-            payload_len: icmp_len,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-        }
-        .emit(&mut ipv6::Packet::new_unchecked(&mut pkt[..hdr])),
-        _ => return Verdict::Drop(DropReason::NoPath),
+    if msg.emit(&mut out[off..off + len], src, dst, ident).is_err() {
+        return Verdict::Drop(DropReason::NoPath);
     }
-    let icmp = &mut pkt[hdr..];
-    icmp[0] = msg_type;
-    icmp[1] = code;
-    icmp[2] = 0;
-    icmp[3] = 0;
-    icmp[4..8].copy_from_slice(&rest);
-    icmp[8..].copy_from_slice(body);
-    fill_icmp_checksum(icmp, v6, src, dst);
     Verdict::Reply {
         egress: path.egress(),
         len: off + len,
@@ -249,26 +190,8 @@ pub(super) fn too_big(
     out: &mut [u8],
 ) -> Verdict {
     let path = tri!(arrival.path_back(ctx.policy, 0));
-    let (msg_type, code, rest, quote) = if ip.v6 {
-        (
-            icmpv6::msg_type::PKT_TOO_BIG,
-            0,
-            (mtu as u32).to_be_bytes(),
-            QUOTE_V6,
-        )
-    } else {
-        let m = (mtu.min(0xffff) as u16).to_be_bytes();
-        (
-            icmpv4::msg_type::DST_UNREACHABLE,
-            icmpv4::FRAG_NEEDED,
-            [0, 0, m[0], m[1]],
-            QUOTE_V4,
-        )
-    };
-    let body = &ip.bytes[..ip.bytes.len().min(quote)];
-    make(
-        ctx, path, ip.v6, ip.dst, ip.src, msg_type, code, rest, body, out,
-    )
+    let msg = icmp_message::Message::too_big(ip.v6, mtu, ip.bytes);
+    make(ctx, path, ip.dst, ip.src, &msg, out)
 }
 
 /// Answers echo requests to the LB's own addresses and VIPs; counts anything else.
@@ -311,16 +234,11 @@ pub(super) fn echo(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u
     };
     let rest = [icmp[4], icmp[5], icmp[6], icmp[7]];
     let path = tri!(arrival.path_back(policy, 0));
-    make(
-        ctx,
-        path,
-        ip.v6,
-        ip.dst,
-        ip.src,
-        reply,
-        0,
+    let msg = icmp_message::Message {
+        msg_type: reply,
+        code: 0,
         rest,
-        &icmp[ICMP_HEADER_LEN..],
-        out,
-    )
+        body: &icmp[ICMP_HEADER_LEN..],
+    };
+    make(ctx, path, ip.dst, ip.src, &msg, out)
 }

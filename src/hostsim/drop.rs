@@ -43,12 +43,6 @@ crate::drop_reasons! {
     TooBig => "too_big", "The frame does not fit an NVGRE packet.";
 }
 
-impl std::fmt::Display for DropReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,15 +10,10 @@
 //! (IPv4 with DF clear is dropped by the caller) or an ICMP error (no error about an
 //! error).
 
-use std::net::IpAddr;
-
 use crate::engine::packet::IpPacket;
-use crate::wire::{ethernet, icmpv4, icmpv6, ip_proto, ipv4, ipv6};
+use crate::wire::icmp_message::Message;
+use crate::wire::{ethernet, icmpv4, ip_proto};
 
-/// Largest quote: the whole error fits the minimum IPv4 reassembly size / IPv6 MTU.
-const QUOTE_V4: usize = 576 - ipv4::HEADER_LEN - ICMP_HEADER_LEN;
-const QUOTE_V6: usize = 1280 - ipv6::HEADER_LEN - ICMP_HEADER_LEN;
-const ICMP_HEADER_LEN: usize = 8;
 /// ICMPv6 types below 128 are errors.
 const ICMPV6_FIRST_INFO: u8 = 128;
 
@@ -49,14 +44,8 @@ pub fn answer(frame: &[u8], mtu: usize, ident: u16, out: &mut [u8]) -> Option<us
     if !may_answer(&ip) || ip.fragment {
         return None;
     }
-    let (hdr, quote) = if v6 {
-        (ipv6::HEADER_LEN, QUOTE_V6)
-    } else {
-        (ipv4::HEADER_LEN, QUOTE_V4)
-    };
-    let body = ip.bytes.get(..ip.bytes.len().min(quote))?;
-    let icmp_len = ICMP_HEADER_LEN.checked_add(body.len())?;
-    let ip_len = hdr.checked_add(icmp_len)?;
+    let msg = Message::too_big(v6, mtu, ip.bytes);
+    let ip_len = msg.buffer_len(v6);
     let total = ethernet::HEADER_LEN.checked_add(ip_len)?;
     let buf = out.get_mut(..total)?;
     let (eth_buf, pkt) = buf.split_at_mut(ethernet::HEADER_LEN);
@@ -64,56 +53,7 @@ pub fn answer(frame: &[u8], mtu: usize, ident: u16, out: &mut [u8]) -> Option<us
     e.set_dst_addr(eth.src_addr());
     e.set_src_addr(eth.dst_addr());
     e.set_ethertype(eth.ethertype());
-    let (ip_hdr, icmp) = pkt.split_at_mut(hdr);
-    let (rest, msg_type, code) = match (ip.dst, ip.src) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            ipv4::Repr {
-                src_addr: src,
-                dst_addr: dst,
-                protocol: ip_proto::ICMP,
-                payload_len: icmp_len,
-                ttl: 64,
-                dont_frag: false,
-                dscp_ecn: 0,
-                ident,
-            }
-            .emit(&mut ipv4::Packet::new_unchecked(ip_hdr));
-            let m = u16::try_from(mtu).unwrap_or(u16::MAX).to_be_bytes();
-            (
-                [0, 0, m[0], m[1]],
-                icmpv4::msg_type::DST_UNREACHABLE,
-                icmpv4::FRAG_NEEDED,
-            )
-        }
-        (IpAddr::V6(src), IpAddr::V6(dst)) => {
-            ipv6::Repr {
-                src_addr: src,
-                dst_addr: dst,
-                next_header: ip_proto::ICMPV6,
-                payload_len: icmp_len,
-                hop_limit: 64,
-                traffic_class: 0,
-                flow_label: 0,
-            }
-            .emit(&mut ipv6::Packet::new_unchecked(ip_hdr));
-            let m = u32::try_from(mtu).unwrap_or(u32::MAX).to_be_bytes();
-            (m, icmpv6::msg_type::PKT_TOO_BIG, 0)
-        }
-        _ => return None,
-    };
-    let (head, quoted) = icmp.split_at_mut(ICMP_HEADER_LEN);
-    head.copy_from_slice(&[msg_type, code, 0, 0, rest[0], rest[1], rest[2], rest[3]]);
-    quoted.copy_from_slice(body);
-    match (ip.dst, ip.src) {
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            icmpv6::Packet::new_checked(&mut *icmp)
-                .ok()?
-                .fill_checksum(&s, &d);
-        }
-        _ => icmpv4::Packet::new_checked(&mut *icmp)
-            .ok()?
-            .fill_checksum(),
-    }
+    msg.emit(pkt, ip.dst, ip.src, ident).ok()?;
     Some(total)
 }
 
@@ -121,7 +61,7 @@ pub fn answer(frame: &[u8], mtu: usize, ident: u16, out: &mut [u8]) -> Option<us
 mod tests {
     use super::*;
     use crate::craft::{self, Transport};
-    use crate::wire::{MacAddr, tcp};
+    use crate::wire::{MacAddr, icmpv6, ipv4, ipv6, tcp};
 
     const VM: MacAddr = MacAddr([0, 0x1d, 0xd8, 0xb7, 0x1c, 1]);
     const LB: MacAddr = MacAddr([2, 0, 0, 0xb1, 0, 0xfe]);
@@ -160,7 +100,10 @@ mod tests {
         assert_eq!((icmp[0], icmp[1]), (3, 4), "frag-needed");
         assert_eq!(&icmp[4..8], &[0, 0, 0x05, 0x4e], "MTU 1358");
         assert!(icmpv4::Packet::new_checked(icmp).unwrap().verify_checksum());
-        assert_eq!(&icmp[8..], &frame[14..14 + QUOTE_V4]);
+        assert_eq!(
+            &icmp[8..],
+            &frame[14..14 + crate::wire::icmp_message::QUOTE_V4]
+        );
     }
 
     #[test]

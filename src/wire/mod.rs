@@ -18,6 +18,7 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod gre;
+pub mod icmp_message;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
