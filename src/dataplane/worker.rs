@@ -15,7 +15,7 @@ use crate::engine::{Counters, Egress, Engine, Verdict, output_len};
 use crate::flow::Nanos;
 
 use super::afpacket::{Meta, Recv, Socket, Statistics};
-use super::handoff::{Inbox, Outbox, Refused};
+use super::handoff::{Frame, Inbox, Outbox, Refused};
 use super::ring::{Ring, RingFrame};
 use super::sys;
 
@@ -164,9 +164,23 @@ struct Core {
     outboxes: Vec<Outbox>,
     io: IoCounters,
     out: Vec<u8>,
+    /// Buffers of frames handed to this worker, reused for the frames it hands to
+    /// others: with traffic in both directions no handoff allocates once warm.
+    spare: Vec<Frame>,
 }
 
+/// Most spare handoff buffers a worker keeps (a receiver that never sends would
+/// otherwise hoard every buffer it was given).
+const SPARE_MAX: usize = 4096;
+
 impl Core {
+    /// Keeps a handed-over frame's buffer for a later handoff.
+    fn recycle(&mut self, frame: Frame) {
+        if self.spare.len() < SPARE_MAX {
+            self.spare.push(frame);
+        }
+    }
+
     /// A frame from a socket: what the kernel knows about it decides first.
     fn receive(&mut self, now: Nanos, frame: &[u8], meta: Meta) {
         if meta.vlan_tagged {
@@ -204,7 +218,12 @@ impl Core {
                     return;
                 }
                 match self.outboxes.get_mut(usize::from(worker)) {
-                    Some(outbox) => match outbox.push(frame.to_vec()) {
+                    Some(outbox) => match outbox.push({
+                        let mut buf = self.spare.pop().unwrap_or_default();
+                        buf.clear();
+                        buf.extend_from_slice(frame);
+                        buf
+                    }) {
                         Ok(()) => self.io.handoff_sent += 1,
                         Err(Refused::Full | Refused::Closed) => self.io.handoff_queue_full += 1,
                     },
@@ -240,6 +259,7 @@ impl Worker {
                 outboxes,
                 io: IoCounters::default(),
                 out: vec![0; output_len(RX_BUF)],
+                spare: Vec::new(),
             },
             inbox,
             rx: if rings.is_empty() {
@@ -276,6 +296,7 @@ impl Worker {
             let Some(frame) = self.inbox.pop() else { break };
             self.core.io.handoff_received += 1;
             self.core.handle(now, &frame, true);
+            self.core.recycle(frame);
             n += 1;
         }
         n
