@@ -748,12 +748,42 @@ fn ttl_one_is_dropped_and_counted() {
 fn a_reload_keeps_established_flows_on_their_dip() {
     let p = example();
     let vip = pool(&p, "blue-web");
+    // The reloaded policy weighs 10.0.0.5 fifty times more: Maglev now sends most new
+    // flows there, so established flows that kept their DIP did so from state.
+    let text = example_text().replace(
+        r#"{ ca = "10.0.0.5", port = 80, weight = 1 }"#,
+        r#"{ ca = "10.0.0.5", port = 80, weight = 50 }"#,
+    );
+    assert_ne!(text, example_text());
+    let reloaded = policy_from(&text);
     let mut rig = Rig::new(&p);
-    let c = client(false, 1);
-    let (m, _) = rig.forward(SEC, &from_internet(&p, c, 999, vip, SYN, 64));
-    rig.engine.set_policy(example());
-    let (m2, _) = rig.forward(SEC, &from_internet(&p, c, 999, vip, ACK, 64));
-    assert_eq!(m, m2);
+    let before: Vec<Matched> = (0..50u16)
+        .map(|i| {
+            rig.forward(SEC, &from_internet(&p, client(false, i), 999, vip, SYN, 64))
+                .0
+        })
+        .collect();
+    rig.engine.set_policy(reloaded.clone());
+    let mut moved_by_new_table = 0;
+    for (i, m) in (0..50u16).zip(&before) {
+        let (m2, _) = rig.forward(SEC, &from_internet(&p, client(false, i), 999, vip, ACK, 64));
+        assert_eq!(*m, m2, "flow {i} kept its DIP across the reload");
+        let hash = crate::maglev::flow_hash(0, 6, client(false, i), 999, vip.address, vip.port);
+        if pool(&reloaded, "blue-web").table.lookup(hash) != Some(m.dip) {
+            moved_by_new_table += 1;
+        }
+    }
+    assert!(
+        moved_by_new_table > 0,
+        "the new table would have moved some of these flows"
+    );
+    // New flows see the new table at once.
+    let (m3, _) = rig.forward(
+        SEC,
+        &from_internet(&p, client(false, 1), 4242, vip, SYN, 64),
+    );
+    let hash = crate::maglev::flow_hash(0, 6, client(false, 1), 4242, vip.address, vip.port);
+    assert_eq!(pool(&reloaded, "blue-web").table.lookup(hash), Some(m3.dip));
 }
 
 /// Valid frames of every kind the engine handles, for mutation.
