@@ -8,6 +8,7 @@
 //! sockets only in `hostsim::run`. `lab` (`nvlb lab`) builds the guide's datacenter
 //! in network namespaces from a policy and drives it with real clients.
 
+pub mod control;
 pub mod craft;
 pub mod dataplane;
 pub mod engine;

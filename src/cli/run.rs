@@ -3,34 +3,48 @@
 //! Loads the policy as `nvlb check` does, opens every socket before printing `ready`
 //! (so a bad interface or missing privilege exits 1 at once, naming it), runs the
 //! workers, and on a stop signal prints the summed counters on stdout and exits 0.
+//! SIGHUP re-reads the file: a valid one is swapped in (printed as `nvlb: reloaded`),
+//! an invalid one is refused with its errors and the running policy stays.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use nvlb::control::{ChangeError, Control};
 use nvlb::dataplane::{self, Options, Report, shutdown};
 use nvlb::engine::DropReason;
-use nvlb::policy::Snapshot;
+
+/// How often the main thread looks for signals and ends drains.
+const TICK: Duration = Duration::from_millis(200);
 
 pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
-    let policy = match Snapshot::from_file(config) {
-        Ok(p) => Arc::new(p),
+    let control = match Control::open(config) {
+        Ok(c) => Arc::new(c),
         Err(e) => {
             super::print_config_error(&e);
             return Ok(ExitCode::from(1));
         }
     };
-    for w in policy.warnings() {
+    for w in control.declared().warnings() {
         eprintln!("warning: {w}");
     }
     shutdown::install()?;
     let started = Instant::now();
-    let running = dataplane::start(policy, &opts)?;
+    let running = dataplane::start(control.cell(), &opts)?;
     eprintln!(
         "nvlb: ready: {} worker(s), {:?} backend, external {}, provider {}",
         opts.workers, opts.backend, opts.external, opts.provider
     );
+    while !shutdown::requested() {
+        std::thread::sleep(TICK);
+        if shutdown::take_hangup() {
+            reload(&control);
+        }
+        if let Err(e) = control.expire_drains(Instant::now()) {
+            eprintln!("nvlb: ending a drain failed: {e}");
+        }
+    }
     let (report, panicked) = running.wait();
     print!("{}", render(&report, started.elapsed().as_secs_f64()));
     if panicked > 0 {
@@ -38,6 +52,25 @@ pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A reload requested by SIGHUP: the outcome goes to stderr, for the operator's log.
+pub(crate) fn reload(control: &Control) {
+    match control.reload(Instant::now()) {
+        Ok(a) => eprintln!(
+            "nvlb: reloaded {}: generation {}, {} DIP(s) added, {} removed, {} draining",
+            control.path().display(),
+            a.generation,
+            a.added,
+            a.removed,
+            a.draining
+        ),
+        Err(ChangeError::Config(e)) => {
+            eprintln!("nvlb: reload refused, the running policy stays:");
+            super::print_config_error(&e);
+        }
+        Err(e) => eprintln!("nvlb: reload refused, the running policy stays: {e}"),
+    }
 }
 
 /// The final counters: totals, each non-zero drop reason, then socket and queue events.

@@ -19,8 +19,8 @@ pub mod worker;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::control::PolicyCell;
 use crate::engine::Engine;
-use crate::policy::Snapshot;
 
 pub use error::Error;
 pub use worker::{Clock, IoCounters, Report};
@@ -81,6 +81,11 @@ pub mod shutdown {
     pub fn requested() -> bool {
         sys::stop_requested()
     }
+
+    /// A SIGHUP (reload request) arrived since the last call.
+    pub fn take_hangup() -> bool {
+        sys::take_hangup()
+    }
 }
 
 /// Sets a stop request if a worker thread unwinds, so that the others do not run on
@@ -138,8 +143,9 @@ fn open_ports(opts: &Options, fanout: bool) -> Result<(Ports, Vec<Ring>), Error>
     Ok((Ports { external, provider }, rings))
 }
 
-/// Opens all sockets, then starts the workers.
-pub fn start(policy: Arc<Snapshot>, opts: &Options) -> Result<Running, Error> {
+/// Opens all sockets, then starts the workers. Workers follow `cell`: a snapshot
+/// published there is adopted by each between two batches.
+pub fn start(cell: Arc<PolicyCell>, opts: &Options) -> Result<Running, Error> {
     if opts.workers == 0 || opts.workers > MAX_WORKERS {
         return Err(Error::Workers {
             got: opts.workers,
@@ -157,8 +163,8 @@ pub fn start(policy: Arc<Snapshot>, opts: &Options) -> Result<Running, Error> {
     for (i, (((ports, rings), inbox), outboxes)) in
         ports.into_iter().zip(inboxes).zip(outboxes).enumerate()
     {
-        let engine = Engine::new(policy.clone(), i as u16, n as u16);
-        let worker = Worker::new(engine, ports, rings, inbox, outboxes);
+        let engine = Engine::new(cell.load(), i as u16, n as u16);
+        let worker = Worker::new(engine, ports, rings, inbox, outboxes, cell.clone());
         let handle = std::thread::Builder::new()
             .name(format!("nvlb-worker-{i}"))
             .spawn(move || {

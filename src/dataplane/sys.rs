@@ -245,16 +245,22 @@ pub fn setns_net(ns: BorrowedFd) -> io::Result<()> {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static HANGUP: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_stop_signal(_signal: libc::c_int) {
+extern "C" fn on_stop_signal(signal: libc::c_int) {
     // Async-signal-safe: a single atomic store, no allocation, no lock.
-    STOP.store(true, Ordering::SeqCst);
+    if signal == libc::SIGHUP {
+        HANGUP.store(true, Ordering::SeqCst);
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
 }
 
-/// Installs the one signal handler of the process for SIGINT and SIGTERM: it sets the
-/// flag `stop_requested` reads. No SA_RESTART, so a blocked poll returns early.
+/// Installs the one signal handler of the process for SIGINT and SIGTERM (stop) and
+/// SIGHUP (reload): it sets the flags `stop_requested` and `take_hangup` read. No
+/// SA_RESTART, so a blocked poll returns early.
 pub fn install_stop_handler() -> io::Result<()> {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: sigaction is plain old data; all-zero is a valid empty value
         // (no flags, empty mask) that is filled in below.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -271,6 +277,11 @@ pub fn install_stop_handler() -> io::Result<()> {
 /// A stop signal arrived (or `request_stop` was called).
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
+}
+
+/// Whether a SIGHUP arrived since the last call (which clears it).
+pub fn take_hangup() -> bool {
+    HANGUP.swap(false, Ordering::SeqCst)
 }
 
 /// Asks every worker to stop, as a signal would.

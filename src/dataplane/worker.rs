@@ -9,8 +9,10 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::control::PolicyCell;
 use crate::engine::{Counters, Egress, Engine, Verdict, output_len};
 use crate::flow::Nanos;
 
@@ -101,6 +103,8 @@ pub struct IoCounters {
     /// PACKET_STATISTICS over the worker's sockets.
     pub kernel_packets: u64,
     pub kernel_drops: u64,
+    /// Bindings forgotten because a new policy no longer has their pool or DIP.
+    pub flows_forgotten_on_reload: u64,
 }
 
 impl IoCounters {
@@ -119,10 +123,11 @@ impl IoCounters {
         self.handoff_bounced += o.handoff_bounced;
         self.kernel_packets += o.kernel_packets;
         self.kernel_drops += o.kernel_drops;
+        self.flows_forgotten_on_reload += o.flows_forgotten_on_reload;
     }
 
     /// (name, value) pairs in a fixed order, for printing and metrics.
-    pub fn fields(&self) -> [(&'static str, u64); 14] {
+    pub fn fields(&self) -> [(&'static str, u64); 15] {
         [
             ("rx_frames", self.rx_frames),
             ("rx_truncated", self.rx_truncated),
@@ -138,6 +143,7 @@ impl IoCounters {
             ("handoff_bounced", self.handoff_bounced),
             ("kernel_packets", self.kernel_packets),
             ("kernel_drops", self.kernel_drops),
+            ("flows_forgotten_on_reload", self.flows_forgotten_on_reload),
         ]
     }
 }
@@ -238,6 +244,9 @@ impl Core {
 /// One worker, ready to run on its own thread.
 pub struct Worker {
     core: Core,
+    /// Where new policy snapshots appear, and the generation this worker runs.
+    cell: Arc<PolicyCell>,
+    generation: u64,
     inbox: Inbox,
     rx: Vec<u8>,
     /// Receive rings, external first (ring backend); empty: receive from the sockets.
@@ -251,8 +260,11 @@ impl Worker {
         rings: Vec<Ring>,
         inbox: Inbox,
         outboxes: Vec<Outbox>,
+        cell: Arc<PolicyCell>,
     ) -> Worker {
         Worker {
+            generation: cell.generation(),
+            cell,
             core: Core {
                 engine,
                 ports,
@@ -274,6 +286,12 @@ impl Worker {
     /// Runs until a stop is requested, then reports.
     pub fn run(mut self, clock: Clock) -> Report {
         while !sys::stop_requested() {
+            let generation = self.cell.generation();
+            if generation != self.generation {
+                self.generation = generation;
+                let forgotten = self.core.engine.set_policy(self.cell.load());
+                self.core.io.flows_forgotten_on_reload += forgotten as u64;
+            }
             let now = clock.now();
             let mut work = self.drain_inbox(now);
             work += self.drain_socket(now, false);

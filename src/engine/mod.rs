@@ -16,6 +16,7 @@ mod icmp;
 mod nat;
 mod neighbor;
 pub mod packet;
+mod remap;
 mod reply;
 mod route;
 
@@ -266,10 +267,19 @@ impl Engine {
         }
     }
 
-    /// Replaces the policy snapshot (existing bindings keep their DIPs).
-    pub fn set_policy(&mut self, policy: Arc<Snapshot>) {
+    /// Replaces the policy snapshot. Established bindings keep their DIPs (renumbered
+    /// to the new snapshot's positions); bindings whose pool or DIP is gone are
+    /// forgotten, and their number is returned.
+    pub fn set_policy(&mut self, policy: Arc<Snapshot>) -> usize {
+        if Arc::ptr_eq(&policy, &self.policy) {
+            return 0;
+        }
+        let forgotten =
+            remap::Remap::between(&self.policy, &policy).shard(&mut self.shard, &policy);
+        self.shard.set_limits(shard_limits(&policy));
         self.routes = route::Routes::build(&policy);
         self.policy = policy;
+        forgotten
     }
 
     pub fn policy(&self) -> &Arc<Snapshot> {

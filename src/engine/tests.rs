@@ -786,6 +786,65 @@ fn a_reload_keeps_established_flows_on_their_dip() {
     assert_eq!(pool(&reloaded, "blue-web").table.lookup(hash), Some(m3.dip));
 }
 
+#[test]
+fn a_reload_that_reorders_and_removes_renumbers_by_identity() {
+    let p = example();
+    let text = example_text();
+    // Move blue-web after blue-web6, put its heaviest DIP first and drop 10.0.0.6.
+    let start = text.find("[[tenant.vip]]\nname = \"blue-web\"\n").unwrap();
+    let next = text.find("[[tenant.vip]]\nname = \"blue-web6\"\n").unwrap();
+    let after6 = text.find("[[tenant.vip]]\nname = \"blue-vip1\"\n").unwrap();
+    let web = text[start..next]
+        .replace("  { ca = \"10.0.0.6\", port = 80, weight = 1 },\n", "")
+        .replace(
+            "dips = [\n  { ca = \"10.0.0.5\"",
+            "dips = [\n  { ca = \"10.0.0.8\", port = 80, weight = 2 },\n  { ca = \"10.0.0.5\"",
+        )
+        .replacen("  { ca = \"10.0.0.8\", port = 80, weight = 2 },\n]", "]", 1);
+    let reordered = format!(
+        "{}{}{}{}",
+        &text[..start],
+        &text[next..after6],
+        web,
+        &text[after6..]
+    );
+    let reloaded = policy_from(&reordered);
+    let (old_id, _) = p.pool_named("blue-web").unwrap();
+    let (new_id, new_pool) = reloaded.pool_named("blue-web").unwrap();
+    assert_ne!(old_id, new_id, "the test must move the pool");
+    assert_eq!(new_pool.dips.len(), 3);
+    assert_eq!(new_pool.dips[0].ca.to_string(), "10.0.0.8");
+
+    let vip = pool(&p, "blue-web");
+    let mut rig = Rig::new(&p);
+    let before: Vec<(Matched, Out)> = (0..60u16)
+        .map(|i| rig.forward(SEC, &from_internet(&p, client(false, i), 999, vip, SYN, 64)))
+        .collect();
+    let on_removed = before
+        .iter()
+        .filter(|(m, _)| vip.dips[usize::from(m.dip)].ca.to_string() == "10.0.0.6")
+        .count();
+    assert!(on_removed > 0);
+    let forgotten = rig.engine.set_policy(reloaded.clone());
+    assert_eq!(forgotten, on_removed);
+    assert_eq!(rig.engine.shard().len(), 60 - on_removed);
+    for (i, (m, out)) in (0..60u16).zip(&before) {
+        let was = vip.dips[usize::from(m.dip)].ca;
+        if was.to_string() == "10.0.0.6" {
+            continue;
+        }
+        let (m2, out2) = rig.forward(SEC, &from_internet(&p, client(false, i), 999, vip, ACK, 64));
+        assert_eq!(m2.pool, new_id);
+        assert_eq!(
+            new_pool.dips[usize::from(m2.dip)].ca,
+            was,
+            "flow {i} kept its DIP"
+        );
+        assert_eq!(out2.dst, out.dst);
+        assert_eq!(out2.tunnel, out.tunnel);
+    }
+}
+
 /// Valid frames of every kind the engine handles, for mutation.
 fn seeds(p: &Snapshot) -> Vec<Vec<u8>> {
     let mut v = Vec::new();

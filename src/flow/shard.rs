@@ -341,6 +341,48 @@ impl FlowShard {
         }
     }
 
+    /// Rewrites or removes every binding after a policy change: `f` may renumber a
+    /// flow's pool, DIP, tenant or client host (the keys must stay as they are) and
+    /// returns false to forget it. Returns how many were removed.
+    ///
+    /// Walks the whole slab: a reload is rare and a full walk of a million bindings
+    /// costs milliseconds, against a per-packet indirection on every lookup otherwise.
+    pub fn remap(&mut self, mut f: impl FnMut(&mut Flow) -> bool) -> usize {
+        let mut removed = 0;
+        for id in 0..self.slab.len() {
+            let Some(flow) = self.slab.get_mut(id) else {
+                break;
+            };
+            if !flow.live {
+                continue;
+            }
+            let (forward, ret) = (flow.forward, flow.ret);
+            if f(flow) {
+                // Keys index the hash tables; a renumbering may not change them.
+                flow.forward = forward;
+                flow.ret = ret;
+            } else {
+                self.remove(id as FlowId);
+                removed += 1;
+            }
+        }
+        self.per_tenant.clear();
+        for flow in self.slab.iter().filter(|f| f.live) {
+            let t = flow.tenant as usize;
+            if self.per_tenant.len() <= t {
+                self.per_tenant.resize(t + 1, 0);
+            }
+            self.per_tenant[t] += 1;
+        }
+        removed
+    }
+
+    /// New bounds and timeouts from a new policy; existing bindings stay even above a
+    /// lowered bound (they expire as usual, new ones are refused meanwhile).
+    pub fn set_limits(&mut self, limits: ShardLimits) {
+        self.limits = limits;
+    }
+
     /// Removes up to `budget` expired bindings, visiting at most `4 * budget` slots.
     /// Called a little per batch so that expiry never stalls a worker.
     pub fn sweep(&mut self, now: u32, budget: usize) -> usize {

@@ -27,6 +27,14 @@ pub(crate) struct RawBalancer {
     pub external: S<RawPort>,
     pub provider: S<RawPort>,
     pub flows: Option<S<RawFlows>>,
+    pub reload: Option<S<RawReload>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReload {
+    pub removed_dips: Option<S<String>>,
+    pub drain_timeout: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -123,4 +131,5 @@ pub(crate) struct RawDip {
     pub port: Option<S<i64>>,
     pub weight: Option<S<i64>>,
     pub vsid: Option<S<i64>>,
+    pub drain: Option<S<bool>>,
 }

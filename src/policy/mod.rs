@@ -13,6 +13,7 @@ mod diag;
 mod ids;
 mod mac;
 mod model;
+mod overlay;
 mod prefix;
 mod snapshot;
 mod summary;
@@ -25,8 +26,8 @@ pub use ids::{
 };
 pub use mac::MacParseError;
 pub use model::{
-    Balancer, Dip, FlowLimits, Host, LookupRecord, Port, RoutingDomain, SnatRange, Tenant, VipPool,
-    VirtualSubnet,
+    Balancer, Dip, DipKey, DipState, FlowLimits, Host, LookupRecord, Port, ReloadPolicy,
+    RemovedDips, RoutingDomain, SnatRange, Tenant, VipPool, VirtualSubnet,
 };
 pub use prefix::{IpPrefix, PrefixError};
 pub use snapshot::Snapshot;

@@ -20,6 +20,34 @@ pub struct Balancer {
     /// The PA network: NVGRE to and from Hyper-V hosts.
     pub provider: Port,
     pub flows: FlowLimits,
+    pub reload: ReloadPolicy,
+}
+
+/// What a reload does to flows bound to a DIP that the new policy no longer has.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RemovedDips {
+    /// Keep the DIP, with no new flows, until its flows end or `drain_timeout` passes:
+    /// what operators expect from a planned removal (connection draining).
+    Drain,
+    /// Forget its bindings at once; the next packet of such a flow is balanced afresh
+    /// (and the new DIP's stack resets it).
+    Reset,
+}
+
+/// How a reload treats established flows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReloadPolicy {
+    pub removed_dips: RemovedDips,
+    pub drain_timeout: Duration,
+}
+
+impl Default for ReloadPolicy {
+    fn default() -> Self {
+        ReloadPolicy {
+            removed_dips: RemovedDips::Drain,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// One network port of the balancer.
@@ -193,7 +221,60 @@ pub struct Dip {
     pub vsid: Vsid,
     pub ca: IpAddr,
     pub port: u16,
+    /// The configured weight; the Maglev table uses it only while `state` is Active.
     pub weight: u32,
     pub host: HostId,
     pub mac: MacAddr,
+    pub state: DipState,
+}
+
+impl Dip {
+    /// The DIP's identity across snapshots (pool positions change on reload).
+    pub fn key(&self) -> DipKey {
+        DipKey {
+            vsid: self.vsid,
+            ca: self.ca,
+            port: self.port,
+        }
+    }
+
+    /// The weight the Maglev table gives it now.
+    pub fn effective_weight(&self) -> u32 {
+        if self.state == DipState::Active {
+            self.weight
+        } else {
+            0
+        }
+    }
+}
+
+/// What identifies a DIP within its pool, whatever its position: the same triple the
+/// Maglev hash keys on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct DipKey {
+    pub vsid: Vsid,
+    pub ca: IpAddr,
+    pub port: u16,
+}
+
+/// Whether a DIP takes new flows. Only Active DIPs get Maglev slots; the others keep
+/// serving the flows already bound to them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum DipState {
+    #[default]
+    Active,
+    /// `drain = true` in the policy, or removed by a reload and draining.
+    Draining,
+    /// Failed its health checks.
+    Down,
+}
+
+impl DipState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DipState::Active => "active",
+            DipState::Draining => "draining",
+            DipState::Down => "down",
+        }
+    }
 }

@@ -32,7 +32,7 @@ pub(crate) struct Parts {
 
 /// The declared world, validated: tenants, hosts, virtual subnets, lookup records and
 /// VIP pools, with the indices the data plane needs.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Snapshot {
     balancer: Balancer,
     tenants: Vec<Tenant>,
@@ -138,6 +138,23 @@ impl Snapshot {
 
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
+    }
+
+    pub(crate) fn pools_mut(&mut self) -> &mut [VipPool] {
+        &mut self.pools
+    }
+
+    /// The pool named `name` (VIP names are unique across tenants).
+    pub fn pool_named(&self, name: &str) -> Option<(PoolId, &VipPool)> {
+        (0..).zip(&self.pools).find(|(_, p)| p.name == name)
+    }
+
+    /// The host named `name`.
+    pub fn host_named(&self, name: &str) -> Option<HostId> {
+        (0..)
+            .zip(&self.hosts)
+            .find(|(_, h)| h.name == name)
+            .map(|(id, _)| id)
     }
 
     pub fn pools(&self) -> &[VipPool] {

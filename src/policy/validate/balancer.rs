@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
-use super::super::config::{RawBalancer, RawFlows, RawHost, RawPort, S};
-use super::super::model::{Balancer, FlowLimits, Host, Port};
+use super::super::config::{RawBalancer, RawFlows, RawHost, RawPort, RawReload, S};
+use super::super::model::{Balancer, FlowLimits, Host, Port, ReloadPolicy, RemovedDips};
 use super::{Map, Validator, family, field};
 use crate::wire::MacAddr;
 
@@ -31,11 +31,16 @@ impl Validator<'_> {
             Some(f) => self.flows(f.get_ref()),
             None => FlowLimits::default(),
         };
+        let reload = match &raw.reload {
+            Some(r) => self.reload(r.get_ref()),
+            None => ReloadPolicy::default(),
+        };
         Balancer {
             name,
             external,
             provider,
             flows,
+            reload,
         }
     }
 
@@ -119,6 +124,28 @@ impl Validator<'_> {
             mtu,
             gateway_mac,
         }
+    }
+
+    fn reload(&mut self, raw: &RawReload) -> ReloadPolicy {
+        let mut policy = ReloadPolicy::default();
+        let base = "balancer.reload";
+        if let Some(m) = &raw.removed_dips {
+            match m.get_ref().as_str() {
+                "drain" => policy.removed_dips = RemovedDips::Drain,
+                "reset" => policy.removed_dips = RemovedDips::Reset,
+                other => self.error(
+                    m.span(),
+                    field(base, "removed_dips"),
+                    format!("`{other}` is neither \"drain\" nor \"reset\""),
+                ),
+            }
+        }
+        if let Some(s) = &raw.drain_timeout
+            && let Some(d) = self.duration(s, field(base, "drain_timeout"))
+        {
+            policy.drain_timeout = d;
+        }
+        policy
     }
 
     fn flows(&mut self, raw: &RawFlows) -> FlowLimits {

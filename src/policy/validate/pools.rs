@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::super::config::{RawDip, RawTenant, RawVip, S};
 use super::super::ids::{Protocol, TenantId, Vsid};
-use super::super::model::{Dip, VipPool};
+use super::super::model::{Dip, DipState, VipPool};
 use super::tenants::in_subnet;
 use super::{Map, Validator, family, field};
 
@@ -124,7 +124,7 @@ impl Validator<'_> {
             .iter()
             .map(|d| maglev::Backend {
                 key: maglev::backend_key(d.vsid.get(), d.ca, d.port),
-                weight: d.weight,
+                weight: d.effective_weight(),
             })
             .collect();
         let table = match maglev::Table::build(&backends, maglev::DEFAULT_TABLE_SIZE) {
@@ -349,6 +349,10 @@ impl Validator<'_> {
             weight: weight?,
             host: rec.host,
             mac: rec.mac,
+            state: match &d.drain {
+                Some(b) if *b.get_ref() => DipState::Draining,
+                _ => DipState::Active,
+            },
         })
     }
 
