@@ -36,7 +36,9 @@
 //!
 //! **Flow hash** ([`flow_hash`]):
 //! `H(vsid:u32 ‖ proto:u8 ‖ src:16 ‖ sport:u16 ‖ dst:16 ‖ dport:u16, SEED_FLOW)`, 41 bytes
-//! of input. [`Table::lookup`] uses entry `flow_hash mod M`.
+//! of input. [`Table::lookup`] uses entry `flow_hash mod M`. The affinity modes of a
+//! pool hash the same 41 bytes with fields zeroed: source-IP-and-protocol affinity
+//! zeroes both ports, source-IP affinity zeroes both ports and the protocol.
 //!
 //! **Table build** for backends `B` (key, weight) and prime size `M`:
 //! 1. Keys must be unique across all of `B` (including weight-0 backends). The *active*

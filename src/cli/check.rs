@@ -67,9 +67,10 @@ fn to_json(s: &Snapshot) -> Value {
             "address": p.address.to_string(),
             "protocol": p.protocol.name(),
             "port": p.port,
+            "distribution": p.distribution.name(),
             "dips": p.dips.iter().map(|d| json!({
                 "vsid": d.vsid.get(), "ca": d.ca.to_string(), "port": d.port, "weight": d.weight,
-                "host": host(d.host), "mac": d.mac.to_string(),
+                "state": d.state.name(), "host": host(d.host), "mac": d.mac.to_string(),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })

@@ -845,6 +845,43 @@ fn a_reload_that_reorders_and_removes_renumbers_by_identity() {
     }
 }
 
+#[test]
+fn affinity_modes_keep_a_client_on_one_dip() {
+    let dips_seen = |mode: &str| -> (usize, usize) {
+        let text = example_text().replace(
+            "name = \"blue-web\"\n",
+            &format!("name = \"blue-web\"\ndistribution = \"{mode}\"\n"),
+        );
+        let p = policy_from(&text);
+        let vip = pool(&p, "blue-web");
+        let mut rig = Rig::new(&p);
+        let mut per_client = Vec::new();
+        for c in 0..20u16 {
+            let mut dips = std::collections::HashSet::new();
+            for port in 0..100u16 {
+                let (m, _) = rig.forward(
+                    SEC,
+                    &from_internet(&p, client(false, c), 1000 + port, vip, SYN, 64),
+                );
+                dips.insert(m.dip);
+            }
+            per_client.push(dips);
+        }
+        let max = per_client.iter().map(|d| d.len()).max().unwrap();
+        let all: std::collections::HashSet<u16> = per_client.into_iter().flatten().collect();
+        (max, all.len())
+    };
+    // Affinity: each client keeps one DIP over 100 connections; clients still spread.
+    for mode in ["source_ip", "source_ip_protocol"] {
+        let (max, all) = dips_seen(mode);
+        assert_eq!(max, 1, "{mode}: a client saw {max} DIPs");
+        assert!(all > 1, "{mode}: every client got the same DIP");
+    }
+    // Five-tuple: one client's connections spread over the pool.
+    let (max, _) = dips_seen("five_tuple");
+    assert_eq!(max, 4);
+}
+
 /// Valid frames of every kind the engine handles, for mutation.
 fn seeds(p: &Snapshot) -> Vec<Vec<u8>> {
     let mut v = Vec::new();

@@ -121,6 +121,7 @@ pub(crate) struct RawVip {
     pub protocol: S<String>,
     pub port: S<i64>,
     pub backend_vsid: Option<S<i64>>,
+    pub distribution: Option<S<String>>,
     pub dips: S<Vec<S<RawDip>>>,
 }
 

@@ -202,11 +202,48 @@ pub struct VipPool {
     pub address: IpAddr,
     pub protocol: Protocol,
     pub port: u16,
+    /// Which fields of a new flow choose its DIP.
+    pub distribution: Distribution,
     /// In declaration order; weights 0..=65535, not all zero.
     pub dips: Vec<Dip>,
     /// Maglev table over `dips` (indices into it), built with the snapshot so that a
     /// worker never builds one on the packet path; health changes swap in a new one.
     pub table: crate::maglev::Table,
+}
+
+/// Which fields of a new flow feed the Maglev hash: the whole 5-tuple spreads flows,
+/// the affinity modes keep a client on one DIP across its connections (the modes
+/// tenants know from cloud load balancers as "source IP affinity").
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Distribution {
+    /// Source and destination address and port, protocol.
+    #[default]
+    FiveTuple,
+    /// Source and destination address, protocol ("client IP and protocol").
+    SourceIpProtocol,
+    /// Source and destination address ("client IP").
+    SourceIp,
+}
+
+impl Distribution {
+    /// The name used in the policy file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distribution::FiveTuple => "five_tuple",
+            Distribution::SourceIpProtocol => "source_ip_protocol",
+            Distribution::SourceIp => "source_ip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Distribution> {
+        [
+            Distribution::FiveTuple,
+            Distribution::SourceIpProtocol,
+            Distribution::SourceIp,
+        ]
+        .into_iter()
+        .find(|d| d.name() == s)
+    }
 }
 
 impl VipPool {

@@ -6,7 +6,7 @@ use core::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::model::{Dip, Host, VipPool};
+use super::model::{Dip, DipState, Host, VipPool};
 use super::snapshot::Snapshot;
 
 /// The whole snapshot: balancer, hosts, subnets, lookup records, VIP pools, warnings.
@@ -211,15 +211,15 @@ fn host_pas(h: &Host) -> String {
 fn pools(s: &Snapshot, out: &mut String) {
     let _ = writeln!(out, "\nVIP pools ({})", s.pools().len());
     let mut t = Table::new(&[
-        "VIP", "TENANT", "FRONTEND", "ADDRESS", "PROTO", "PORT", "DIP VSID", "DIP", "WEIGHT",
-        "HOST", "PA",
+        "VIP", "TENANT", "FRONTEND", "ADDRESS", "PROTO", "PORT", "MODE", "DIP VSID", "DIP",
+        "WEIGHT", "HOST", "PA",
     ]);
     for pool in s.pools() {
         for (i, dip) in pool.dips.iter().enumerate() {
             let mut row = if i == 0 {
                 pool_cells(s, pool)
             } else {
-                vec![String::new(); 6]
+                vec![String::new(); 7]
             };
             row.extend(dip_cells(s, dip));
             t.row(row);
@@ -236,6 +236,7 @@ fn pool_cells(s: &Snapshot, p: &VipPool) -> Vec<String> {
         p.address.to_string(),
         p.protocol.to_string(),
         p.port.to_string(),
+        p.distribution.name().to_string(),
     ]
 }
 
@@ -244,7 +245,10 @@ fn dip_cells(s: &Snapshot, d: &Dip) -> Vec<String> {
     vec![
         d.vsid.to_string(),
         endpoint(d.ca, d.port),
-        d.weight.to_string(),
+        match d.state {
+            DipState::Active => d.weight.to_string(),
+            other => format!("{} ({})", d.weight, other.name()),
+        },
         or_dash(host.map(|h| h.name.clone())),
         or_dash(host.map(host_pas)),
     ]

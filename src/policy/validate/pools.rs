@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::super::config::{RawDip, RawTenant, RawVip, S};
 use super::super::ids::{Protocol, TenantId, Vsid};
-use super::super::model::{Dip, DipState, VipPool};
+use super::super::model::{Dip, DipState, Distribution, VipPool};
 use super::tenants::in_subnet;
 use super::{Map, Validator, family, field};
 
@@ -88,6 +88,17 @@ impl Validator<'_> {
             }
         };
         let port = self.port(&r.port, field(base, "port"));
+        let distribution = match &r.distribution {
+            None => Distribution::default(),
+            Some(d) => Distribution::parse(d.get_ref()).unwrap_or_else(|| {
+                let msg = format!(
+                    "`{}` is not a distribution mode: five_tuple, source_ip_protocol or source_ip",
+                    d.get_ref()
+                );
+                self.error(d.span(), field(base, "distribution"), msg);
+                Distribution::default()
+            }),
+        };
         if let (Some(fe), Some(addr)) = (frontend, address) {
             self.check_ca_vip_address(fe, addr, &r.address, field(base, "address"));
         }
@@ -145,6 +156,7 @@ impl Validator<'_> {
             address,
             protocol,
             port,
+            distribution,
             dips,
             table,
         })

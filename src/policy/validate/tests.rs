@@ -1247,3 +1247,55 @@ mod never_panics {
         }
     }
 }
+
+// ------------------------------------------------- reload, drain and distribution keys
+
+#[test]
+fn reload_drain_and_distribution_keys() {
+    let text = mutate(
+        "[balancer.flows]",
+        "[balancer.reload]\nremoved_dips = \"forget\"\ndrain_timeout = \"10q\"\n\n[balancer.flows]",
+    );
+    let errors = refuse(&text);
+    expect_at(
+        &errors,
+        &text,
+        "\"forget\"",
+        "balancer.reload.removed_dips",
+        "neither \"drain\" nor \"reset\"",
+    );
+    expect_at(
+        &errors,
+        &text,
+        "\"10q\"",
+        "balancer.reload.drain_timeout",
+        "10q",
+    );
+    let text = mutate(
+        "name = \"blue-web\"\n",
+        "name = \"blue-web\"\ndistribution = \"sticky\"\n",
+    );
+    expect_only(
+        &text,
+        "\"sticky\"",
+        "tenant[0].vip[0].distribution",
+        "five_tuple, source_ip_protocol or source_ip",
+    );
+    let s = load(&mutate(
+        "name = \"blue-web\"\n",
+        "name = \"blue-web\"\ndistribution = \"source_ip\"\n",
+    ));
+    assert_eq!(
+        s.pools()[0].distribution,
+        crate::policy::Distribution::SourceIp
+    );
+    let s = load(&mutate(
+        "[balancer.flows]",
+        "[balancer.reload]\nremoved_dips = \"reset\"\ndrain_timeout = \"5s\"\n\n[balancer.flows]",
+    ));
+    assert_eq!(
+        s.balancer().reload.removed_dips,
+        crate::policy::RemovedDips::Reset
+    );
+    assert_eq!(s.balancer().reload.drain_timeout.as_secs(), 5);
+}
