@@ -32,6 +32,9 @@ pub(super) fn ret(
     let (id, flow) =
         match dip_side_binding(ctx, vsid, host, ip.proto, dip, peer, DropReason::NoFlow) {
             Ok(found) => found,
+            Err(Verdict::Drop(DropReason::NoFlow)) => {
+                return from_policy(ctx, arrival, vsid, host, ip, ports, out);
+            }
             Err(verdict) => return verdict,
         };
     ctx.shard
@@ -45,6 +48,56 @@ pub(super) fn ret(
         hop: true,
     };
     ctx.send(arrival, path.into(), ip, &rw, Matched::of(&flow), out)
+}
+
+/// A reply of a public VIP's DIP with no binding here (this instance restarted, or ECMP
+/// brought the flow's other packets to another instance): translated from policy alone,
+/// since a public DIP endpoint serves exactly one VIP, and sent to the Internet. No
+/// binding is made: the reply direction needs none, and the forward direction picks
+/// the same DIP from the same Maglev table. Full-NAT replies cannot be translated
+/// without their binding (the client is not in the packet) and stay dropped.
+fn from_policy(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    vsid: Vsid,
+    host: HostId,
+    ip: &IpPacket,
+    ports: &Ports,
+    out: &mut [u8],
+) -> Verdict {
+    let policy = ctx.policy;
+    let Some(proto) = crate::policy::Protocol::from_number(ip.proto) else {
+        return Verdict::Drop(DropReason::NoFlow);
+    };
+    let Some((pool_id, dip)) = policy.public_vip_of(vsid, ip.src, ports.src, proto) else {
+        return Verdict::Drop(DropReason::NoFlow);
+    };
+    let Some(pool) = policy.get_pool(pool_id) else {
+        return Verdict::Drop(DropReason::NoFlow);
+    };
+    let placed_on = pool.dips.get(usize::from(dip)).map(|d| d.host);
+    if placed_on != Some(host) {
+        return Verdict::Drop(DropReason::SpoofedPa);
+    }
+    let Some(dst_mac) = policy.balancer().external.gateway_mac else {
+        return Verdict::Drop(DropReason::NoPath);
+    };
+    let path = Path::Plain {
+        port: Egress::External,
+        src_mac: policy.balancer().external.mac,
+        dst_mac,
+    };
+    let rw = Rewrite {
+        src: Some((pool.address, pool.port)),
+        dst: None,
+        hop: true,
+    };
+    let matched = Matched {
+        tenant: pool.tenant,
+        pool: pool_id,
+        dip,
+    };
+    ctx.send(arrival, path.into(), ip, &rw, matched, out)
 }
 
 /// The binding of a packet sent from the DIP's side (`dip` -> `peer` in `vsid`) by

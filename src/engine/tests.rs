@@ -409,15 +409,19 @@ fn tenants_with_the_same_cas_stay_apart() {
     let blue_vm = record(&p, 5001, "10.0.0.5");
     for vsid in [6001, 5001] {
         let spoof = from_host(&p, "host1", vsid, blue_vm.mac, &reply);
-        let want = if vsid == 6001 {
-            DropReason::SpoofedPa
+        let v = rig.run(SEC, &spoof);
+        if vsid == 6001 {
+            assert_eq!(v, Verdict::Drop(DropReason::SpoofedPa), "VSID {vsid}");
         } else {
-            DropReason::NoFlow
-        };
-        assert_eq!(rig.run(SEC, &spoof), Verdict::Drop(want), "VSID {vsid}");
+            // In Blue's own VSID this is Blue's DIP answering from its host: a reply
+            // of Blue's VIP, translated from policy, never Red's flow.
+            let Verdict::Forward { matched, .. } = v else {
+                panic!("VSID 5001: {v:?}");
+            };
+            assert_eq!(p.tenant(matched.tenant).unwrap().name, "blue");
+        }
     }
     assert_eq!(rig.engine.counters().dropped(DropReason::SpoofedPa), 1);
-    assert_eq!(rig.engine.counters().dropped(DropReason::NoFlow), 1);
     // The real host still gets through, and the flow was not disturbed by the spoof.
     let red_vm = record(&p, 6001, "10.0.0.5");
     assert!(matches!(
@@ -601,8 +605,10 @@ fn bindings_expire_by_state() {
     let c = client(false, 1);
     let (_, o) = rig.forward(0, &from_internet(&p, c, 1234, vip, SYN, 64));
     let reply = answer(&p, &o, SYN_ACK);
-    // Never answered within the SYN timeout (20 s): gone.
-    assert_eq!(rig.run(21 * SEC, &reply), Verdict::Drop(DropReason::NoFlow));
+    // Never answered within the SYN timeout (20 s): gone (the late reply is still
+    // translated, from policy, but finds and revives no binding).
+    assert!(matches!(rig.run(21 * SEC, &reply), Verdict::Forward { .. }));
+    assert_eq!(rig.engine.shard().len(), 0);
     let (_, o) = rig.forward(30 * SEC, &from_internet(&p, c, 1234, vip, SYN, 64));
     rig.forward(31 * SEC, &answer(&p, &o, SYN_ACK));
     // Established: idle up to 300 s is fine.
@@ -612,10 +618,7 @@ fn bindings_expire_by_state() {
         1,
         "swept after 300 s idle"
     );
-    assert_eq!(
-        rig.run(601 * SEC, &answer(&p, &o, ACK)),
-        Verdict::Drop(DropReason::NoFlow)
-    );
+    assert_eq!(rig.engine.shard().len(), 0);
 }
 
 #[test]
@@ -880,6 +883,70 @@ fn affinity_modes_keep_a_client_on_one_dip() {
     // Five-tuple: one client's connections spread over the pool.
     let (max, _) = dips_seen("five_tuple");
     assert_eq!(max, 4);
+}
+
+#[test]
+fn a_public_reply_without_binding_is_translated_from_policy() {
+    let p = example();
+    let vip = pool(&p, "blue-web");
+    let mut a = Rig::new(&p);
+    let (_, out) = a.forward(
+        SEC,
+        &from_internet(&p, client(false, 3), 4000, vip, SYN, 64),
+    );
+    let reply = answer(&p, &out, SYN_ACK);
+    // Another instance (or this one after a restart) has no binding.
+    let mut b = Rig::new(&p);
+    let (m, back) = b.forward(SEC, &reply);
+    assert_eq!(back.tunnel, None);
+    assert_eq!((back.src, back.sport), (vip.address, vip.port));
+    assert_eq!((back.dst, back.dport), (client(false, 3), 4000));
+    assert!(back.l4_ok);
+    assert_eq!(vip.dips[usize::from(m.dip)].ca, out.dst);
+    assert_eq!(b.engine.shard().len(), 0, "no binding is made from a reply");
+    // The same reply from a host the DIP does not live on is a spoof.
+    let t = Transport::Tcp {
+        src_port: out.dport,
+        dst_port: out.sport,
+        flags: SYN_ACK,
+        seq: 9,
+        ack: 2,
+    };
+    let dip_rec = record(&p, 5001, &out.dst.to_string());
+    let other = if p.host(dip_rec.host).name == "host1" {
+        "host2"
+    } else {
+        "host1"
+    };
+    let forged = from_host(
+        &p,
+        other,
+        5001,
+        dip_rec.mac,
+        &craft::ip_packet(out.dst, out.src, 64, t, b"world"),
+    );
+    assert_eq!(b.run(SEC, &forged), Verdict::Drop(DropReason::SpoofedPa));
+    // Full-NAT replies need their binding.
+    let rec = record(&p, 5001, "10.0.0.5");
+    let vip1 = pool(&p, "blue-vip1");
+    let t = Transport::Tcp {
+        src_port: 1000,
+        dst_port: vip1.port,
+        flags: SYN,
+        seq: 1,
+        ack: 0,
+    };
+    let syn = from_host(
+        &p,
+        "host1",
+        5001,
+        rec.mac,
+        &craft::ip_packet(rec.ca, vip1.address, 64, t, b"x"),
+    );
+    let (_, out) = a.forward(SEC, &syn);
+    let reply = answer(&p, &out, SYN_ACK);
+    let mut c = Rig::new(&p);
+    assert_eq!(c.run(SEC, &reply), Verdict::Drop(DropReason::NoFlow));
 }
 
 /// Valid frames of every kind the engine handles, for mutation.

@@ -48,6 +48,9 @@ pub struct Snapshot {
     lookup_by_ca: Map<(Vsid, IpAddr), usize>,
     host_by_pa: Map<IpAddr, HostId>,
     snat_addresses: Set<(Vsid, IpAddr)>,
+    /// (DIP VSID, CA, port, protocol) -> the public VIP it serves and its index there;
+    /// `None` when it serves more than one public VIP (a reply cannot tell which).
+    public_backends: Map<(Vsid, IpAddr, u16, Protocol), Option<(PoolId, u16)>>,
 }
 
 impl Snapshot {
@@ -83,6 +86,18 @@ impl Snapshot {
                 .or_insert(id);
             vip_addresses.insert((pool.frontend, pool.address));
         }
+        let mut public_backends = Map::default();
+        for (id, pool) in (0..).zip(&parts.pools) {
+            if !pool.is_public() {
+                continue;
+            }
+            for (i, dip) in (0..).zip(&pool.dips) {
+                public_backends
+                    .entry((dip.vsid, dip.ca, dip.port, pool.protocol))
+                    .and_modify(|e: &mut Option<(PoolId, u16)>| *e = None)
+                    .or_insert(Some((id, i)));
+            }
+        }
         let mut subnet_by_vsid = Map::default();
         let mut snat_addresses = Set::default();
         for (id, subnet) in (0..).zip(&parts.subnets) {
@@ -116,6 +131,7 @@ impl Snapshot {
             lookup_by_ca,
             host_by_pa,
             snat_addresses,
+            public_backends,
         }
     }
 
@@ -200,6 +216,22 @@ impl Snapshot {
     /// different tenants may share an address.
     pub fn find_vip(&self, vsid: Vsid, addr: IpAddr, proto: Protocol, port: u16) -> Option<PoolId> {
         self.vips.get(&(vsid, addr, proto, port)).copied()
+    }
+
+    /// The public VIP that a DIP endpoint serves, and the DIP's index in it: lets any
+    /// instance translate a reply it holds no binding for (after a restart, or behind
+    /// ECMP). `None` for a DIP of no public VIP, or of more than one.
+    pub fn public_vip_of(
+        &self,
+        vsid: Vsid,
+        ca: IpAddr,
+        port: u16,
+        proto: Protocol,
+    ) -> Option<(PoolId, u16)> {
+        self.public_backends
+            .get(&(vsid, ca, port, proto))
+            .copied()
+            .flatten()
     }
 
     /// Whether any pool listens on this address in this VSID: tells "not ours" from
