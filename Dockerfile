@@ -40,7 +40,8 @@ RUN groupadd --system --gid 10001 nvlb \
 COPY --from=build /usr/local/bin/nvlb /usr/local/bin/nvlb
 # The guide's example policy as a default; mount your own over /etc/nvlb.
 COPY lb-config/example.toml /etc/nvlb/policy.toml
-USER nvlb
+# Numeric, so that runtimes (and Kubernetes runAsNonRoot) can tell it is not root.
+USER 10001:10001
 # 9180: management API (GET /healthz, reload, drain); 9181: Prometheus /metrics.
 EXPOSE 9180/tcp 9181/tcp
 # INTEGRATOR: `nvlb ctl health` does an unauthenticated GET /healthz on the management

