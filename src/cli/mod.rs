@@ -3,6 +3,7 @@
 mod check;
 mod host;
 mod lab;
+mod manual;
 mod replay;
 mod run;
 
@@ -13,9 +14,18 @@ use clap::{Parser, Subcommand};
 use nvlb::hostsim::VmSpec;
 use nvlb::policy::ConfigError;
 
-/// nvlb: an NVGRE-aware, multi-tenant L4 load balancer.
+/// The crate version and the git revision it was built from (build.rs), e.g.
+/// `0.1.0 (10ebc39)`; "unknown" outside a git checkout.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("NVLB_GIT_REVISION"),
+    ")"
+);
+
+/// An NVGRE-aware, multi-tenant L4 load balancer.
 #[derive(Parser, Debug)]
-#[command(name = "nvlb", version, about)]
+#[command(name = "nvlb", version = VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -162,6 +172,25 @@ enum Command {
         #[arg(long = "vm", value_name = "VSID,MAC,IFNAME")]
         vms: Vec<VmSpec>,
     },
+    /// Print a shell completion script on stdout.
+    ///
+    /// bash: `nvlb completions bash > /etc/bash_completion.d/nvlb`;
+    /// zsh: `nvlb completions zsh > "${fpath[1]}/_nvlb"`;
+    /// fish: `nvlb completions fish > ~/.config/fish/completions/nvlb.fish`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page nvlb(1) on stdout, or write one page per subcommand.
+    ///
+    /// `nvlb man | man -l -` reads it; `nvlb man --dir /usr/local/share/man/man1`
+    /// installs nvlb.1 and nvlb-SUBCOMMAND.1.
+    Man {
+        /// Write nvlb.1 and nvlb-SUBCOMMAND.1 into this existing directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -217,6 +246,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             capture,
             bulk_bytes: usize::try_from(bulk_bytes).unwrap_or(nvlb::lab::BULK_BYTES),
         }),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man { dir } => manual::man(dir.as_deref()),
         Command::LabServe { name, port, bulk } => lab::serve(&name, &port, &bulk),
         Command::Host {
             config,
