@@ -17,6 +17,8 @@ use super::model::{
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = HashSet<K, foldhash::fast::RandomState>;
+/// A DIP endpoint as a reply shows it: (VSID, CA, port, protocol).
+type DipEndpoint = (Vsid, IpAddr, u16, Protocol);
 
 /// What validation hands to [`Snapshot::assemble`]: the model in declaration order.
 pub(crate) struct Parts {
@@ -50,7 +52,7 @@ pub struct Snapshot {
     snat_addresses: Set<(Vsid, IpAddr)>,
     /// (DIP VSID, CA, port, protocol) -> the public VIP it serves and its index there;
     /// `None` when it serves more than one public VIP (a reply cannot tell which).
-    public_backends: Map<(Vsid, IpAddr, u16, Protocol), Option<(PoolId, u16)>>,
+    public_backends: Map<DipEndpoint, Option<(PoolId, u16)>>,
 }
 
 impl Snapshot {
