@@ -209,10 +209,22 @@ def forward(lab):
     lab.add("unknown pa", lab.nvgre(host, vsid, inner, outer_src=stranger), "dropped", "unknown_pa")
     tagged = Ether(src=client["mac"], dst=lab.subnets[vsid]["lb_mac"]) / Dot1Q(vlan=7) / inner[IP]
     lab.add("inner vlan", lab.nvgre(host, vsid, tagged), "dropped", "inner_vlan")
-    # A return that matches no binding.
+    # A return that matches no binding, from a port no public VIP's DIP serves.
     lab.add("return without flow", lab.nvgre(host, vsid, Ether(src=client["mac"], dst=lab.subnets[vsid]["lb_mac"])
-                                              / IP(src=client["ca"], dst="10.250.250.250") / tcp(80, 1234, "SA")),
+                                              / IP(src=client["ca"], dst="10.250.250.250") / tcp(8181, 1234, "SA")),
             "dropped", "no_flow")
+    # A public DIP's reply with no binding (the LB restarted, or ECMP sent the flow's
+    # other packets to another instance): translated from policy, DIP -> VIP.
+    pub = next(p for p in lab.pools if p["frontend"] == 0 and not is6(p["address"]))
+    d = pub["dips"][0]
+    rec = next(r for r in lab.lookups if r["vsid"] == d["vsid"] and r["ca"] == d["ca"])
+    stray = "198.18.7.7"
+    e = {"eth.dst": lab.b["external"]["gateway_mac"], "tcp.srcport": str(pub["port"]), "tcp.dstport": "1234"}
+    e.update(plain_fields(pub["address"], stray))
+    lab.add("public return without binding",
+            lab.nvgre(rec["host"], d["vsid"], Ether(src=rec["mac"], dst=lab.subnets[d["vsid"]]["lb_mac"])
+                      / IP(src=d["ca"], dst=stray) / tcp(d["port"], 1234, "SA")),
+            "forwarded", expect=[e])
     # Truncations of a valid frame: every one is dropped, none crashes.
     whole = bytes(lab.nvgre(host, vsid, inner))
     for cut in (0, 6, 13, 20, 33, 37, 41, 50, 60, 70, 80):
