@@ -18,6 +18,9 @@ use super::{Validator, family, field};
 pub const MAX_RISE_FALL: i64 = 100;
 /// Longest `body` to look for: the probe keeps at most 16 KiB of an answer.
 pub const MAX_BODY_MATCH: usize = 1024;
+/// Longest interval or timeout: keeps the prober's clock arithmetic far from overflow,
+/// and a DIP checked less often than hourly is not checked.
+const MAX_PERIOD: Duration = Duration::from_secs(3600);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_RISE: u32 = 2;
@@ -254,7 +257,17 @@ impl Validator<'_> {
     ) -> Option<Duration> {
         match s {
             None => Some(default),
-            Some(s) => self.duration(s, field(base, key)),
+            Some(s) => match self.duration(s, field(base, key)) {
+                Some(d) if d > MAX_PERIOD => {
+                    self.error(
+                        s.span(),
+                        field(base, key),
+                        format!("{key} {d:?} is longer than 1h"),
+                    );
+                    None
+                }
+                d => d,
+            },
         }
     }
 
