@@ -359,3 +359,114 @@ fn a_wrong_body_fails_and_reloads_keep_or_release_state() {
     );
     assert!(prober.report().iter().all(|d| d.pool != "red-web"));
 }
+
+/// What the docs quote: when one DIP of blue-web goes down, which flows move.
+/// Established flows never move (the flow table keeps their binding); of new flows,
+/// exactly those Maglev gave the down DIP move, plus the few entries of healthy DIPs
+/// that the rebuilt table shifts. A pool with no DIP left drops new flows, counted as
+/// `no_healthy_dip`.
+#[test]
+fn a_down_dip_moves_only_its_own_new_flows_and_an_empty_pool_drops() {
+    use crate::control::Control;
+    use crate::engine::DropReason;
+    const FLOWS: u16 = 20_000;
+    let dir = std::env::temp_dir().join(format!("nvlb-health-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("policy.toml");
+    std::fs::write(&file, EXAMPLE).unwrap();
+    let control = Control::open(&file).unwrap();
+    let p = control.policy();
+    let b = p.balancer().clone();
+    let vip: IpAddr = "203.0.113.10".parse().unwrap();
+    let client: IpAddr = "192.0.2.7".parse().unwrap();
+    let frame = |port: u16, f: u8| {
+        let ip = craft::ip_packet(
+            client,
+            vip,
+            64,
+            Transport::Tcp {
+                src_port: port,
+                dst_port: 80,
+                flags: f,
+                seq: 1,
+                ack: 0,
+            },
+            &[],
+        );
+        craft::ip_frame(b.external.gateway_mac.unwrap(), b.external.mac, &ip)
+    };
+    let mut out = vec![0u8; 2048];
+    let dip_of = |engine: &mut Engine, port: u16, f: u8, out: &mut Vec<u8>| match engine.process(
+        0,
+        &frame(port, f),
+        out,
+    ) {
+        Verdict::Forward { matched, .. } => {
+            Ok(engine.policy().pool(matched.pool).dips[usize::from(matched.dip)].key())
+        }
+        Verdict::Drop(r) => Err(r),
+        v => panic!("{v:?}"),
+    };
+    let mut established = Engine::new(p.clone(), 0, 1);
+    let before: Vec<DipKey> = (1..=FLOWS)
+        .map(|port| dip_of(&mut established, port, flags::SYN, &mut out).unwrap())
+        .collect();
+    let victim = key(&p, "blue-web", "10.0.0.6");
+    assert!(control.set_dip_health("blue-web", victim, false).unwrap());
+    established.set_policy(control.policy());
+    let mut fresh = Engine::new(control.policy(), 0, 1);
+    let (mut kept, mut own_moved, mut others_moved, mut on_victim) = (0, 0, 0, 0);
+    for (port, was) in (1..=FLOWS).zip(&before) {
+        if dip_of(&mut established, port, flags::ACK, &mut out).unwrap() == *was {
+            kept += 1;
+        }
+        let now = dip_of(&mut fresh, port, flags::SYN, &mut out).unwrap();
+        assert_ne!(now, victim, "a new flow went to the down DIP");
+        if *was == victim {
+            on_victim += 1;
+            own_moved += 1;
+        } else if now != *was {
+            others_moved += 1;
+        }
+    }
+    eprintln!(
+        "blue-web, 1 of 4 DIPs (weights 1,1,1,2) down, {FLOWS} flows: established kept \
+         {kept}; new flows moved: {own_moved} of the down DIP's {on_victim} \
+         ({:.1}%), {others_moved} of the healthy DIPs' {} ({:.3}%)",
+        100.0 * f64::from(on_victim) / f64::from(FLOWS),
+        u32::from(FLOWS) - on_victim,
+        100.0 * f64::from(others_moved) / f64::from(u32::from(FLOWS) - on_victim)
+    );
+    assert_eq!(kept, FLOWS, "established flows keep their DIP");
+    assert!(
+        on_victim > 0 && others_moved * 100 < u32::from(FLOWS),
+        "{others_moved}"
+    );
+    // Every DIP of red-web down: new flows are dropped with a counted reason.
+    let red = control.policy();
+    for d in &red.pool_named("red-web").unwrap().1.dips {
+        control.set_dip_health("red-web", d.key(), false).unwrap();
+    }
+    let mut e = Engine::new(control.policy(), 0, 1);
+    let red_vip: IpAddr = "203.0.113.20".parse().unwrap();
+    let ip = craft::ip_packet(
+        client,
+        red_vip,
+        64,
+        Transport::Tcp {
+            src_port: 4000,
+            dst_port: 80,
+            flags: flags::SYN,
+            seq: 1,
+            ack: 0,
+        },
+        &[],
+    );
+    let syn = craft::ip_frame(b.external.gateway_mac.unwrap(), b.external.mac, &ip);
+    assert_eq!(
+        e.process(0, &syn, &mut out),
+        Verdict::Drop(DropReason::NoHealthyDip)
+    );
+    assert_eq!(e.counters().dropped(DropReason::NoHealthyDip), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
