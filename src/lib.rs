@@ -13,6 +13,7 @@ pub mod craft;
 pub mod dataplane;
 pub mod engine;
 pub mod flow;
+pub mod health;
 pub mod hostsim;
 pub mod lab;
 pub mod maglev;

@@ -223,6 +223,7 @@ fn describe(policy: &Snapshot, index: u64, verdict: &Verdict) -> Line {
             line.len = Some(*len);
         }
         Verdict::Handoff { .. } => line.verdict = "handoff",
+        Verdict::Local => line.verdict = "local",
         Verdict::Drop(reason) => {
             line.verdict = "dropped";
             line.reason = Some(reason.name());

@@ -4,7 +4,9 @@
 //! (so a bad interface or missing privilege exits 1 at once, naming it), runs the
 //! workers, and on a stop signal prints the summed counters on stdout and exits 0.
 //! SIGHUP re-reads the file: a valid one is swapped in (printed as `nvlb: reloaded`),
-//! an invalid one is refused with its errors and the running policy stays.
+//! an invalid one is refused with its errors and the running policy stays. A health
+//! thread probes the DIPs of pools that declare `health` and logs each state change
+//! (`nvlb: health: POOL DIP down (N x CAUSE)`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use nvlb::control::{ChangeError, Control};
 use nvlb::dataplane::{self, Options, Report, shutdown};
 use nvlb::engine::DropReason;
+use nvlb::health::Checker;
 
 /// How often the main thread looks for signals and ends drains.
 const TICK: Duration = Duration::from_millis(200);
@@ -31,7 +34,17 @@ pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
     }
     shutdown::install()?;
     let started = Instant::now();
-    let running = dataplane::start(control.cell(), &opts)?;
+    // Health probes' replies go from the workers to the health thread (Verdict::Local).
+    let (replies_tx, replies) = dataplane::local_queue();
+    let running = dataplane::start_with(control.cell(), &opts, Some(replies_tx))?;
+    let health = match Checker::start(control.clone(), &opts.provider, replies) {
+        Ok(h) => h,
+        Err(e) => {
+            shutdown::request();
+            let _ = running.wait();
+            return Err(e.into());
+        }
+    };
     eprintln!(
         "nvlb: ready: {} worker(s), {:?} backend, external {}, provider {}",
         opts.workers, opts.backend, opts.external, opts.provider
@@ -46,6 +59,9 @@ pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         }
     }
     let (report, panicked) = running.wait();
+    if !health.wait() {
+        eprintln!("nvlb: the health thread panicked");
+    }
     print!("{}", render(&report, started.elapsed().as_secs_f64()));
     if panicked > 0 {
         eprintln!("nvlb: {panicked} worker(s) panicked");

@@ -113,6 +113,22 @@ impl Socket {
         Ok((sock, extra))
     }
 
+    /// A socket on `ifname` that only sends: bound with protocol 0, it is never handed
+    /// a received frame, so a sender that reads nothing costs the kernel no copies.
+    pub fn open_send_only(ifname: &str) -> Result<Socket, Error> {
+        let ifindex = sys::if_index(ifname).map_err(|_| Error::NoSuchInterface {
+            ifname: ifname.to_string(),
+        })?;
+        let fd = sys::packet_socket().map_err(|e| Error::on_interface(ifname, "socket", e))?;
+        sys::bind_packet(fd.as_fd(), ifindex, 0)
+            .map_err(|e| Error::on_interface(ifname, "bind", e))?;
+        Ok(Socket {
+            fd,
+            ifname: ifname.to_string(),
+            ifindex,
+        })
+    }
+
     pub fn ifname(&self) -> &str {
         &self.ifname
     }

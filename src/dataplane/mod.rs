@@ -35,6 +35,18 @@ pub const MAX_WORKERS: usize = 64;
 /// Frames an inbox holds before handoffs to it are dropped.
 pub const HANDOFF_DEPTH: usize = 4096;
 
+/// Frames a control-plane thread takes from the workers (`Verdict::Local`: health
+/// probe replies): a bounded queue; workers never wait on it and count what it refuses.
+pub type LocalSender = std::sync::mpsc::SyncSender<Vec<u8>>;
+pub type LocalReceiver = std::sync::mpsc::Receiver<Vec<u8>>;
+/// Frames the local queue holds before workers drop them (`io.local_queue_full`).
+pub const LOCAL_DEPTH: usize = 1024;
+
+/// The queue from the workers to the LB's own control plane.
+pub fn local_queue() -> (LocalSender, LocalReceiver) {
+    std::sync::mpsc::sync_channel(LOCAL_DEPTH)
+}
+
 /// How workers receive frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
@@ -146,6 +158,15 @@ fn open_ports(opts: &Options, fanout: bool) -> Result<(Ports, Vec<Ring>), Error>
 /// Opens all sockets, then starts the workers. Workers follow `cell`: a snapshot
 /// published there is adopted by each between two batches.
 pub fn start(cell: Arc<PolicyCell>, opts: &Options) -> Result<Running, Error> {
+    start_with(cell, opts, None)
+}
+
+/// [`start`], with the frames for the LB's own control plane sent to `local`.
+pub fn start_with(
+    cell: Arc<PolicyCell>,
+    opts: &Options,
+    local: Option<LocalSender>,
+) -> Result<Running, Error> {
     if opts.workers == 0 || opts.workers > MAX_WORKERS {
         return Err(Error::Workers {
             got: opts.workers,
@@ -164,7 +185,10 @@ pub fn start(cell: Arc<PolicyCell>, opts: &Options) -> Result<Running, Error> {
         ports.into_iter().zip(inboxes).zip(outboxes).enumerate()
     {
         let engine = Engine::new(cell.load(), i as u16, n as u16);
-        let worker = Worker::new(engine, ports, rings, inbox, outboxes, cell.clone());
+        let mut worker = Worker::new(engine, ports, rings, inbox, outboxes, cell.clone());
+        if let Some(tx) = &local {
+            worker = worker.with_local(tx.clone());
+        }
         let handle = std::thread::Builder::new()
             .name(format!("nvlb-worker-{i}"))
             .spawn(move || {

@@ -16,6 +16,7 @@ use crate::control::PolicyCell;
 use crate::engine::{Counters, Egress, Engine, Verdict, output_len};
 use crate::flow::Nanos;
 
+use super::LocalSender;
 use super::afpacket::{Meta, Recv, Socket, Statistics};
 use super::handoff::{Frame, Inbox, Outbox, Refused};
 use super::ring::{Ring, RingFrame};
@@ -105,6 +106,10 @@ pub struct IoCounters {
     pub kernel_drops: u64,
     /// Bindings forgotten because a new policy no longer has their pool or DIP.
     pub flows_forgotten_on_reload: u64,
+    /// Frames passed to the LB's own control plane (health probe replies).
+    pub local_frames: u64,
+    /// Such frames dropped because its queue was full (or nothing listens).
+    pub local_queue_full: u64,
 }
 
 impl IoCounters {
@@ -124,10 +129,12 @@ impl IoCounters {
         self.kernel_packets += o.kernel_packets;
         self.kernel_drops += o.kernel_drops;
         self.flows_forgotten_on_reload += o.flows_forgotten_on_reload;
+        self.local_frames += o.local_frames;
+        self.local_queue_full += o.local_queue_full;
     }
 
     /// (name, value) pairs in a fixed order, for printing and metrics.
-    pub fn fields(&self) -> [(&'static str, u64); 15] {
+    pub fn fields(&self) -> [(&'static str, u64); 17] {
         [
             ("rx_frames", self.rx_frames),
             ("rx_truncated", self.rx_truncated),
@@ -144,6 +151,8 @@ impl IoCounters {
             ("kernel_packets", self.kernel_packets),
             ("kernel_drops", self.kernel_drops),
             ("flows_forgotten_on_reload", self.flows_forgotten_on_reload),
+            ("local_frames", self.local_frames),
+            ("local_queue_full", self.local_queue_full),
         ]
     }
 }
@@ -173,6 +182,8 @@ struct Core {
     /// Buffers of frames handed to this worker, reused for the frames it hands to
     /// others: with traffic in both directions no handoff allocates once warm.
     spare: Vec<Frame>,
+    /// Where `Verdict::Local` frames go (the health thread), if anything listens.
+    local: Option<LocalSender>,
 }
 
 /// Most spare handoff buffers a worker keeps (a receiver that never sends would
@@ -236,6 +247,16 @@ impl Core {
                     None => self.io.handoff_bounced += 1,
                 }
             }
+            Verdict::Local => {
+                let Some(tx) = &self.local else {
+                    self.io.local_queue_full += 1;
+                    return;
+                };
+                match tx.try_send(frame.to_vec()) {
+                    Ok(()) => self.io.local_frames += 1,
+                    Err(_) => self.io.local_queue_full += 1,
+                }
+            }
             Verdict::Drop(_) => {}
         }
     }
@@ -272,6 +293,7 @@ impl Worker {
                 io: IoCounters::default(),
                 out: vec![0; output_len(RX_BUF)],
                 spare: Vec::new(),
+                local: None,
             },
             inbox,
             rx: if rings.is_empty() {
@@ -281,6 +303,12 @@ impl Worker {
             },
             rings,
         }
+    }
+
+    /// Sends the frames the engine gives the LB's own control plane to `tx`.
+    pub fn with_local(mut self, tx: LocalSender) -> Worker {
+        self.core.local = Some(tx);
+        self
     }
 
     /// Runs until a stop is requested, then reports.

@@ -52,6 +52,7 @@ impl Counters {
                 self.bytes_out += *len as u64;
             }
             Verdict::Handoff { .. } => self.handoffs += 1,
+            Verdict::Local => {}
             Verdict::Drop(r) => self.drops[*r as usize] += 1,
         }
     }

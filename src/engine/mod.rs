@@ -29,7 +29,7 @@ use crate::wire::{MacAddr, ethernet, gre, ip_proto};
 
 pub use counters::Counters;
 pub use drop::DropReason;
-pub use emit::{Path, Tunnel};
+pub use emit::{Path, Tunnel, outer_addresses};
 use packet::IpPacket;
 
 /// Which side of the LB a frame leaves on.
@@ -78,6 +78,10 @@ pub enum Verdict {
     Handoff {
         worker: u16,
     },
+    /// The frame, unchanged, is for the LB's own control plane: the reply to a health
+    /// probe (NVGRE to an LB SNAT CA, TCP to a probe port). Any worker may get it; it
+    /// is never a flow and never a drop.
+    Local,
     Drop(DropReason),
 }
 
@@ -439,6 +443,9 @@ fn inner_ip(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> 
         return Verdict::Drop(DropReason::Fragment);
     }
     let ports = tri!(ip.ports());
+    if is_probe_reply(ctx.policy, arrival, ip, &ports) {
+        return Verdict::Local;
+    }
     match arrival {
         Arrival::Plain { .. } => balance::forward(ctx, arrival, ip, &ports, out),
         Arrival::Tunnel { vsid, .. } => {
@@ -449,6 +456,22 @@ fn inner_ip(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> 
             }
         }
     }
+}
+
+/// A health probe's reply: TCP in NVGRE to one of the LB's SNAT CAs, to a port of the
+/// probe range (which validation keeps apart from every SNAT range and CA VIP port).
+fn is_probe_reply(
+    policy: &Snapshot,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    ports: &packet::Ports,
+) -> bool {
+    let Arrival::Tunnel { vsid, .. } = arrival else {
+        return false;
+    };
+    ip.proto == ip_proto::TCP
+        && policy.balancer().health.is_probe_port(ports.dst)
+        && policy.is_snat_address(*vsid, ip.dst)
 }
 
 #[cfg(test)]

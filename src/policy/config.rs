@@ -28,6 +28,14 @@ pub(crate) struct RawBalancer {
     pub provider: S<RawPort>,
     pub flows: Option<S<RawFlows>>,
     pub reload: Option<S<RawReload>>,
+    pub health: Option<S<RawBalancerHealth>>,
+}
+
+/// `[balancer.health]`: what health probes of every pool share.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBalancerHealth {
+    pub probe_ports: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +131,23 @@ pub(crate) struct RawVip {
     pub backend_vsid: Option<S<i64>>,
     pub distribution: Option<S<String>>,
     pub dips: S<Vec<S<RawDip>>>,
+    pub health: Option<S<RawHealth>>,
+}
+
+/// A pool's health check (`health = { protocol = "http", ... }`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub protocol: S<String>,
+    pub port: Option<S<i64>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
+    pub path: Option<S<String>>,
+    pub host: Option<S<String>>,
+    pub status: Option<S<i64>>,
+    pub body: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

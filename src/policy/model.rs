@@ -21,6 +21,73 @@ pub struct Balancer {
     pub provider: Port,
     pub flows: FlowLimits,
     pub reload: ReloadPolicy,
+    pub health: HealthSettings,
+}
+
+/// What every pool's health probes share (`[balancer.health]`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HealthSettings {
+    /// Source ports of probes, on the LB's SNAT CAs. Validation keeps the range apart
+    /// from every SNAT range, so that the engine can tell a probe's reply from a
+    /// flow's by its destination port alone, and no flow ever takes a probe's port.
+    pub probe_first: u16,
+    pub probe_last: u16,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            probe_first: 61000,
+            probe_last: 61999,
+        }
+    }
+}
+
+impl HealthSettings {
+    pub fn is_probe_port(&self, port: u16) -> bool {
+        (self.probe_first..=self.probe_last).contains(&port)
+    }
+}
+
+/// How the LB checks each DIP of a pool. Probes travel as data does: NVGRE to the
+/// DIP's host, from the LB's SNAT CA in the DIP's VSID.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    /// The port probed; `None`: each DIP's own port.
+    pub port: Option<u16>,
+    /// Time between the starts of two probes of one DIP.
+    pub interval: Duration,
+    /// How long one probe may take; never longer than `interval`.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down DIP up.
+    pub rise: u32,
+    /// Consecutive failures that take an up DIP down.
+    pub fall: u32,
+}
+
+/// What one probe does.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HealthProbe {
+    /// SYN answered by SYN-ACK (then reset).
+    Tcp,
+    /// `GET path HTTP/1.0` answered with `status` (and a body containing `body`).
+    Http {
+        path: String,
+        /// The Host header; `None`: the DIP's address.
+        host: Option<String>,
+        status: u16,
+        body: Option<String>,
+    },
+}
+
+impl HealthProbe {
+    pub fn name(&self) -> &'static str {
+        match self {
+            HealthProbe::Tcp => "tcp",
+            HealthProbe::Http { .. } => "http",
+        }
+    }
 }
 
 /// What a reload does to flows bound to a DIP that the new policy no longer has.
@@ -209,6 +276,8 @@ pub struct VipPool {
     /// Maglev table over `dips` (indices into it), built with the snapshot so that a
     /// worker never builds one on the packet path; health changes swap in a new one.
     pub table: crate::maglev::Table,
+    /// `None`: no health check, every DIP counts as up.
+    pub health: Option<HealthCheck>,
 }
 
 /// Which fields of a new flow feed the Maglev hash: the whole 5-tuple spreads flows,

@@ -2,8 +2,12 @@
 
 use std::net::IpAddr;
 
-use super::super::config::{RawBalancer, RawFlows, RawHost, RawPort, RawReload, S};
-use super::super::model::{Balancer, FlowLimits, Host, Port, ReloadPolicy, RemovedDips};
+use super::super::config::{
+    RawBalancer, RawBalancerHealth, RawFlows, RawHost, RawPort, RawReload, S,
+};
+use super::super::model::{
+    Balancer, FlowLimits, HealthSettings, Host, Port, ReloadPolicy, RemovedDips,
+};
 use super::{Map, Validator, family, field};
 use crate::wire::MacAddr;
 
@@ -35,13 +39,33 @@ impl Validator<'_> {
             Some(r) => self.reload(r.get_ref()),
             None => ReloadPolicy::default(),
         };
+        let health = match &raw.health {
+            Some(h) => self.health_settings(h.get_ref()),
+            None => HealthSettings::default(),
+        };
         Balancer {
             name,
             external,
             provider,
             flows,
             reload,
+            health,
         }
+    }
+
+    /// `[balancer.health]`. Where `probe_ports` was written is kept: the check against
+    /// SNAT ranges (which are declared later) names it.
+    fn health_settings(&mut self, raw: &RawBalancerHealth) -> HealthSettings {
+        let mut h = HealthSettings::default();
+        if let Some(s) = &raw.probe_ports
+            && let Some((first, last)) = self.port_range(s, "balancer.health.probe_ports".into())
+        {
+            h.probe_first = first;
+            h.probe_last = last;
+            self.probe_ports_span = Some(s.span());
+        }
+        self.health_settings = h;
+        h
     }
 
     fn port_of(&mut self, p: &S<RawPort>, base: &str, provider: bool) -> Port {

@@ -6,6 +6,7 @@
 //! never hand out a snapshot when any error was found, and never stop at the first one.
 
 mod balancer;
+mod health;
 mod pools;
 pub use pools::MAX_WEIGHT;
 mod tenants;
@@ -19,7 +20,7 @@ use hashbrown::HashMap;
 use super::config::{RawConfig, S};
 use super::diag::{ConfigError, Diagnostic, LineIndex, path_at};
 use super::ids::{SubnetId, TenantId, Vsid};
-use super::model::{LookupRecord, RoutingDomain, Tenant, VirtualSubnet};
+use super::model::{HealthSettings, LookupRecord, RoutingDomain, Tenant, VirtualSubnet};
 use super::snapshot::{Parts, Snapshot};
 use crate::wire::MacAddr;
 
@@ -53,10 +54,13 @@ pub(crate) fn compile(text: &str, origin: &str) -> Result<Snapshot, ConfigError>
         host_reachable: Vec::new(),
         lookups: Vec::new(),
         lookup_lines: Map::default(),
+        probe_ports_span: None,
+        health_settings: HealthSettings::default(),
     };
     let balancer = v.balancer(&raw.balancer);
     let hosts = v.hosts(&raw.host, &balancer.provider);
     v.subnets(&raw.tenant);
+    v.check_probe_ports(&balancer.health);
     v.lookups(&raw.tenant);
     let pools = v.pools(&raw.tenant);
     if !v.errors.is_empty() {
@@ -105,6 +109,10 @@ struct Validator<'a> {
     lookups: Vec<LookupRecord>,
     /// (VSID, CA) -> (index in `lookups`, line of the record).
     lookup_lines: Map<(Vsid, IpAddr), (usize, usize)>,
+    /// Where `balancer.health.probe_ports` was written, if it was.
+    probe_ports_span: Option<Range<usize>>,
+    /// `[balancer.health]` as validated (pass 1), for the pools' checks.
+    health_settings: HealthSettings,
 }
 
 fn field(base: &str, leaf: &str) -> String {

@@ -127,7 +127,12 @@ impl Validator<'_> {
         };
         if !frontend.is_public() {
             self.check_full_nat(frontend, address, port, r, base, &dips, backend);
+            self.check_vip_port_not_probe(frontend, address, port, &r.port, field(base, "port"));
         }
+        let health = match &r.health {
+            Some(h) => Some(self.health(h, base, Some(protocol), &dips)?),
+            None => None,
+        };
         if self.errors.len() != errors_before {
             return None;
         }
@@ -159,6 +164,7 @@ impl Validator<'_> {
             distribution,
             dips,
             table,
+            health,
         })
     }
 

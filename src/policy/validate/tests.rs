@@ -37,6 +37,14 @@ fn mutate(old: &str, new: &str) -> String {
     EXAMPLE.replacen(old, new, 1)
 }
 
+/// `text` without its pools' health checks (for tests of what they would also refuse).
+fn without_health(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with("health = "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// 1-based line and character column of the first occurrence of `needle`; when the
 /// needle contains `⟨`, of the spot it marks (the marker itself is not in the text).
 fn pos(text: &str, needle: &str) -> (usize, usize) {
@@ -679,6 +687,7 @@ fn refuses_a_ca_vip_frontend_without_snat_ca() {
         "  { ca = \"fd00:0:0:1::fa\", ports = \"20000-29999\" },\n]\n\n# Tier 2",
         "]\n\n# Tier 2",
     );
+    let text = without_health(&text);
     expect_only(
         &text,
         "5001\naddress = \"fd00:0:0:1::100\"",
@@ -693,6 +702,7 @@ fn refuses_a_ca_vip_backend_without_snat_ca() {
         "  { ca = \"10.0.1.250\", ports = \"20000-29999\" },\n  { ca = \"fd00:0:0:2::fa\", ports = \"20000-29999\" },\n]\n\n# Lookup",
         "  { ca = \"fd00:0:0:2::fa\", ports = \"20000-29999\" },\n]\n\n# Lookup",
     );
+    let text = without_health(&text);
     expect_only(
         &text,
         "5002\ndips = [\n  { ca = \"10.0.1.21\"",
@@ -710,6 +720,7 @@ fn public_vips_need_no_snat() {
         .unwrap();
     let red_vip1 = EXAMPLE.find("# Red VIP1").unwrap();
     let text = format!("{}{}{}", &EXAMPLE[..cut], &EXAMPLE[red..red_vip1], "");
+    let text = without_health(&text);
     let mut stripped = String::new();
     let mut skipping = false;
     for line in text.lines() {
@@ -1298,4 +1309,165 @@ fn reload_drain_and_distribution_keys() {
         crate::policy::RemovedDips::Reset
     );
     assert_eq!(s.balancer().reload.drain_timeout.as_secs(), 5);
+}
+
+// ------------------------------------------------------------------ health checks
+
+const BLUE_WEB_HEALTH: &str = "health = { protocol = \"http\", path = \"/\", status = 200, body = \"blue\", interval = \"1s\", timeout = \"500ms\", rise = 2, fall = 2 }";
+
+#[test]
+fn example_health_checks_load() {
+    use super::super::{HealthProbe, HealthSettings};
+    use std::time::Duration;
+    let s = load(EXAMPLE);
+    assert_eq!(s.balancer().health, HealthSettings::default());
+    let web = s.pool_named("blue-web").unwrap().1.health.clone().unwrap();
+    assert_eq!(
+        web.probe,
+        HealthProbe::Http {
+            path: "/".into(),
+            host: None,
+            status: 200,
+            body: Some("blue".into())
+        }
+    );
+    assert_eq!(
+        (web.port, web.interval, web.timeout, web.rise, web.fall),
+        (
+            None,
+            Duration::from_secs(1),
+            Duration::from_millis(500),
+            2,
+            2
+        )
+    );
+    let vip1 = s.pool_named("blue-vip1").unwrap().1.health.clone().unwrap();
+    assert_eq!(vip1.port, Some(8080));
+    let six = s.pool_named("blue-web6").unwrap().1.health.clone().unwrap();
+    assert_eq!(six.probe, HealthProbe::Tcp);
+    // Without `health`, no check; defaults fill what is not written.
+    let text = mutate(BLUE_WEB_HEALTH, "health = { protocol = \"http\" }");
+    let h = load(&text)
+        .pool_named("blue-web")
+        .unwrap()
+        .1
+        .health
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (h.interval, h.timeout, h.rise, h.fall),
+        (Duration::from_secs(2), Duration::from_secs(1), 2, 3)
+    );
+    let none = load(&without_health(EXAMPLE));
+    assert!(none.pools().iter().all(|p| p.health.is_none()));
+}
+
+#[test]
+fn refuses_bad_health_keys_naming_each() {
+    // (what in blue-web's health line, replaced by what; ⟨ marks where the error is)
+    let cases: [(&str, &str, &str, &str); 8] = [
+        (
+            "\"http\"",
+            "⟨\"icmp\"",
+            "protocol",
+            "neither \"tcp\" nor \"http\"",
+        ),
+        ("\"/\"", "⟨\"x y\"", "path", "not a request path"),
+        ("200", "⟨99", "status", "not an HTTP status"),
+        ("\"blue\"", "⟨\"\"", "body", "1..=1024 bytes"),
+        ("\"1s\"", "⟨\"1 s\"", "interval", "not a duration"),
+        (
+            "\"500ms\"",
+            "⟨\"2s\"",
+            "timeout",
+            "longer than the interval",
+        ),
+        ("rise = 2", "rise = ⟨0", "rise", "not in 1..=100"),
+        ("fall = 2", "fall = ⟨101", "fall", "not in 1..=100"),
+    ];
+    for (old, new, key, says) in cases {
+        let line = BLUE_WEB_HEALTH.replacen(old, &new.replace('⟨', ""), 1);
+        let text = mutate(BLUE_WEB_HEALTH, &line);
+        let at = line.replacen(&new.replace('⟨', ""), new, 1);
+        expect_only(&text, &at, &format!("tenant[0].vip[0].health.{key}"), says);
+    }
+}
+
+#[test]
+fn refuses_http_keys_on_a_tcp_check() {
+    let text = mutate(
+        BLUE_WEB_HEALTH,
+        "health = { protocol = \"tcp\", body = \"blue\" }",
+    );
+    expect_only(
+        &text,
+        "body = ⟨\"blue\" }",
+        "tenant[0].vip[0].health.body",
+        "protocol = \"http\" only",
+    );
+}
+
+#[test]
+fn refuses_a_health_check_without_a_probe_source() {
+    // Blue's VSID 5001 loses its IPv4 SNAT CA: blue-web's probes have no source (the
+    // CA VIP in 5001 is refused for its own reason too).
+    let text = mutate(
+        "  { ca = \"10.0.0.250\", ports = \"20000-29999\" },\n  { ca = \"fd00:0:0:1::fa\", ports = \"20000-29999\" },\n]\n\n# Tier 2",
+        "  { ca = \"fd00:0:0:1::fa\", ports = \"20000-29999\" },\n]\n\n# Tier 2",
+    );
+    let errors = refuse(&text);
+    expect_at(
+        &errors,
+        &text,
+        "health = ⟨{ protocol = \"http\", path",
+        "tenant[0].vip[0].health",
+        "DIP VSID 5001 has no IPv4 SNAT CA of the balancer: health probes to 10.0.0.5",
+    );
+}
+
+#[test]
+fn refuses_probe_ports_that_overlap_snat_ports() {
+    let text = mutate(
+        "probe_ports = \"61000-61999\"",
+        "probe_ports = \"29000-30999\"",
+    );
+    let errors = refuse(&text);
+    expect_at(
+        &errors,
+        &text,
+        "probe_ports = ⟨\"29000-30999\"",
+        "balancer.health.probe_ports",
+        "overlap SNAT ports 20000-29999 of 10.0.0.250 in VSID 5001",
+    );
+    // The default range against a SNAT range written over it: named at the SNAT range.
+    let text = mutate("probe_ports = \"61000-61999\"\n", "").replacen(
+        "{ ca = \"10.0.0.250\", ports = \"20000-29999\" }",
+        "{ ca = \"10.0.0.250\", ports = \"20000-61000\" }",
+        1,
+    );
+    let errors = refuse(&text);
+    expect_at(
+        &errors,
+        &text,
+        "ports = ⟨\"20000-61000\"",
+        "tenant[0].routing_domain[0].subnet[0].snat[0].ports",
+        "overlap the health probe ports 61000-61999",
+    );
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+}
+
+#[test]
+fn refuses_a_ca_vip_on_a_snat_ca_serving_a_probe_port() {
+    let text = mutate(
+        "address = \"10.0.0.100\"\nprotocol = \"tcp\"\nport = 8080\nbackend_vsid = 5002",
+        "address = \"10.0.0.250\"\nprotocol = \"tcp\"\nport = 61005\nbackend_vsid = 5002",
+    );
+    let errors = refuse(&text);
+    expect_at(
+        &errors,
+        &text,
+        "port = ⟨61005",
+        "tenant[0].vip[2].port",
+        "health probe port (61000-61999) of the balancer's CA 10.0.0.250",
+    );
 }
