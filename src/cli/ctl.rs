@@ -630,13 +630,17 @@ pub struct ApiOptions {
     pub tokens: Option<PathBuf>,
 }
 
+/// `--api`: where to listen, or `None` for `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiAddr(pub Option<SocketAddr>);
+
 /// Parses `--api`: host:port, or `off`.
-pub fn parse_api_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+pub fn parse_api_addr(s: &str) -> Result<ApiAddr, String> {
     if s == "off" {
-        return Ok(None);
+        return Ok(ApiAddr(None));
     }
     s.parse()
-        .map(Some)
+        .map(|a| ApiAddr(Some(a)))
         .map_err(|_| format!("{s:?} is not ADDRESS:PORT (e.g. 127.0.0.1:9180) or off"))
 }
 

@@ -75,7 +75,7 @@ enum Command {
         /// Where the management API listens (ADDRESS:PORT), or `off`.
         #[arg(long = "api", value_name = "ADDR", default_value = nvlb::control::api::DEFAULT_ADDR,
               value_parser = ctl::parse_api_addr)]
-        api: Option<std::net::SocketAddr>,
+        api: ctl::ApiAddr,
         /// The API's tokens file ([[token]] name, scope, sha256; see docs/api.md).
         #[arg(long, value_name = "FILE")]
         api_tokens: Option<PathBuf>,
@@ -269,7 +269,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => run::run(
             &config,
             ctl::ApiOptions {
-                addr: api,
+                addr: api.0,
                 tokens: api_tokens,
             },
             nvlb::dataplane::Options {
