@@ -217,6 +217,24 @@ mod tests {
     }
 
     #[test]
+    fn the_example_tokens_file_holds_the_tokens_it_documents() {
+        let text = include_str!("../../../lb-config/tokens.example.toml");
+        let t = Tokens::from_toml(text, "tokens.example.toml").unwrap();
+        assert_eq!(
+            t.check("example-operator-token").unwrap().scope,
+            Scope::Operator
+        );
+        assert_eq!(
+            t.check("example-blue-token").unwrap().scope,
+            Scope::Tenant("blue".into())
+        );
+        assert_eq!(
+            t.check("example-red-token").unwrap().scope,
+            Scope::Tenant("red".into())
+        );
+    }
+
+    #[test]
     fn the_digest_is_sha256() {
         assert_eq!(
             hex(&hash_token("abc")),

@@ -16,7 +16,7 @@ const EXAMPLE: &str = include_str!("../../../lb-config/example.toml");
 
 struct Setup {
     dir: PathBuf,
-    api: Api,
+    api: Arc<Api>,
 }
 
 impl Drop for Setup {
@@ -65,7 +65,7 @@ fn setup(tag: &str, flows: bool) -> Setup {
     let stats: Option<Arc<dyn FlowStats>> = if flows { Some(Arc::new(Fixed)) } else { None };
     Setup {
         dir,
-        api: Api::new(Persist::new(control), tokens, stats),
+        api: Arc::new(Api::new(Persist::new(control), tokens, stats)),
     }
 }
 
@@ -402,4 +402,40 @@ fn reload_through_the_api_refuses_a_broken_file() {
     let (st, v) = s.call(Some("OPS"), "POST", "/v1/reload", "");
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["generation"], 2);
+}
+
+#[test]
+fn over_http_bodies_are_limited_and_answers_are_json() {
+    let s = setup("http", false);
+    let addr = super::server::spawn(s.api.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = addr.to_string();
+    let call = |token: Option<&str>, m: &str, p: &str, b: Option<&Value>| {
+        super::client::call(&addr, token, m, p, b).unwrap()
+    };
+    let (st, v) = call(None, "GET", "/v1/whoami", None);
+    assert_eq!((st, v["error"].as_str().is_some()), (401, true));
+    let (st, v) = call(Some("BLUE"), "GET", "/v1/whoami", None);
+    assert_eq!((st, &v["token"]), (200, &json!("b")));
+    let big = json!({ "ca": "x".repeat(super::MAX_BODY) });
+    let (st, v) = call(Some("BLUE"), "POST", "/v1/pools/blue-web/dips", Some(&big));
+    assert_eq!(st, 413, "{v}");
+    let (st, v) = call(
+        Some("BLUE"),
+        "PATCH",
+        "/v1/pools/blue-web/dips/fd00:0:0:1::5/80",
+        Some(&json!({ "weight": 2 })),
+    );
+    assert_eq!(st, 404, "{v}");
+    let (st, v) = call(
+        Some("BLUE"),
+        "PATCH",
+        "/v1/pools/blue-web6/dips/fd00:0:0:1::5/80",
+        Some(&json!({ "weight": 2 })),
+    );
+    assert_eq!(st, 200, "{v}");
+    let file = s.file();
+    assert!(
+        file.contains("{ ca = \"fd00:0:0:1::5\", port = 80, weight = 2 }"),
+        "{file}"
+    );
 }
