@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod check;
+mod ctl;
 mod host;
 mod lab;
 mod manual;
@@ -81,6 +82,37 @@ enum Command {
         /// TPACKET_V3 ring per socket, a block of frames at a time).
         #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
         backend: BackendArg,
+        /// Where the management API listens (ADDRESS:PORT), or `off`.
+        #[arg(long = "api", value_name = "ADDR", default_value = nvlb::control::api::DEFAULT_ADDR,
+              value_parser = ctl::parse_api_addr)]
+        api: ctl::ApiAddr,
+        /// The API's tokens file ([[token]] name, scope, sha256; see docs/api.md).
+        #[arg(long, value_name = "FILE")]
+        api_tokens: Option<PathBuf>,
+    },
+    /// Ask a running `nvlb run` to re-read its policy file (through its API, operator
+    /// token); prints what changed, or every error with file:line (and the old policy
+    /// keeps running).
+    #[command(
+        after_help = "Exit status:\n  0  reloaded\n  1  refused (errors printed) \
+        or the API could not be reached\n  2  usage error"
+    )]
+    Reload {
+        #[command(flatten)]
+        conn: ctl::Conn,
+    },
+    /// The management API's client: list tenants, VIPs, pools, health and flows; add,
+    /// remove, drain DIPs and change weights; lookup records and subnets (operator).
+    #[command(
+        after_help = "Exit status:\n  0  done\n  1  refused by the API (errors \
+        printed), or the API could not be reached\n  2  usage error\n\
+        Token: --token, --token-file FILE or $NVLB_TOKEN; address: --api or $NVLB_API."
+    )]
+    Ctl {
+        #[command(flatten)]
+        conn: ctl::Conn,
+        #[command(subcommand)]
+        cmd: ctl::Ctl,
     },
     /// Build the guide's datacenter (Figures 4 and 6) in network namespaces and test
     /// it as a user would.
@@ -248,6 +280,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man { dir } => manual::man(dir.as_deref()),
+        Command::Reload { conn } => ctl::reload(&conn),
+        Command::Ctl { conn, cmd } => ctl::run(&conn, cmd),
         Command::LabServe { name, port, bulk } => lab::serve(&name, &port, &bulk),
         Command::Host {
             config,
@@ -261,8 +295,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             provider,
             workers,
             backend,
+            api,
+            api_tokens,
         } => run::run(
             &config,
+            ctl::ApiOptions {
+                addr: api.0,
+                tokens: api_tokens,
+            },
             nvlb::dataplane::Options {
                 backend: match backend {
                     BackendArg::Socket => nvlb::dataplane::Backend::Socket,

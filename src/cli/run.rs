@@ -21,7 +21,7 @@ use nvlb::health::Checker;
 /// How often the main thread looks for signals and ends drains.
 const TICK: Duration = Duration::from_millis(200);
 
-pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Path, api: super::ctl::ApiOptions, opts: Options) -> anyhow::Result<ExitCode> {
     let control = match Control::open(config) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -31,6 +31,10 @@ pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
     };
     for w in control.declared().warnings() {
         eprintln!("warning: {w}");
+    }
+    if let Err(e) = super::ctl::start_api(&control, &api) {
+        eprintln!("nvlb: {e}");
+        return Ok(ExitCode::from(1));
     }
     shutdown::install()?;
     let started = Instant::now();

@@ -6,7 +6,9 @@
 //! must never publish an unvalidated policy: a file that fails validation leaves the
 //! running policy as it was, and the error names file, line and field.
 
+pub mod api;
 pub mod cell;
+pub mod persist;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -60,6 +62,9 @@ struct State {
 pub struct Control {
     cell: Arc<PolicyCell>,
     state: Mutex<State>,
+    /// Held for a whole read-edit-write-install of the policy file (a reload, an API
+    /// change), so that two of them never interleave and lose an update.
+    edits: Mutex<()>,
 }
 
 impl Control {
@@ -74,6 +79,7 @@ impl Control {
                 down: HashSet::new(),
                 ghosts: Vec::new(),
             }),
+            edits: Mutex::new(()),
         })
     }
 
@@ -106,8 +112,16 @@ impl Control {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Serialises changes that read the policy file and install what they made of it:
+    /// hold the guard from reading the file until `install` returned.
+    pub fn edit_lock(&self) -> MutexGuard<'_, ()> {
+        // Nothing is guarded but the order of edits, so a poisoned lock is still usable.
+        self.edits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Re-reads the file and, if it validates, makes it the declared policy.
     pub fn reload(&self, now: Instant) -> Result<Applied, ChangeError> {
+        let _edit = self.edit_lock();
         let path = self.path();
         let next = Snapshot::from_file(&path)?;
         self.install(next, now)

@@ -362,6 +362,7 @@ fn start_processes(
     for d in guard.daemons.iter_mut() {
         d.wait_ready(servers::READY, Duration::from_secs(10))?;
     }
+    let tokens = api_tokens(dir)?.display().to_string();
     let lb_args: Vec<String> = [
         "run",
         "--config",
@@ -372,6 +373,8 @@ fn start_processes(
         "lb-pa",
         "--workers",
         "2",
+        "--api-tokens",
+        &tokens,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -436,6 +439,31 @@ fn stop_and_collect(daemons: Vec<Daemon>) -> String {
     lb + &hosts
 }
 
+/// An operator token for the LB's management API (on its namespace's loopback): the
+/// token in `operator.token`, its digest in `api-tokens.toml`, both in the run dir.
+fn api_tokens(dir: &Path) -> Result<PathBuf, Error> {
+    use crate::control::api::auth::{hash_token, hex};
+    use std::io::Read as _;
+    let mut raw = [0u8; 24];
+    let urandom = Path::new("/dev/urandom");
+    std::fs::File::open(urandom)
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map_err(io_err(urandom))?;
+    let token = hex(&raw);
+    let token_file = dir.join(API_TOKEN_FILE);
+    std::fs::write(&token_file, format!("{token}\n")).map_err(io_err(&token_file))?;
+    let tokens = dir.join("api-tokens.toml");
+    let text = format!(
+        "[[token]]\nname = \"lab\"\nscope = \"operator\"\nsha256 = \"{}\"\n",
+        hex(&hash_token(&token))
+    );
+    std::fs::write(&tokens, text).map_err(io_err(&tokens))?;
+    Ok(tokens)
+}
+
+/// The file of the run dir holding the lab's operator token for `nvlb ctl`.
+pub const API_TOKEN_FILE: &str = "operator.token";
+
 fn keep_instructions(t: &Topology, dir: &Path) -> String {
     let mut s = format!(
         "The lab is running ({} namespaces, prefix {}). For example:\n",
@@ -451,6 +479,11 @@ fn keep_instructions(t: &Topology, dir: &Path) -> String {
             ));
         }
     }
+    s.push_str(&format!(
+        "  ip netns exec {} nvlb ctl --token-file {} pools   # the LB's management API\n",
+        t.lb,
+        dir.join(API_TOKEN_FILE).display()
+    ));
     s.push_str(&format!(
         "  ip netns exec {} bash        # a shell in the client (or any namespace below)\n\
          Namespaces: {}\n\

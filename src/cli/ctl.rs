@@ -1,0 +1,684 @@
+//! `nvlb ctl` and `nvlb reload`: the management API's command-line client, and the
+//! API's start inside `nvlb run`.
+//!
+//! Every subcommand is one API call, printed as a table (or the API's JSON with
+//! `--json`); exit 0 when the API applied or answered it, 1 when it refused it (its
+//! errors printed, one `file:line:column: field: message` per line for policy
+//! findings) or could not be reached. `hash-token` and `new-token` work offline. The
+//! token is never printed except by `new-token`, which exists to make one.
+
+use std::io::{BufRead, Read as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use nvlb::control::Control;
+use nvlb::control::api::auth::{Tokens, hash_token, hex};
+use nvlb::control::api::{Api, DEFAULT_ADDR, client, server};
+use nvlb::control::persist::Persist;
+use serde_json::{Value, json};
+
+/// Where the API is and who is calling.
+#[derive(Args, Debug)]
+pub struct Conn {
+    /// The API's address, host:port (default: $NVLB_API, else 127.0.0.1:9180).
+    #[arg(long, global = true, value_name = "ADDR")]
+    api: Option<String>,
+    /// The bearer token (default: the file given by --token-file, else $NVLB_TOKEN).
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// A file whose first line is the bearer token.
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Print the API's JSON answer instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Ctl {
+    /// The calling token's name and scope.
+    Whoami,
+    /// Tenants (a tenant's token sees only its own), their VSIDs, pools and flows.
+    Tenants,
+    /// VIPs: address, protocol, port, DIPs, active DIPs, flows.
+    Vips,
+    /// Pools with every DIP: weight, state, health, host and PA; or one pool.
+    Pools { pool: Option<String> },
+    /// Every DIP's state and health-check result.
+    Health,
+    /// Active flows per tenant and pool.
+    Flows,
+    /// Add, remove, drain a DIP or change its weight (written to the policy file).
+    #[command(subcommand)]
+    Dip(DipCmd),
+    /// Lookup records (CA, VSID -> host, MAC), operator only.
+    #[command(subcommand)]
+    Lookup(LookupCmd),
+    /// Virtual subnets, operator only.
+    #[command(subcommand)]
+    Subnet(SubnetCmd),
+    /// Re-read the policy file (operator only); same as `nvlb reload`.
+    Reload,
+    /// Any call: METHOD PATH [JSON BODY] (see docs/api.md).
+    Call {
+        method: String,
+        path: String,
+        body: Option<String>,
+    },
+    /// Print the SHA-256 of a token, for the tokens file (reads stdin without TOKEN).
+    HashToken { token: Option<String> },
+    /// Make a random token: prints it, then its [[token]] entry for the tokens file.
+    NewToken {
+        /// The token's name (journaled with every change it makes).
+        #[arg(long)]
+        name: String,
+        /// `operator` or a tenant's name.
+        #[arg(long)]
+        scope: String,
+    },
+}
+
+/// Which DIP of a pool: its CA, and its port and VSID when the CA alone is ambiguous.
+#[derive(Args, Debug)]
+pub struct DipId {
+    pool: String,
+    ca: String,
+    #[arg(long)]
+    port: Option<u16>,
+    #[arg(long)]
+    vsid: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DipCmd {
+    /// Add a DIP to a pool.
+    Add {
+        pool: String,
+        ca: String,
+        /// Default: the VIP's port.
+        #[arg(long)]
+        port: Option<i64>,
+        /// Default: the pool's backend VSID.
+        #[arg(long)]
+        vsid: Option<i64>,
+        /// Default 1.
+        #[arg(long, allow_negative_numbers = true)]
+        weight: Option<i64>,
+        /// Add it draining (no new flows).
+        #[arg(long)]
+        drain: bool,
+    },
+    /// Remove a DIP (its flows drain or reset as [balancer.reload] says).
+    Remove(DipId),
+    /// Take no new flows on a DIP (--undo: take them again).
+    Drain {
+        #[command(flatten)]
+        id: DipId,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Change a DIP's weight.
+    Weight {
+        #[command(flatten)]
+        id: DipId,
+        #[arg(allow_negative_numbers = true)]
+        weight: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LookupCmd {
+    List,
+    /// Add or change the record of CA in VSID (a VM placed or moved to HOST).
+    Set {
+        vsid: i64,
+        ca: String,
+        host: String,
+        mac: String,
+    },
+    Delete {
+        vsid: i64,
+        ca: String,
+    },
+    /// Replace every record with those of a JSON file: [{vsid, ca, host, mac}, ...].
+    Replace {
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SubnetCmd {
+    List,
+    /// Create or change a virtual subnet.
+    Set {
+        vsid: i64,
+        /// Required for a new subnet.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Required for a new subnet (created if the tenant has none of that name).
+        #[arg(long)]
+        routing_domain: Option<String>,
+        /// A prefix; repeat for more (replaces the list).
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        #[arg(long)]
+        lb_mac: Option<String>,
+        /// The LB's source-NAT CA and ports, CA=FIRST-LAST; repeat (replaces the list).
+        #[arg(long, value_name = "CA=FIRST-LAST")]
+        snat: Vec<String>,
+        /// Remove every source-NAT range.
+        #[arg(long, conflicts_with = "snat")]
+        no_snat: bool,
+    },
+    Delete {
+        vsid: i64,
+    },
+}
+
+impl Conn {
+    fn addr(&self) -> String {
+        self.api
+            .clone()
+            .or_else(|| std::env::var("NVLB_API").ok())
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string())
+    }
+
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.clone()));
+        }
+        if let Some(f) = &self.token_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", f.display()))?;
+            let t = text.lines().next().unwrap_or("").trim().to_string();
+            return Ok(Some(t));
+        }
+        Ok(std::env::var("NVLB_TOKEN").ok().filter(|t| !t.is_empty()))
+    }
+}
+
+/// `nvlb reload`.
+pub fn reload(conn: &Conn) -> anyhow::Result<ExitCode> {
+    run(conn, Ctl::Reload)
+}
+
+pub fn run(conn: &Conn, cmd: Ctl) -> anyhow::Result<ExitCode> {
+    let (method, path, body, show): (&str, String, Option<Value>, Show) = match cmd {
+        Ctl::HashToken { token } => {
+            let token = match token {
+                Some(t) => t,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim().to_string()
+                }
+            };
+            if token.is_empty() {
+                anyhow::bail!("an empty token");
+            }
+            println!("{}", hex(&hash_token(&token)));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ctl::NewToken { name, scope } => {
+            let mut raw = [0u8; 24];
+            std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+            let token = hex(&raw);
+            println!("{token}");
+            println!(
+                "\n[[token]]\nname = {}\nscope = {}\nsha256 = \"{}\"",
+                toml_string(&name),
+                toml_string(&scope),
+                hex(&hash_token(&token))
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ctl::Whoami => ("GET", "/v1/whoami".into(), None, Show::Whoami),
+        Ctl::Tenants => ("GET", "/v1/tenants".into(), None, Show::Tenants),
+        Ctl::Vips => ("GET", "/v1/vips".into(), None, Show::Vips),
+        Ctl::Pools { pool: None } => ("GET", "/v1/pools".into(), None, Show::Pools),
+        Ctl::Pools { pool: Some(p) } => ("GET", format!("/v1/pools/{p}"), None, Show::Pool),
+        Ctl::Health => ("GET", "/v1/health".into(), None, Show::Health),
+        Ctl::Flows => ("GET", "/v1/flows".into(), None, Show::Flows),
+        Ctl::Dip(DipCmd::Add {
+            pool,
+            ca,
+            port,
+            vsid,
+            weight,
+            drain,
+        }) => {
+            let mut b = json!({ "ca": ca });
+            for (k, v) in [("port", port), ("vsid", vsid), ("weight", weight)] {
+                if let Some(v) = v {
+                    b[k] = json!(v);
+                }
+            }
+            if drain {
+                b["drain"] = json!(true);
+            }
+            (
+                "POST",
+                format!("/v1/pools/{pool}/dips"),
+                Some(b),
+                Show::Change,
+            )
+        }
+        Ctl::Dip(DipCmd::Remove(id)) => ("DELETE", id.path(), None, Show::Change),
+        Ctl::Dip(DipCmd::Drain { id, undo }) => (
+            "PATCH",
+            id.path(),
+            Some(json!({ "drain": !undo })),
+            Show::Change,
+        ),
+        Ctl::Dip(DipCmd::Weight { id, weight }) => (
+            "PATCH",
+            id.path(),
+            Some(json!({ "weight": weight })),
+            Show::Change,
+        ),
+        Ctl::Lookup(LookupCmd::List) => ("GET", "/v1/lookups".into(), None, Show::Lookups),
+        Ctl::Lookup(LookupCmd::Set {
+            vsid,
+            ca,
+            host,
+            mac,
+        }) => (
+            "PATCH",
+            "/v1/lookups".into(),
+            Some(json!({ "set": [{ "vsid": vsid, "ca": ca, "host": host, "mac": mac }] })),
+            Show::Change,
+        ),
+        Ctl::Lookup(LookupCmd::Delete { vsid, ca }) => (
+            "PATCH",
+            "/v1/lookups".into(),
+            Some(json!({ "delete": [{ "vsid": vsid, "ca": ca }] })),
+            Show::Change,
+        ),
+        Ctl::Lookup(LookupCmd::Replace { file }) => {
+            let records = read_json(&file)?;
+            let body = if records.is_array() {
+                json!({ "records": records })
+            } else {
+                records
+            };
+            ("PUT", "/v1/lookups".into(), Some(body), Show::Change)
+        }
+        Ctl::Subnet(SubnetCmd::List) => ("GET", "/v1/subnets".into(), None, Show::Subnets),
+        Ctl::Subnet(SubnetCmd::Set {
+            vsid,
+            tenant,
+            routing_domain,
+            prefixes,
+            lb_mac,
+            snat,
+            no_snat,
+        }) => {
+            let mut b = json!({});
+            if let Some(t) = tenant {
+                b["tenant"] = json!(t);
+            }
+            if let Some(r) = routing_domain {
+                b["routing_domain"] = json!(r);
+            }
+            if !prefixes.is_empty() {
+                b["prefixes"] = json!(prefixes);
+            }
+            if let Some(m) = lb_mac {
+                b["lb_mac"] = json!(m);
+            }
+            if no_snat {
+                b["snat"] = json!([]);
+            } else if !snat.is_empty() {
+                let mut list = Vec::new();
+                for s in &snat {
+                    let (ca, ports) = s
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--snat {s:?}: expected CA=FIRST-LAST"))?;
+                    list.push(json!({ "ca": ca, "ports": ports }));
+                }
+                b["snat"] = Value::Array(list);
+            }
+            ("PUT", format!("/v1/subnets/{vsid}"), Some(b), Show::Change)
+        }
+        Ctl::Subnet(SubnetCmd::Delete { vsid }) => {
+            ("DELETE", format!("/v1/subnets/{vsid}"), None, Show::Change)
+        }
+        Ctl::Reload => ("POST", "/v1/reload".into(), None, Show::Reload),
+        Ctl::Call { method, path, body } => {
+            let body = match body {
+                Some(b) => Some(
+                    serde_json::from_str(&b)
+                        .map_err(|e| anyhow::anyhow!("the body is not JSON: {e}"))?,
+                ),
+                None => None,
+            };
+            let m: &'static str = match method.to_ascii_uppercase().as_str() {
+                "GET" => "GET",
+                "POST" => "POST",
+                "PUT" => "PUT",
+                "PATCH" => "PATCH",
+                "DELETE" => "DELETE",
+                other => anyhow::bail!("unknown method {other}"),
+            };
+            (m, path, body, Show::Raw)
+        }
+    };
+    let addr = conn.addr();
+    let token = conn.token()?;
+    let (status, answer) = match client::call(&addr, token.as_deref(), method, &path, body.as_ref())
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nvlb ctl: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !(200..300).contains(&status) {
+        if conn.json {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        print_error(status, &answer, token.is_none());
+        return Ok(ExitCode::from(1));
+    }
+    if conn.json || matches!(show, Show::Raw) {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!("{}", render(show, &answer));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl DipId {
+    fn path(&self) -> String {
+        let mut p = format!("/v1/pools/{}/dips/{}", self.pool, self.ca);
+        if let Some(port) = self.port {
+            p.push_str(&format!("/{port}"));
+        }
+        if let Some(v) = self.vsid {
+            p.push_str(&format!("?vsid={v}"));
+        }
+        p
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml_edit::Value::from(s).to_string().trim().to_string()
+}
+
+fn read_json(file: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
+fn print_error(status: u16, answer: &Value, no_token: bool) {
+    let msg = answer["error"].as_str().unwrap_or("(no message)");
+    eprintln!("nvlb ctl: {status}: {msg}");
+    for e in answer["errors"].as_array().into_iter().flatten() {
+        let field = e["field"].as_str().unwrap_or("");
+        let sep = if field.is_empty() { "" } else { ": " };
+        eprintln!(
+            "{}:{}:{}: {field}{sep}{}",
+            e["file"].as_str().unwrap_or("?"),
+            e["line"],
+            e["column"],
+            e["message"].as_str().unwrap_or("")
+        );
+    }
+    if status == 401 && no_token {
+        eprintln!("nvlb ctl: give a token with --token, --token-file or NVLB_TOKEN");
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Show {
+    Whoami,
+    Tenants,
+    Vips,
+    Pools,
+    Pool,
+    Health,
+    Flows,
+    Lookups,
+    Subnets,
+    Change,
+    Reload,
+    Raw,
+}
+
+/// Rows padded to the widest cell of each column.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut all = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    all.extend(rows);
+    let cols = all.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            all.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &all {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(&widths) {
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A JSON value as a cell: strings bare, null as `-`, lists space-separated.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.is_empty() => "-".into(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(" "),
+        other => other.to_string(),
+    }
+}
+
+fn rows(v: &Value, keys: &[&str]) -> Vec<Vec<String>> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| keys.iter().map(|k| cell(&r[*k])).collect())
+        .collect()
+}
+
+const DIP_KEYS: [&str; 8] = [
+    "vsid", "ca", "port", "weight", "state", "health", "host", "pa",
+];
+const DIP_HEAD: [&str; 8] = [
+    "VSID", "CA", "PORT", "WEIGHT", "STATE", "HEALTH", "HOST", "PA",
+];
+
+fn pool_text(p: &Value) -> String {
+    format!(
+        "pool {} (tenant {}): {} {} {}/{}, flows {}\n{}",
+        cell(&p["name"]),
+        cell(&p["tenant"]),
+        cell(&p["frontend"]),
+        cell(&p["address"]),
+        cell(&p["protocol"]),
+        cell(&p["port"]),
+        cell(&p["flows"]),
+        table(&DIP_HEAD, rows(&p["dips"], &DIP_KEYS))
+    )
+}
+
+fn render(show: Show, v: &Value) -> String {
+    match show {
+        Show::Whoami => format!("token {}, scope {}\n", cell(&v["token"]), cell(&v["scope"])),
+        Show::Tenants => table(
+            &["TENANT", "VSIDS", "POOLS", "FLOWS"],
+            rows(v, &["name", "vsids", "pools", "flows"]),
+        ),
+        Show::Vips => table(
+            &[
+                "NAME", "TENANT", "FRONTEND", "ADDRESS", "PROTO", "PORT", "DIPS", "ACTIVE", "FLOWS",
+            ],
+            rows(
+                v,
+                &[
+                    "name", "tenant", "frontend", "address", "protocol", "port", "dips", "active",
+                    "flows",
+                ],
+            ),
+        ),
+        Show::Pools => v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(pool_text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Show::Pool => pool_text(v),
+        Show::Health => {
+            let mut keys = vec!["pool"];
+            keys.extend(DIP_KEYS);
+            let mut head = vec!["POOL"];
+            head.extend(DIP_HEAD);
+            table(&head, rows(v, &keys))
+        }
+        Show::Flows => {
+            if v["available"] != json!(true) {
+                return "flow counts are not available from this nvlb\n".into();
+            }
+            let mut r: Vec<Vec<String>> = Vec::new();
+            for (kind, key) in [("tenant", "tenants"), ("pool", "pools")] {
+                for (name, n) in v[key].as_object().into_iter().flatten() {
+                    r.push(vec![kind.into(), name.clone(), cell(n)]);
+                }
+            }
+            r.push(vec!["total".into(), "-".into(), cell(&v["total"])]);
+            table(&["KIND", "NAME", "FLOWS"], r)
+        }
+        Show::Lookups => table(
+            &["TENANT", "VSID", "CA", "HOST", "PA", "MAC"],
+            rows(v, &["tenant", "vsid", "ca", "host", "pa", "mac"]),
+        ),
+        Show::Subnets => {
+            let r = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    let snat: Vec<String> = s["snat"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|x| format!("{}={}", cell(&x["ca"]), cell(&x["ports"])))
+                        .collect();
+                    vec![
+                        cell(&s["tenant"]),
+                        cell(&s["routing_domain"]),
+                        cell(&s["vsid"]),
+                        cell(&s["prefixes"]),
+                        cell(&s["lb_mac"]),
+                        if snat.is_empty() {
+                            "-".into()
+                        } else {
+                            snat.join(" ")
+                        },
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "TENANT",
+                    "ROUTING_DOMAIN",
+                    "VSID",
+                    "PREFIXES",
+                    "LB_MAC",
+                    "SNAT",
+                ],
+                r,
+            )
+        }
+        Show::Change | Show::Reload => {
+            let mut s = format!(
+                "applied: generation {}, {} DIP(s) added, {} removed, {} draining\n",
+                cell(&v["generation"]),
+                cell(&v["added"]),
+                cell(&v["removed"]),
+                cell(&v["draining"])
+            );
+            for k in ["before", "after"] {
+                if !v[k].is_null() && matches!(show, Show::Change) {
+                    s.push_str(&format!("{k}: {}\n", v[k]));
+                }
+            }
+            s
+        }
+        Show::Raw => format!("{v}\n"),
+    }
+}
+
+/// How `nvlb run` serves the API.
+pub struct ApiOptions {
+    /// `None`: no API (`--api off`).
+    pub addr: Option<SocketAddr>,
+    pub tokens: Option<PathBuf>,
+}
+
+/// `--api`: where to listen, or `None` for `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiAddr(pub Option<SocketAddr>);
+
+/// Parses `--api`: host:port, or `off`.
+pub fn parse_api_addr(s: &str) -> Result<ApiAddr, String> {
+    if s == "off" {
+        return Ok(ApiAddr(None));
+    }
+    s.parse()
+        .map(|a| ApiAddr(Some(a)))
+        .map_err(|_| format!("{s:?} is not ADDRESS:PORT (e.g. 127.0.0.1:9180) or off"))
+}
+
+/// Loads the tokens and starts the API's thread; an error stops `nvlb run` before it
+/// says it is ready.
+pub fn start_api(control: &Arc<Control>, opts: &ApiOptions) -> Result<(), String> {
+    let Some(addr) = opts.addr else {
+        return Ok(());
+    };
+    let tokens = match &opts.tokens {
+        Some(f) => Tokens::from_file(f).map_err(|e| e.to_string())?,
+        None => Tokens::default(),
+    };
+    let declared = control.declared();
+    let known: Vec<&str> = declared
+        .tenants()
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>();
+    for c in tokens.callers() {
+        if c.scope.name() != "operator" && !known.contains(&c.scope.name()) {
+            eprintln!(
+                "warning: token {:?} is scoped to tenant {:?}, which the policy does not have",
+                c.name,
+                c.scope.name()
+            );
+        }
+    }
+    if tokens.is_empty() {
+        eprintln!(
+            "warning: the API has no tokens (--api-tokens FILE): every call is refused with 401"
+        );
+    }
+    let persist = Persist::new(control.clone());
+    // Flow counts: the workers do not publish them yet; the hook stays empty.
+    let api = Arc::new(Api::new(persist, tokens, None));
+    let local =
+        server::spawn(api, addr).map_err(|e| format!("api: cannot listen on {addr}: {e}"))?;
+    eprintln!("nvlb: api listening on {local}");
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! The API's rules, without a socket: tokens, scopes, validation, persistence.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::auth::{Tokens, hash_token, hex};
+use super::{Api, FlowCounts, FlowStats};
+use crate::control::Control;
+use crate::control::persist::Persist;
+use crate::policy::Snapshot;
+
+const EXAMPLE: &str = include_str!("../../../lb-config/example.toml");
+
+struct Setup {
+    dir: PathBuf,
+    api: Arc<Api>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Fixed;
+
+impl FlowStats for Fixed {
+    fn flows(&self) -> Option<FlowCounts> {
+        let mut f = FlowCounts {
+            total: 7,
+            ..FlowCounts::default()
+        };
+        f.per_pool.insert("blue-web".into(), 5);
+        f.per_pool.insert("red-web".into(), 2);
+        f.per_tenant.insert("blue".into(), 5);
+        f.per_tenant.insert("red".into(), 2);
+        Some(f)
+    }
+}
+
+fn setup(tag: &str, flows: bool) -> Setup {
+    let dir = std::env::temp_dir().join(format!("nvlb-api-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, EXAMPLE).unwrap();
+    let control = Arc::new(Control::open(&path).unwrap());
+    let tokens = [
+        ("ops", "operator", "OPS"),
+        ("b", "blue", "BLUE"),
+        ("r", "red", "RED"),
+    ]
+    .iter()
+    .map(|(n, s, t)| {
+        format!(
+            "[[token]]\nname = \"{n}\"\nscope = \"{s}\"\nsha256 = \"{}\"\n",
+            hex(&hash_token(t))
+        )
+    })
+    .collect::<String>();
+    let tokens = Tokens::from_toml(&tokens, "tokens.toml").unwrap();
+    let stats: Option<Arc<dyn FlowStats>> = if flows { Some(Arc::new(Fixed)) } else { None };
+    Setup {
+        dir,
+        api: Arc::new(Api::new(Persist::new(control), tokens, stats)),
+    }
+}
+
+impl Setup {
+    fn call(&self, token: Option<&str>, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let r = self.api.handle(
+            method,
+            path,
+            auth.as_deref(),
+            body.as_bytes(),
+            Instant::now(),
+        );
+        (r.status, r.body)
+    }
+
+    fn file(&self) -> String {
+        std::fs::read_to_string(self.dir.join("policy.toml")).unwrap()
+    }
+
+    fn journal(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("policy.toml.journal"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn no_token_wrong_token_other_tenant_and_own_tenant() {
+    let s = setup("matrix", false);
+    let path = "/v1/pools/blue-web";
+    assert_eq!(s.call(None, "GET", path, "").0, 401);
+    assert_eq!(s.call(Some("nope"), "GET", path, "").0, 401);
+    assert_eq!(s.call(Some("RED"), "GET", path, "").0, 403);
+    let (st, body) = s.call(Some("BLUE"), "GET", path, "");
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["dips"].as_array().unwrap().len(), 4);
+    assert_eq!(s.call(Some("OPS"), "GET", path, "").0, 200);
+    // A change by the wrong tenant is refused before anything is touched.
+    let add = r#"{"ca": "10.0.0.5", "port": 81}"#;
+    assert_eq!(
+        s.call(Some("RED"), "POST", "/v1/pools/blue-web/dips", add)
+            .0,
+        403
+    );
+    assert_eq!(s.file(), EXAMPLE);
+    assert!(s.journal().is_empty());
+}
+
+#[test]
+fn a_tenant_lists_only_its_own() {
+    let s = setup("lists", true);
+    let (_, pools) = s.call(Some("RED"), "GET", "/v1/pools", "");
+    let names: Vec<&str> = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["red-web", "red-web6", "red-vip1"]);
+    let (_, tenants) = s.call(Some("RED"), "GET", "/v1/tenants", "");
+    assert_eq!(tenants.as_array().unwrap().len(), 1);
+    assert_eq!(tenants[0]["flows"], 2);
+    let (_, all) = s.call(Some("OPS"), "GET", "/v1/vips", "");
+    assert_eq!(all.as_array().unwrap().len(), 7);
+    let (_, flows) = s.call(Some("BLUE"), "GET", "/v1/flows", "");
+    assert_eq!(flows["total"], 5);
+    assert!(flows["pools"].get("red-web").is_none());
+    let (_, health) = s.call(Some("BLUE"), "GET", "/v1/health", "");
+    assert!(
+        health
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["pool"].as_str().unwrap().starts_with("blue"))
+    );
+    // Operator-only calls.
+    for (m, p) in [
+        ("GET", "/v1/lookups"),
+        ("GET", "/v1/subnets"),
+        ("POST", "/v1/reload"),
+        ("PATCH", "/v1/lookups"),
+    ] {
+        assert_eq!(s.call(Some("BLUE"), m, p, "{}").0, 403, "{m} {p}");
+    }
+}
+
+#[test]
+fn flows_are_unknown_without_the_hook() {
+    let s = setup("noflows", false);
+    let (_, v) = s.call(Some("OPS"), "GET", "/v1/flows", "");
+    assert_eq!(v["available"], false);
+    let (_, t) = s.call(Some("OPS"), "GET", "/v1/tenants", "");
+    assert!(t[0]["flows"].is_null());
+}
+
+#[test]
+fn add_weight_drain_remove_through_the_api() {
+    let s = setup("dips", false);
+    let (st, v) = s.call(
+        Some("BLUE"),
+        "POST",
+        "/v1/pools/blue-web/dips",
+        r#"{"ca": "10.0.0.5", "port": 8081, "weight": 2}"#,
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["added"], 1);
+    let policy = s.api.persist().control().policy();
+    assert_eq!(policy.pool_named("blue-web").unwrap().1.dips.len(), 5);
+    let (st, v) = s.call(
+        Some("BLUE"),
+        "PATCH",
+        "/v1/pools/blue-web/dips/10.0.0.7/80",
+        r#"{"weight": 4}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.call(
+        Some("BLUE"),
+        "PATCH",
+        "/v1/pools/blue-web/dips/10.0.0.6",
+        r#"{"drain": true}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    let (_, pool) = s.call(Some("BLUE"), "GET", "/v1/pools/blue-web", "");
+    let dip = |ca: &str, port: u64| {
+        pool["dips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["ca"] == ca && d["port"] == port)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(dip("10.0.0.7", 80)["weight"], 4);
+    assert_eq!(dip("10.0.0.6", 80)["state"], "draining");
+    // 10.0.0.5 is listed twice now (ports 80 and 8081): without a port it is ambiguous.
+    let (st, _) = s.call(
+        Some("BLUE"),
+        "DELETE",
+        "/v1/pools/blue-web/dips/10.0.0.5",
+        "",
+    );
+    assert_eq!(st, 409);
+    let (st, v) = s.call(
+        Some("BLUE"),
+        "DELETE",
+        "/v1/pools/blue-web/dips/10.0.0.5/8081",
+        "",
+    );
+    assert_eq!(st, 200, "{v}");
+    let file = Snapshot::from_toml(&s.file(), "f").unwrap();
+    let web = file.pool_named("blue-web").unwrap().1;
+    assert_eq!(web.dips.len(), 4);
+    assert_eq!(web.dips[2].weight, 4);
+    let j = s.journal();
+    assert_eq!(j.len(), 5);
+    assert_eq!(j[0]["token"], "b");
+    assert_eq!(j[0]["call"], "POST /v1/pools/blue-web/dips");
+    assert_eq!(j[2]["result"], "applied");
+    assert_eq!(j[3]["result"], "refused");
+    assert!(j[4]["before"]["dip"].as_str().unwrap().contains("8081"));
+}
+
+#[test]
+fn bad_requests_name_the_field_and_change_nothing() {
+    let s = setup("bad", false);
+    let before = s.api.persist().control().policy();
+    let cases = [
+        (
+            "POST",
+            "/v1/pools/blue-web/dips",
+            "{not json",
+            400,
+            "malformed JSON",
+        ),
+        (
+            "POST",
+            "/v1/pools/blue-web/dips",
+            r#"{"port": 80}"#,
+            400,
+            "ca: missing",
+        ),
+        (
+            "POST",
+            "/v1/pools/blue-web/dips",
+            r#"{"ca": 5}"#,
+            400,
+            "ca: expected a string",
+        ),
+        (
+            "POST",
+            "/v1/pools/blue-web/dips",
+            r#"{"ca": "10.0.0.5", "wieght": 1}"#,
+            400,
+            "wieght: unknown field",
+        ),
+        (
+            "POST",
+            "/v1/pools/blue-web/dips",
+            r#"{"ca": "10.0.0.99", "port": 80}"#,
+            422,
+            "",
+        ),
+        (
+            "POST",
+            "/v1/pools/blue-web/dips",
+            r#"{"ca": "10.0.0.5", "port": 80}"#,
+            422,
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/pools/blue-web/dips/10.0.0.5",
+            r#"{"weight": -1}"#,
+            422,
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/pools/blue-web/dips/10.0.0.5",
+            "{}",
+            400,
+            "nothing to change",
+        ),
+        (
+            "PATCH",
+            "/v1/pools/blue-web/dips/10.0.0.42",
+            r#"{"weight": 1}"#,
+            404,
+            "no DIP",
+        ),
+        (
+            "PATCH",
+            "/v1/pools/blue-web/dips/banana",
+            r#"{"weight": 1}"#,
+            400,
+            "not an IP",
+        ),
+        (
+            "POST",
+            "/v1/pools/nope/dips",
+            r#"{"ca": "10.0.0.5"}"#,
+            404,
+            "no pool",
+        ),
+        ("GET", "/v1/nothing", "", 404, "no such call"),
+        ("DELETE", "/v1/pools", "", 405, ""),
+    ];
+    for (m, p, b, status, text) in cases {
+        let (st, v) = s.call(Some("OPS"), m, p, b);
+        assert_eq!(st, status, "{m} {p} {b}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(text),
+            "{m} {p} {b}: {v}"
+        );
+    }
+    // A refused weight names the file, the line and the field.
+    let (_, v) = s.call(
+        Some("OPS"),
+        "PATCH",
+        "/v1/pools/blue-web/dips/10.0.0.5",
+        r#"{"weight": -1}"#,
+    );
+    let e = &v["errors"][0];
+    assert!(e["file"].as_str().unwrap().ends_with("policy.toml"), "{v}");
+    assert!(e["line"].as_u64().unwrap() > 0);
+    assert_eq!(e["field"], "tenant[0].vip[0].dips[0].weight");
+    assert_eq!(s.file(), EXAMPLE);
+    assert!(Arc::ptr_eq(&before, &s.api.persist().control().policy()));
+}
+
+#[test]
+fn a_vm_moved_by_the_orchestrator_takes_its_dip_along() {
+    let s = setup("move", false);
+    let body = json!({ "set": [
+        { "vsid": 5001, "ca": "10.0.0.6", "host": "host4", "mac": "00:1d:d8:b7:1c:02" }
+    ]});
+    let (st, v) = s.call(Some("OPS"), "PATCH", "/v1/lookups", &body.to_string());
+    assert_eq!(st, 200, "{v}");
+    let (_, pool) = s.call(Some("OPS"), "GET", "/v1/pools/blue-web", "");
+    let d = pool["dips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["ca"] == "10.0.0.6")
+        .cloned()
+        .unwrap();
+    assert_eq!(d["host"], "host4");
+    assert_eq!(d["pa"][0], "192.168.6.14");
+    // An unknown host is refused by validation, naming the field.
+    let bad = json!({ "set": [
+        { "vsid": 5001, "ca": "10.0.0.6", "host": "host9", "mac": "00:1d:d8:b7:1c:02" }
+    ]});
+    let (st, v) = s.call(Some("OPS"), "PATCH", "/v1/lookups", &bad.to_string());
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["errors"][0]["field"].as_str().unwrap().ends_with(".host"),
+        "{v}"
+    );
+    let (_, l) = s.call(Some("OPS"), "GET", "/v1/lookups", "");
+    let rec = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["vsid"] == 5001 && r["ca"] == "10.0.0.6")
+        .cloned()
+        .unwrap();
+    assert_eq!(rec["host"], "host4");
+}
+
+#[test]
+fn reload_through_the_api_refuses_a_broken_file() {
+    let s = setup("reload", false);
+    std::fs::write(
+        s.dir.join("policy.toml"),
+        EXAMPLE.replace("mtu = 1600", "mtu = \"big\""),
+    )
+    .unwrap();
+    let (st, v) = s.call(Some("OPS"), "POST", "/v1/reload", "");
+    assert_eq!(st, 422, "{v}");
+    assert!(v["errors"][0]["line"].as_u64().unwrap() > 0);
+    assert_eq!(s.api.persist().control().generation(), 1);
+    // A change on top of a broken file is refused too.
+    let (st, _) = s.call(
+        Some("OPS"),
+        "PATCH",
+        "/v1/pools/blue-web/dips/10.0.0.5",
+        r#"{"weight": 3}"#,
+    );
+    assert_eq!(st, 409);
+    std::fs::write(s.dir.join("policy.toml"), EXAMPLE).unwrap();
+    let (st, v) = s.call(Some("OPS"), "POST", "/v1/reload", "");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["generation"], 2);
+}
+
+#[test]
+fn over_http_bodies_are_limited_and_answers_are_json() {
+    let s = setup("http", false);
+    let addr = super::server::spawn(s.api.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = addr.to_string();
+    let call = |token: Option<&str>, m: &str, p: &str, b: Option<&Value>| {
+        super::client::call(&addr, token, m, p, b).unwrap()
+    };
+    let (st, v) = call(None, "GET", "/v1/whoami", None);
+    assert_eq!((st, v["error"].as_str().is_some()), (401, true));
+    let (st, v) = call(Some("BLUE"), "GET", "/v1/whoami", None);
+    assert_eq!((st, &v["token"]), (200, &json!("b")));
+    let big = json!({ "ca": "x".repeat(super::MAX_BODY) });
+    let (st, v) = call(Some("BLUE"), "POST", "/v1/pools/blue-web/dips", Some(&big));
+    assert_eq!(st, 413, "{v}");
+    let (st, v) = call(
+        Some("BLUE"),
+        "PATCH",
+        "/v1/pools/blue-web/dips/fd00:0:0:1::5/80",
+        Some(&json!({ "weight": 2 })),
+    );
+    assert_eq!(st, 404, "{v}");
+    let (st, v) = call(
+        Some("BLUE"),
+        "PATCH",
+        "/v1/pools/blue-web6/dips/fd00:0:0:1::5/80",
+        Some(&json!({ "weight": 2 })),
+    );
+    assert_eq!(st, 200, "{v}");
+    let file = s.file();
+    assert!(
+        file.contains("{ ca = \"fd00:0:0:1::5\", port = 80, weight = 2 }"),
+        "{file}"
+    );
+}

@@ -1,0 +1,177 @@
+//! What the API's reads return: the running policy as JSON, cut to what a scope may
+//! see. Reads only; must never change policy or show one tenant another's pools.
+
+use std::net::IpAddr;
+
+use serde_json::{Value, json};
+
+use super::FlowCounts;
+use super::auth::Scope;
+use crate::control::Control;
+use crate::policy::{Dip, Snapshot, VipPool, Vsid};
+
+fn tenant_of<'s>(s: &'s Snapshot, p: &VipPool) -> &'s str {
+    s.tenant(p.tenant).map(|t| t.name.as_str()).unwrap_or("?")
+}
+
+fn frontend(v: Vsid) -> Value {
+    if v.is_public() {
+        json!("public")
+    } else {
+        json!(v.get())
+    }
+}
+
+fn host_json(s: &Snapshot, id: crate::policy::HostId) -> (Value, Value) {
+    match s.get_host(id) {
+        Some(h) => (
+            json!(h.name),
+            json!(
+                [h.pa(false), h.pa(true)]
+                    .into_iter()
+                    .flatten()
+                    .map(|a: IpAddr| a.to_string())
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        None => (Value::Null, json!([])),
+    }
+}
+
+fn dip_json(s: &Snapshot, c: &Control, pool: &VipPool, d: &Dip) -> Value {
+    let (host, pa) = host_json(s, d.host);
+    json!({
+        "vsid": d.vsid.get(),
+        "ca": d.ca.to_string(),
+        "port": d.port,
+        "weight": d.weight,
+        "state": d.state.name(),
+        "health": if c.is_down(&pool.name, d.key()) { "down" } else { "up" },
+        "host": host,
+        "pa": pa,
+        "mac": d.mac.to_string(),
+    })
+}
+
+fn flows_of(flows: Option<&FlowCounts>, pool: &str) -> Value {
+    flows
+        .map(|f| json!(f.per_pool.get(pool).copied().unwrap_or(0)))
+        .unwrap_or(Value::Null)
+}
+
+pub(super) fn vip_json(s: &Snapshot, p: &VipPool, flows: Option<&FlowCounts>) -> Value {
+    json!({
+        "name": p.name,
+        "tenant": tenant_of(s, p),
+        "frontend": frontend(p.frontend),
+        "address": p.address.to_string(),
+        "protocol": p.protocol.to_string(),
+        "port": p.port,
+        "dips": p.dips.len(),
+        "active": p.dips.iter().filter(|d| d.effective_weight() > 0).count(),
+        "flows": flows_of(flows, &p.name),
+    })
+}
+
+pub(super) fn pool_json(
+    s: &Snapshot,
+    c: &Control,
+    p: &VipPool,
+    flows: Option<&FlowCounts>,
+) -> Value {
+    let mut v = vip_json(s, p, flows);
+    v["dips"] = p.dips.iter().map(|d| dip_json(s, c, p, d)).collect();
+    v
+}
+
+/// Pools `scope` may see, in declaration order.
+pub(super) fn visible<'s>(s: &'s Snapshot, scope: &Scope) -> Vec<&'s VipPool> {
+    s.pools()
+        .iter()
+        .filter(|p| scope.covers(tenant_of(s, p)))
+        .collect()
+}
+
+pub(super) fn tenants(s: &Snapshot, scope: &Scope, flows: Option<&FlowCounts>) -> Value {
+    s.tenants()
+        .iter()
+        .filter(|t| scope.covers(&t.name))
+        .map(|t| {
+            let pools: Vec<&str> = s
+                .pools()
+                .iter()
+                .filter(|p| p.tenant == t.id)
+                .map(|p| p.name.as_str())
+                .collect();
+            let vsids: Vec<u32> = s
+                .subnets()
+                .iter()
+                .filter(|n| n.tenant == t.id)
+                .map(|n| n.vsid.get())
+                .collect();
+            json!({
+                "name": t.name,
+                "vsids": vsids,
+                "pools": pools,
+                "flows": flows
+                    .map(|f| json!(f.per_tenant.get(&t.name).copied().unwrap_or(0)))
+                    .unwrap_or(Value::Null),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn health(s: &Snapshot, c: &Control, scope: &Scope) -> Value {
+    let mut out = Vec::new();
+    for p in visible(s, scope) {
+        for d in &p.dips {
+            let mut v = dip_json(s, c, p, d);
+            v["pool"] = json!(p.name);
+            out.push(v);
+        }
+    }
+    Value::Array(out)
+}
+
+pub(super) fn lookups(s: &Snapshot) -> Value {
+    s.lookups()
+        .iter()
+        .map(|l| {
+            let tenant = s
+                .subnet(l.vsid)
+                .and_then(|n| s.tenant(n.tenant))
+                .map(|t| t.name.clone());
+            let (host, pa) = host_json(s, l.host);
+            json!({
+                "tenant": tenant,
+                "vsid": l.vsid.get(),
+                "ca": l.ca.to_string(),
+                "host": host,
+                "pa": pa,
+                "mac": l.mac.to_string(),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn subnets(s: &Snapshot) -> Value {
+    s.subnets()
+        .iter()
+        .map(|n| {
+            json!({
+                "tenant": s.tenant(n.tenant).map(|t| t.name.clone()),
+                "routing_domain": s
+                    .routing_domains()
+                    .get(n.routing_domain as usize)
+                    .map(|r| r.name.clone()),
+                "vsid": n.vsid.get(),
+                "prefixes": n.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "lb_mac": n.lb_mac.to_string(),
+                "snat": n.snat.iter().map(|r| json!({
+                    "ca": r.ca.to_string(),
+                    "ports": format!("{}-{}", r.first_port, r.last_port),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,538 @@
+//! The management API as a user meets it: the real `nvlb run` in a network namespace
+//! this test creates (its two interfaces are veths whose peers stay in the same
+//! namespace, where the test sends and captures frames), with `--api` on the
+//! namespace's loopback and a tokens file made with `nvlb ctl hash-token`, driven by the
+//! real `nvlb ctl` and `nvlb reload` binaries.
+//!
+//! It checks the 401/403/200 matrix, that a DIP added, drained, reweighted or removed
+//! through the API is in the policy file, the running policy and the journal and
+//! survives a restart, that a bad change is refused naming file:line and field with
+//! nothing changed, that `nvlb reload` of a broken file exits 1 with its errors while
+//! the old policy keeps forwarding, and that an established flow follows its DIP's VM
+//! when the orchestrator moves the VM's lookup record to another host. Each test has
+//! its own namespace and temp dir, removed even when an assertion fails; it skips (and
+//! passes) when not root or without `ip netns`.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use common::{EXAMPLE, Namespaces, in_netns, lines_of, must, sigterm, skip_reason, wait_for_line};
+use nvlb::craft::{self, Transport};
+use nvlb::dataplane::afpacket::{Recv, Socket};
+use nvlb::wire::{MacAddr, ethernet, gre, ip_proto, ipv4, tcp};
+use serde_json::Value;
+
+const LB_EXTERNAL_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x01, 0x0a]);
+const GATEWAY_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x01, 0x01]);
+const LB_PROVIDER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x06, 0x0a]);
+const BLUE_VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 77);
+const API: &str = "127.0.0.1:9180";
+const OPS: &str = "ops-secret-1";
+const BLUE: &str = "blue-secret-2";
+const RED: &str = "red-secret-3";
+
+fn nvlb() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nvlb"))
+}
+
+/// The LB in its namespace, its policy file and tokens in a temp dir.
+struct Lb {
+    ns: String,
+    dir: PathBuf,
+    child: Option<Child>,
+    stderr: Option<Receiver<String>>,
+    _namespaces: Namespaces,
+}
+
+impl Lb {
+    fn create(tag: &str) -> Lb {
+        let pid = std::process::id();
+        let ns = format!("nvapi-{pid}-{tag}");
+        let namespaces = Namespaces::create(&[(&ns, true)]);
+        let dir = std::env::temp_dir().join(format!("nvlb-api-test-{pid}-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(EXAMPLE, dir.join("policy.toml")).unwrap();
+        let mut tokens = String::from("# made by tests/api.rs\n");
+        for (name, scope, token) in [
+            ("ops", "operator", OPS),
+            ("b", "blue", BLUE),
+            ("r", "red", RED),
+        ] {
+            let out = nvlb().args(["ctl", "hash-token", token]).output().unwrap();
+            assert!(out.status.success());
+            let hash = String::from_utf8(out.stdout).unwrap();
+            tokens.push_str(&format!(
+                "[[token]]\nname = \"{name}\"\nscope = \"{scope}\"\nsha256 = \"{}\"\n",
+                hash.trim()
+            ));
+        }
+        std::fs::write(dir.join("tokens.toml"), tokens).unwrap();
+        let (ext_mac, gw_mac) = (LB_EXTERNAL_MAC.to_string(), GATEWAY_MAC.to_string());
+        let pa_mac = LB_PROVIDER_MAC.to_string();
+        for (lb_if, lb_mac, peer, peer_mac) in [
+            ("ext0", ext_mac.as_str(), "extp", gw_mac.as_str()),
+            ("pa0", pa_mac.as_str(), "pap", "02:00:00:00:06:11"),
+        ] {
+            must(
+                "ip",
+                &[
+                    "-n", &ns, "link", "add", lb_if, "address", lb_mac, "type", "veth", "peer",
+                    "name", peer, "address", peer_mac,
+                ],
+            );
+        }
+        for ifname in ["lo", "ext0", "pa0", "extp", "pap"] {
+            must("ip", &["-n", &ns, "link", "set", ifname, "up"]);
+        }
+        Lb {
+            ns,
+            dir,
+            child: None,
+            stderr: None,
+            _namespaces: namespaces,
+        }
+    }
+
+    fn policy(&self) -> PathBuf {
+        self.dir.join("policy.toml")
+    }
+
+    fn start(&mut self) {
+        let policy = self.policy();
+        let tokens = self.dir.join("tokens.toml");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_nvlb"), "run"])
+            .args(["--external", "ext0", "--provider", "pa0", "--api", API])
+            .arg("--config")
+            .arg(&policy)
+            .arg("--api-tokens")
+            .arg(&tokens)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nvlb run");
+        let stderr = lines_of(child.stderr.take().unwrap());
+        self.child = Some(child);
+        wait_for_line(&stderr, "ready", Duration::from_secs(10));
+        self.stderr = Some(stderr);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let (status, _) = sigterm(&mut c, Duration::from_secs(5));
+            assert!(status.success(), "nvlb run exited with {status}");
+        }
+    }
+
+    /// `nvlb ARGS` inside the namespace (so that the API's loopback address is ours).
+    fn nvlb(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_nvlb")])
+            .args(args)
+            .output()
+            .expect("run nvlb")
+    }
+
+    /// `nvlb ctl --api API [--token TOKEN] ARGS`.
+    fn ctl(&self, token: Option<&str>, args: &[&str]) -> Output {
+        let mut all = vec!["ctl", "--api", API];
+        if let Some(t) = token {
+            all.extend(["--token", t]);
+        }
+        all.extend(args);
+        self.nvlb(&all)
+    }
+
+    /// `ctl --json ARGS`, which must succeed; its JSON answer.
+    fn json(&self, token: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend(args);
+        let out = self.ctl(Some(token), &all);
+        assert!(out.status.success(), "ctl {args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("ctl --json prints JSON")
+    }
+
+    fn journal(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("policy.toml.journal"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("journal lines are JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn dip_of<'a>(pool: &'a Value, ca: &str, port: u64) -> Option<&'a Value> {
+    pool["dips"]
+        .as_array()?
+        .iter()
+        .find(|d| d["ca"] == ca && d["port"] == port)
+}
+
+fn skip() -> bool {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED api test: {why}");
+        return true;
+    }
+    false
+}
+
+#[test]
+fn tokens_decide_who_sees_and_changes_what() {
+    if skip() {
+        return;
+    }
+    let mut lb = Lb::create("auth");
+    lb.start();
+    let no = lb.ctl(None, &["pools", "blue-web"]);
+    assert_eq!(no.status.code(), Some(1), "{}", text(&no));
+    assert!(stderr(&no).contains("401"), "{}", text(&no));
+    assert!(stderr(&no).contains("NVLB_TOKEN"), "{}", text(&no));
+    let wrong = lb.ctl(Some("guess"), &["pools", "blue-web"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        stderr(&wrong).contains("401: unknown bearer token"),
+        "{}",
+        text(&wrong)
+    );
+    let other = lb.ctl(Some(RED), &["pools", "blue-web"]);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(stderr(&other).contains("403"), "{}", text(&other));
+    let own = lb.ctl(Some(BLUE), &["pools", "blue-web"]);
+    assert!(own.status.success(), "{}", text(&own));
+    let table = String::from_utf8_lossy(&own.stdout);
+    assert!(table.contains("pool blue-web (tenant blue)"), "{table}");
+    assert!(
+        table.contains("10.0.0.8") && table.contains("host3"),
+        "{table}"
+    );
+    // Red changing Blue's pool: refused, nothing written.
+    let add = lb.ctl(
+        Some(RED),
+        &["dip", "add", "blue-web", "10.0.0.5", "--port", "81"],
+    );
+    assert!(stderr(&add).contains("403"), "{}", text(&add));
+    assert_eq!(
+        std::fs::read_to_string(lb.policy()).unwrap(),
+        std::fs::read_to_string(EXAMPLE).unwrap()
+    );
+    // A tenant sees only its own; operator calls need the operator.
+    let pools = lb.json(RED, &["pools"]);
+    let names: Vec<&str> = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["red-web", "red-web6", "red-vip1"]);
+    let lookups = lb.ctl(Some(BLUE), &["lookup", "list"]);
+    assert!(stderr(&lookups).contains("403"), "{}", text(&lookups));
+    let reload = lb.nvlb(&["reload", "--api", API, "--token", BLUE]);
+    assert_eq!(reload.status.code(), Some(1), "{}", text(&reload));
+    assert_eq!(lb.json(OPS, &["whoami"])["scope"], "operator");
+    assert_eq!(lb.json(OPS, &["vips"]).as_array().unwrap().len(), 7);
+    lb.stop();
+}
+
+#[test]
+fn changes_are_written_journaled_and_survive_a_restart() {
+    if skip() {
+        return;
+    }
+    let mut lb = Lb::create("persist");
+    lb.start();
+    let add = lb.ctl(
+        Some(BLUE),
+        &[
+            "dip", "add", "blue-web", "10.0.0.5", "--port", "8081", "--weight", "3",
+        ],
+    );
+    assert!(add.status.success(), "{}", text(&add));
+    assert!(
+        String::from_utf8_lossy(&add.stdout).contains("1 DIP(s) added"),
+        "{}",
+        text(&add)
+    );
+    let drain = lb.ctl(Some(BLUE), &["dip", "drain", "blue-web", "10.0.0.6"]);
+    assert!(drain.status.success(), "{}", text(&drain));
+    let weight = lb.ctl(Some(OPS), &["dip", "weight", "blue-web", "10.0.0.7", "4"]);
+    assert!(weight.status.success(), "{}", text(&weight));
+    let remove = lb.ctl(
+        Some(BLUE),
+        &["dip", "remove", "blue-web", "10.0.0.8", "--port", "80"],
+    );
+    assert!(remove.status.success(), "{}", text(&remove));
+    let pool = lb.json(BLUE, &["pools", "blue-web"]);
+    assert_eq!(dip_of(&pool, "10.0.0.5", 8081).unwrap()["weight"], 3);
+    assert_eq!(dip_of(&pool, "10.0.0.6", 80).unwrap()["state"], "draining");
+    assert_eq!(dip_of(&pool, "10.0.0.7", 80).unwrap()["weight"], 4);
+    // Removed, but still draining its flows until the drain timeout.
+    assert_eq!(dip_of(&pool, "10.0.0.8", 80).unwrap()["state"], "draining");
+
+    // A bad change: refused with file:line and field, nothing changed.
+    let file_before = std::fs::read_to_string(lb.policy()).unwrap();
+    let bad = lb.ctl(Some(BLUE), &["dip", "weight", "blue-web", "10.0.0.7", "-5"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    let err = stderr(&bad);
+    assert!(err.contains("422"), "{err}");
+    assert!(
+        err.contains("policy.toml:") && err.contains("tenant[0].vip[0].dips[2].weight"),
+        "{err}"
+    );
+    let unknown = lb.ctl(Some(BLUE), &["dip", "add", "blue-web", "10.0.0.99"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+    assert!(stderr(&unknown).contains("10.0.0.99"), "{}", text(&unknown));
+    let malformed = lb.ctl(
+        Some(BLUE),
+        &[
+            "call",
+            "POST",
+            "/v1/pools/blue-web/dips",
+            r#"{"ca": "10.0.0.5", "port": "x"}"#,
+        ],
+    );
+    assert!(
+        stderr(&malformed).contains("400: port: expected an integer"),
+        "{}",
+        text(&malformed)
+    );
+    assert_eq!(std::fs::read_to_string(lb.policy()).unwrap(), file_before);
+    assert_eq!(lb.json(BLUE, &["pools", "blue-web"])["dips"], pool["dips"]);
+
+    // The file keeps the operator's comments, and the journal has every attempt.
+    assert!(file_before.contains("# Figure 6: Blue VIP1"));
+    let journal = lb.journal();
+    let results: Vec<&str> = journal
+        .iter()
+        .map(|j| j["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "applied", "applied", "applied", "applied", "refused", "refused"
+        ]
+    );
+    assert_eq!(journal[0]["token"], "b");
+    assert_eq!(journal[2]["token"], "ops");
+    assert_eq!(journal[0]["call"], "POST /v1/pools/blue-web/dips");
+
+    // A restart loads what the API wrote.
+    lb.stop();
+    lb.start();
+    let pool = lb.json(OPS, &["pools", "blue-web"]);
+    assert_eq!(dip_of(&pool, "10.0.0.5", 8081).unwrap()["weight"], 3);
+    assert_eq!(dip_of(&pool, "10.0.0.6", 80).unwrap()["state"], "draining");
+    assert_eq!(dip_of(&pool, "10.0.0.7", 80).unwrap()["weight"], 4);
+    assert!(dip_of(&pool, "10.0.0.8", 80).is_none());
+    let check = nvlb().arg("check").arg(lb.policy()).output().unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    lb.stop();
+}
+
+/// What the LB sent to the PA network for the client's flow from `port`: (outer
+/// destination, inner destination).
+fn nvgre_of(frame: &[u8], port: u16) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != ip_proto::GRE {
+        return None;
+    }
+    let g = gre::Packet::new_checked(ip.payload()).ok()?;
+    let inner = ethernet::Frame::new_checked(g.payload()).ok()?;
+    let iip = ipv4::Packet::new_checked(inner.payload()).ok()?;
+    let t = tcp::Packet::new_checked(iip.payload()).ok()?;
+    (iip.src_addr() == CLIENT && t.src_port() == port).then(|| (ip.dst_addr(), iip.dst_addr()))
+}
+
+/// Sends one TCP segment of the client's flow from `port` to Blue's VIP and returns
+/// where the LB tunnelled it, if it did within 3 s.
+fn send_segment(ns: &str, port: u16, flags: u8) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    in_netns(ns, move || {
+        let pa = Socket::open("pap", None).expect("capture socket");
+        let ext = Socket::open("extp", None).expect("send socket");
+        let ip = craft::ip_packet(
+            IpAddr::V4(CLIENT),
+            IpAddr::V4(BLUE_VIP),
+            64,
+            Transport::Tcp {
+                src_port: port,
+                dst_port: 80,
+                flags,
+                seq: 1000,
+                ack: if flags & tcp::flags::ACK != 0 { 1 } else { 0 },
+            },
+            &[],
+        );
+        ext.send(&craft::ip_frame(GATEWAY_MAC, LB_EXTERNAL_MAC, &ip))
+            .expect("send");
+        let mut buf = vec![0u8; 65536];
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            match pa.recv(&mut buf).expect("recv") {
+                Recv::Frame(n, _) => {
+                    if let Some(hit) = buf.get(..n).and_then(|f| nvgre_of(f, port)) {
+                        return Some(hit);
+                    }
+                }
+                Recv::Truncated(_) => {}
+                Recv::Empty => {
+                    pa.wait(Duration::from_millis(100)).expect("poll");
+                }
+            }
+        }
+        None
+    })
+    .join()
+    .expect("traffic thread")
+}
+
+#[test]
+fn reload_of_a_broken_file_is_refused_and_the_old_policy_serves() {
+    if skip() {
+        return;
+    }
+    let mut lb = Lb::create("reload");
+    lb.start();
+    assert!(
+        send_segment(&lb.ns, 41000, tcp::flags::SYN).is_some(),
+        "the LB forwards before the reload"
+    );
+    let good = std::fs::read_to_string(lb.policy()).unwrap();
+    std::fs::write(lb.policy(), good.replace("weight = 2", "weight = -2")).unwrap();
+    let out = lb.nvlb(&["reload", "--api", API, "--token", OPS]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("reload refused, the running policy stays"),
+        "{err}"
+    );
+    let line = good
+        .lines()
+        .position(|l| l.contains("weight = 2"))
+        .map(|i| i + 1)
+        .unwrap();
+    assert!(
+        err.contains(&format!("policy.toml:{line}:")) && err.contains("weight"),
+        "{err}"
+    );
+    // Still the old policy: the same DIPs, and new flows are still balanced.
+    let pool = lb.json(OPS, &["pools", "blue-web"]);
+    assert_eq!(dip_of(&pool, "10.0.0.8", 80).unwrap()["weight"], 2);
+    assert!(
+        send_segment(&lb.ns, 41001, tcp::flags::SYN).is_some(),
+        "the old policy keeps serving"
+    );
+    // Fixed and reloaded: applied, exit 0.
+    std::fs::write(
+        lb.policy(),
+        good.replace(
+            "{ ca = \"10.0.0.8\", port = 80, weight = 2 }",
+            "{ ca = \"10.0.0.8\", port = 80, weight = 5 }",
+        ),
+    )
+    .unwrap();
+    let out = lb.nvlb(&["reload", "--api", API, "--token", OPS]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied: generation 2"));
+    let pool = lb.json(OPS, &["pools", "blue-web"]);
+    assert_eq!(dip_of(&pool, "10.0.0.8", 80).unwrap()["weight"], 5);
+    let j = lb.journal();
+    assert_eq!(j.len(), 2);
+    assert_eq!(
+        (j[0]["result"].as_str(), j[1]["result"].as_str()),
+        (Some("refused"), Some("applied"))
+    );
+    lb.stop();
+}
+
+/// The PA and name of the host a Blue DIP CA lives on, and its VM's MAC, by the API.
+fn placement(lb: &Lb, ca: &str) -> (String, String, String) {
+    let l = lb.json(OPS, &["lookup", "list"]);
+    let r = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["vsid"] == 5001 && r["ca"] == ca)
+        .unwrap_or_else(|| panic!("no record for {ca}: {l}"));
+    (
+        r["pa"][0].as_str().unwrap().to_string(),
+        r["host"].as_str().unwrap().to_string(),
+        r["mac"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn an_established_flow_follows_its_vm_to_the_new_host() {
+    if skip() {
+        return;
+    }
+    let mut lb = Lb::create("move");
+    lb.start();
+    let port = 42000;
+    let (pa, dip) = send_segment(&lb.ns, port, tcp::flags::SYN).expect("the SYN is tunnelled");
+    let ca = dip.to_string();
+    let (pa_by_api, host, mac) = placement(&lb, &ca);
+    assert_eq!(
+        pa.to_string(),
+        pa_by_api,
+        "the SYN went to {ca}'s host {host}"
+    );
+    // The orchestrator live-migrates the VM to host5 (192.168.6.15), no Blue DIP's host.
+    let out = lb.ctl(Some(OPS), &["lookup", "set", "5001", &ca, "host5", &mac]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (new_pa, new_host, _) = placement(&lb, &ca);
+    assert_eq!(
+        (new_pa.as_str(), new_host.as_str()),
+        ("192.168.6.15", "host5")
+    );
+    let pool = lb.json(OPS, &["pools", "blue-web"]);
+    assert_eq!(dip_of(&pool, &ca, 80).unwrap()["host"], "host5");
+    // The next segment of the same connection goes to the VM at its new host at once.
+    let (pa2, dip2) =
+        send_segment(&lb.ns, port, tcp::flags::ACK).expect("the established flow is tunnelled");
+    assert_eq!(dip2, dip, "the flow keeps its DIP");
+    assert_eq!(
+        pa2,
+        Ipv4Addr::new(192, 168, 6, 15),
+        "and reaches its new host"
+    );
+    // The move is in the file (a restart keeps it) and in the journal.
+    let text = std::fs::read_to_string(lb.policy()).unwrap();
+    assert!(
+        text.contains(&format!("ca = \"{ca}\"\nhost = \"host5\"")),
+        "{text}"
+    );
+    let j = lb.journal();
+    assert_eq!(j.last().unwrap()["call"], "PATCH /v1/lookups");
+    assert_eq!(j.last().unwrap()["before"][0]["host"], host.as_str());
+    lb.stop();
+}
