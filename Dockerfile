@@ -44,10 +44,10 @@ COPY lb-config/example.toml /etc/nvlb/policy.toml
 USER 10001:10001
 # 9180: management API (GET /healthz, reload, drain); 9181: Prometheus /metrics.
 EXPOSE 9180/tcp 9181/tcp
-# INTEGRATOR: `nvlb ctl health` does an unauthenticated GET /healthz on the management
-# API (127.0.0.1:9180 in the container's network namespace) and exits 0 only on 200.
+# `nvlb ctl ping` does an unauthenticated GET /healthz on the management API
+# (127.0.0.1:9180 in the container's network namespace) and exits 0 only on 200.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["nvlb", "ctl", "health"]
+    CMD ["nvlb", "ctl", "ping"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["nvlb"]
 CMD ["run", "--config", "/etc/nvlb/policy.toml", "--external", "eth0", "--provider", "eth0"]

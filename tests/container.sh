@@ -189,10 +189,9 @@ say "blue-web (203.0.113.10) answered by: $(echo $blue)"
 [ "$(echo "$blue" | grep -c .)" -ge 2 ] || die "203.0.113.10 was answered by fewer than 2 VMs"
 [ "$failures" -eq 0 ] || die "$failures request(s) through the container failed"
 
-# INTEGRATOR: once the management API serves GET /healthz on 127.0.0.1:9180, check the
-# image's HEALTHCHECK here:
-#   podman healthcheck run "$NAME" || die "HEALTHCHECK failed"
-# and the metrics port: ip netns exec "$lb_ns" curl -sf http://127.0.0.1:9181/metrics
+# The image's HEALTHCHECK (nvlb ctl ping: GET /healthz on the management API).
+podman healthcheck run "$NAME" || die "HEALTHCHECK failed"
+# INTEGRATOR: the metrics port: ip netns exec "$lb_ns" curl -sf http://127.0.0.1:9181/metrics
 
 podman stop --time 5 "$NAME" >/dev/null
 podman logs "$NAME" 2>&1 | grep -E '^(packets_in|forwarded|dropped|new_flows) ' | sed 's/^/  counters: /' >&2

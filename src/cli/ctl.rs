@@ -39,6 +39,8 @@ pub struct Conn {
 
 #[derive(Subcommand, Debug)]
 pub enum Ctl {
+    /// Liveness: GET /healthz (no token needed); exit 0 when the API answers 200.
+    Ping,
     /// The calling token's name and scope.
     Whoami,
     /// Tenants (a tenant's token sees only its own), their VSIDs, pools and flows.
@@ -235,6 +237,7 @@ pub fn run(conn: &Conn, cmd: Ctl) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
+        Ctl::Ping => ("GET", "/healthz".into(), None, Show::Raw),
         Ctl::Whoami => ("GET", "/v1/whoami".into(), None, Show::Whoami),
         Ctl::Tenants => ("GET", "/v1/tenants".into(), None, Show::Tenants),
         Ctl::Vips => ("GET", "/v1/vips".into(), None, Show::Vips),

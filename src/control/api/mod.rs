@@ -299,6 +299,12 @@ impl Api {
         body: &[u8],
         now: Instant,
     ) -> Response {
+        // Liveness for container runtimes and load-balancer pools: no token, no
+        // tenant data, just that the process answers and which policy it runs.
+        if method == "GET" && target == "/healthz" {
+            let c = self.persist.control();
+            return Response::ok(json!({ "status": "ok", "generation": c.generation() }));
+        }
         let caller = match authorization
             .and_then(|a| a.strip_prefix("Bearer "))
             .map(str::trim)

@@ -118,6 +118,19 @@ fn no_token_wrong_token_other_tenant_and_own_tenant() {
 }
 
 #[test]
+fn healthz_answers_without_a_token_and_tells_nothing_else() {
+    let s = setup("healthz", false);
+    let (st, body) = s.call(None, "GET", "/healthz", "");
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["generation"], 1);
+    assert_eq!(body.as_object().unwrap().len(), 2);
+    // Only that exact call is open.
+    assert_eq!(s.call(None, "GET", "/healthz/x", "").0, 401);
+    assert_eq!(s.call(None, "POST", "/healthz", "").0, 401);
+}
+
+#[test]
 fn a_tenant_lists_only_its_own() {
     let s = setup("lists", true);
     let (_, pools) = s.call(Some("RED"), "GET", "/v1/pools", "");
