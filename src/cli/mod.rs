@@ -1,6 +1,8 @@
 //! Command-line interface: one module per subcommand.
 
 mod check;
+#[path = "gen.rs"]
+mod gen_cmd;
 mod host;
 mod lab;
 mod replay;
@@ -162,6 +164,12 @@ enum Command {
         #[arg(long = "vm", value_name = "VSID,MAC,IFNAME")]
         vms: Vec<VmSpec>,
     },
+    /// Load-test a load balancer: NVGRE/plain traffic to the policy's VIPs, with
+    /// `--reflect` the other end (every Hyper-V host at once); see docs/gen.md.
+    #[command(after_help = "Exit status:\n  0  run completed (no wrong-tenant delivery, \
+        thresholds met)\n  1  bad config, missing interface or privileges, a wrong-tenant \
+        delivery, or --max-loss/--max-deviation exceeded\n  2  usage error")]
+    Gen(gen_cmd::Args),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -224,6 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pa,
             vms,
         } => host::run(&config, &name, &pa, &vms),
+        Command::Gen(args) => gen_cmd::run(args),
         Command::Run {
             config,
             external,
