@@ -12,11 +12,11 @@ pub mod craft;
 pub mod dataplane;
 pub mod engine;
 pub mod flow;
+pub mod hostsim;
+pub mod lab;
 /// `nvlb gen` (the directory is `gen/`; `gen` is a reserved word in Rust 2024).
 #[path = "gen/mod.rs"]
 pub mod loadgen;
-pub mod hostsim;
-pub mod lab;
 pub mod maglev;
 pub mod pcap;
 pub mod policy;

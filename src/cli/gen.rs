@@ -166,7 +166,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return write_pcap(&plan, a.flows, a.count.unwrap_or(100), path);
     }
     if a.external.is_none() && a.provider.is_none() {
-        return fail("give --external IFNAME (public VIPs) and/or --provider IFNAME (CA VIPs), or --write-pcap FILE");
+        return fail(
+            "give --external IFNAME (public VIPs) and/or --provider IFNAME (CA VIPs), or --write-pcap FILE",
+        );
     }
     let threads = a.threads.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -206,7 +208,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         bad.push(format!("{} wrong-tenant deliveries", summary.wrong_tenant));
     }
     if summary.mismatched > 0 {
-        bad.push(format!("{} answers that do not match their flow", summary.mismatched));
+        bad.push(format!(
+            "{} answers that do not match their flow",
+            summary.mismatched
+        ));
     }
     if let Some(m) = a.max_loss
         && summary.loss_percent > m

@@ -166,10 +166,12 @@ enum Command {
     },
     /// Load-test a load balancer: NVGRE/plain traffic to the policy's VIPs, with
     /// `--reflect` the other end (every Hyper-V host at once); see docs/gen.md.
-    #[command(after_help = "Exit status:\n  0  run completed (no wrong-tenant delivery, \
+    #[command(
+        after_help = "Exit status:\n  0  run completed (no wrong-tenant delivery, \
         thresholds met)\n  1  bad config, missing interface or privileges, a wrong-tenant \
-        delivery, or --max-loss/--max-deviation exceeded\n  2  usage error")]
-    Gen(gen_cmd::Args),
+        delivery, or --max-loss/--max-deviation exceeded\n  2  usage error"
+    )]
+    Gen(Box<gen_cmd::Args>),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -232,7 +234,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pa,
             vms,
         } => host::run(&config, &name, &pa, &vms),
-        Command::Gen(args) => gen_cmd::run(args),
+        Command::Gen(args) => gen_cmd::run(*args),
         Command::Run {
             config,
             external,

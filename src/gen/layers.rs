@@ -77,8 +77,8 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
     let mut tunnel = None;
     if ip.proto == ip_proto::GRE && !ip.fragment {
         let g = gre::Packet::new_checked(ip.l4_bytes()).ok()?;
-        let well_formed = g.flags_word() == gre::NVGRE_FLAGS
-            && g.protocol_type() == ethernet::ethertype::TEB;
+        let well_formed =
+            g.flags_word() == gre::NVGRE_FLAGS && g.protocol_type() == ethernet::ethertype::TEB;
         let key = g.key()?;
         let inner_at = ethernet::HEADER_LEN + ip.l4 + g.header_len();
         tunnel = Some(Nvgre {

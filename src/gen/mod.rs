@@ -44,3 +44,6 @@ pub enum Error {
     #[error("plot: {0}")]
     Plot(String),
 }
+
+#[cfg(test)]
+mod tests;

@@ -138,7 +138,10 @@ mod tests {
         p.set_flags(flags::REFLECTED);
         p.set_dip(2);
         let p = Probe::new_checked(&b[..]).expect("probe");
-        assert_eq!((p.dip(), p.flags(), p.flow()), (2, flags::REFLECTED, 77_000));
+        assert_eq!(
+            (p.dip(), p.flags(), p.flow()),
+            (2, flags::REFLECTED, 77_000)
+        );
     }
 
     #[test]

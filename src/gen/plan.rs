@@ -47,7 +47,9 @@ pub enum PlanError {
         "VIP pool {0:?} is a CA VIP: it is reached over NVGRE from a host, give --provider IFNAME"
     )]
     NeedsProvider(String),
-    #[error("VIP pool {0:?} has no client: no lookup record of its family in VSID {1} besides its DIPs, or no PA of that family")]
+    #[error(
+        "VIP pool {0:?} has no client: no lookup record of its family in VSID {1} besides its DIPs, or no PA of that family"
+    )]
     NoClient(String, u32),
     #[error("the selection matches no VIP pool")]
     Empty,
@@ -91,6 +93,8 @@ pub struct Target {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub targets: Vec<Target>,
+    /// The MAC the LB sends public-VIP answers to (the router's).
+    pub gateway_mac: MacAddr,
     pub sizes: Vec<usize>,
 }
 
@@ -150,10 +154,7 @@ impl Plan {
                 match ca_client(policy, i) {
                     Some(x) => x,
                     None if named => {
-                        return Err(PlanError::NoClient(
-                            pool.name.clone(),
-                            pool.frontend.get(),
-                        ));
+                        return Err(PlanError::NoClient(pool.name.clone(), pool.frontend.get()));
                     }
                     None => continue,
                 }
@@ -193,7 +194,12 @@ impl Plan {
         if targets.is_empty() {
             return Err(PlanError::Empty);
         }
-        Ok(Plan { targets, sizes })
+        let ext = &policy.balancer().external;
+        Ok(Plan {
+            targets,
+            sizes,
+            gateway_mac: ext.gateway_mac.unwrap_or(ext.mac),
+        })
     }
 
     /// The target flow slot `slot` loads: slots are dealt round-robin over targets.
@@ -208,7 +214,8 @@ impl Plan {
         let n = u32::try_from(self.targets.len()).unwrap_or(1).max(1);
         let per_target = flows.div_ceil(n).clamp(1, PORTS);
         let local = slot / n;
-        let k = (u64::from(local) + u64::from(generation) * u64::from(per_target)) % u64::from(PORTS);
+        let k =
+            (u64::from(local) + u64::from(generation) * u64::from(per_target)) % u64::from(PORTS);
         FIRST_PORT.wrapping_add(k as u16)
     }
 
@@ -335,7 +342,11 @@ fn ca_client(policy: &Snapshot, pool: usize) -> Option<(IpAddr, Side, Option<Tun
 /// Header bytes in front of the probe: Ethernet + IP + TCP/UDP.
 fn header_len(v6: bool, protocol: Protocol) -> usize {
     ethernet::HEADER_LEN
-        + if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN }
+        + if v6 {
+            ipv6::HEADER_LEN
+        } else {
+            ipv4::HEADER_LEN
+        }
         + match protocol {
             Protocol::Tcp => 20,
             Protocol::Udp => udp::HEADER_LEN,
@@ -408,4 +419,3 @@ fn template(
 
 /// Placeholder MACs of a plain template, overwritten in `Plan::new`.
 const GATEWAY_PLACEHOLDER: MacAddr = MacAddr([0; 6]);
-

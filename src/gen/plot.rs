@@ -34,7 +34,11 @@ pub fn plot(summary: &Summary, png: &Path) -> Result<(), Error> {
             .arg(png)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| plot_err(format!("cannot run {PYTHON}: {e} (install python3-matplotlib)")))?;
+            .map_err(|e| {
+                plot_err(format!(
+                    "cannot run {PYTHON}: {e} (install python3-matplotlib)"
+                ))
+            })?;
         if out.status.success() {
             Ok(())
         } else {

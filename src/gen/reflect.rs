@@ -299,7 +299,10 @@ impl Reflector {
             }
         }
         for ((pool, dip, vsid), n) in per_dip {
-            *report.per_dip.entry(dip_name(policy, pool, dip)).or_default() += n;
+            *report
+                .per_dip
+                .entry(dip_name(policy, pool, dip))
+                .or_default() += n;
             *report.per_vsid.entry(vsid).or_default() += n;
         }
         Ok(report)

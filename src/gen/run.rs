@@ -73,15 +73,16 @@ pub fn run(
 ) -> Result<Summary, Error> {
     let needs_ext = plan.targets.iter().any(|t| t.side == Side::External);
     let needs_prov = plan.targets.iter().any(|t| t.side != Side::External);
-    let open = |name: &Option<String>, needed: bool| -> Result<Option<(Arc<Socket>, Ring)>, Error> {
-        match (name, needed) {
-            (Some(n), true) => {
-                let (s, r) = Ring::open(n, None)?;
-                Ok(Some((Arc::new(s), r)))
+    let open =
+        |name: &Option<String>, needed: bool| -> Result<Option<(Arc<Socket>, Ring)>, Error> {
+            match (name, needed) {
+                (Some(n), true) => {
+                    let (s, r) = Ring::open(n, None)?;
+                    Ok(Some((Arc::new(s), r)))
+                }
+                _ => Ok(None),
             }
-            _ => Ok(None),
-        }
-    };
+        };
     let ext = open(&opts.external, needs_ext)?;
     let prov = open(&opts.provider, needs_prov)?;
     if needs_ext && ext.is_none() {
@@ -99,7 +100,9 @@ pub fn run(
     let prov_sock = prov.as_ref().map(|(s, _)| Arc::clone(s));
     for (_, ring) in [ext, prov].into_iter().flatten() {
         let (plan, live, rx_stop) = (Arc::clone(&plan), Arc::clone(&live), Arc::clone(&rx_stop));
-        receivers.push(thread::spawn(move || receive(ring, &plan, &live, &rx_stop, epoch)));
+        receivers.push(thread::spawn(move || {
+            receive(ring, &plan, &live, &rx_stop, epoch)
+        }));
     }
     let threads = opts.threads.max(1);
     let mut senders = Vec::new();
@@ -191,7 +194,7 @@ pub fn run(
     }
     if let Some(e) = send_error {
         return Err(Error::Io {
-            op: "send/receive",
+            op: "run",
             cause: e,
         });
     }
@@ -232,7 +235,11 @@ impl Batch {
 
     /// Sends what was built; frames the device queue keeps refusing are counted as
     /// not sent. Returns (frames, bytes) sent.
-    fn flush(&mut self, sock: Option<&Socket>, stop: &AtomicBool) -> std::io::Result<(u64, u64, u64)> {
+    fn flush(
+        &mut self,
+        sock: Option<&Socket>,
+        stop: &AtomicBool,
+    ) -> std::io::Result<(u64, u64, u64)> {
         let n = self.n;
         self.n = 0;
         let Some(sock) = sock else {
@@ -254,8 +261,15 @@ impl Batch {
                     busy = 0;
                 }
                 Ok(_) => busy += 1,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) || e.raw_os_error() == Some(libc::ENOBUFS) => busy += 1,
-                Err(e) => return Err(e),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    busy += 1
+                }
+                Err(e) => return Err(send_error(sock.ifname(), e)),
             }
             if busy > 0 {
                 if busy > 100_000 || stop.load(Ordering::Relaxed) {
@@ -267,6 +281,17 @@ impl Batch {
         let bytes = frames.iter().take(done).map(|f| f.len() as u64).sum();
         Ok((done as u64, bytes, (frames.len() - done) as u64))
     }
+}
+
+/// A send error that names the interface and, when the link is down, what to do.
+fn send_error(ifname: &str, e: std::io::Error) -> std::io::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENETDOWN) => " (the interface is down: ip link set IFNAME up)",
+        Some(libc::ENXIO) | Some(libc::ENODEV) => " (the interface went away)",
+        Some(libc::EMSGSIZE) => " (a frame is larger than the interface's MTU: lower --sizes)",
+        _ => "",
+    };
+    std::io::Error::new(e.kind(), format!("sending on {ifname:?}: {e}{hint}"))
 }
 
 impl Sender {
@@ -322,7 +347,8 @@ impl Sender {
             }
             let due_new = (new_rate * elapsed.as_secs_f64()) as u64;
             while renewed < due_new {
-                if let (Some(g), Some(s)) = (gens.get_mut(renew_cursor), seqs.get_mut(renew_cursor)) {
+                if let (Some(g), Some(s)) = (gens.get_mut(renew_cursor), seqs.get_mut(renew_cursor))
+                {
                     *g = g.wrapping_add(1);
                     *s = 0;
                 }
@@ -336,8 +362,14 @@ impl Sender {
                 else {
                     break;
                 };
-                let Some(target) = plan.target_of(slot) else { break };
-                let b = if target.side == Side::External { &mut ext } else { &mut prov };
+                let Some(target) = plan.target_of(slot) else {
+                    break;
+                };
+                let b = if target.side == Side::External {
+                    &mut ext
+                } else {
+                    &mut prov
+                };
                 let kind = if *seq == 0 { Kind::Open } else { Kind::Data };
                 let size = (slot as usize).wrapping_add(*seq as usize) % nsizes;
                 let port = plan.port_of(slot, g, flows);
@@ -349,7 +381,10 @@ impl Sender {
                 cursor = (cursor + 1) % slots.len();
             }
             let mut total = 0;
-            for (b, sock) in [(&mut ext, self.ext.as_deref()), (&mut prov, self.prov.as_deref())] {
+            for (b, sock) in [
+                (&mut ext, self.ext.as_deref()),
+                (&mut prov, self.prov.as_deref()),
+            ] {
                 if b.n == 0 {
                     continue;
                 }
@@ -397,9 +432,16 @@ fn receive(
 /// Counts one received frame if it is an answer to one of our probes.
 fn account(plan: &Plan, frame: &[u8], now_ns: u64, rx: &mut RxStats, live: &Live) {
     match classify(plan, frame) {
-        Answer::Ours { pool, dip, first, wrong, time } => {
+        Answer::Ours {
+            pool,
+            dip,
+            first,
+            wrong,
+            time,
+        } => {
             live.rx_packets.fetch_add(1, Ordering::Relaxed);
-            live.rx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+            live.rx_bytes
+                .fetch_add(frame.len() as u64, Ordering::Relaxed);
             rx.packets += 1;
             rx.bytes += frame.len() as u64;
             rx.add_rtt(now_ns.saturating_sub(time));
@@ -440,6 +482,19 @@ pub fn classify(plan: &Plan, frame: &[u8]) -> Answer {
     let Some(l) = layers::parse(frame) else {
         return Answer::Other;
     };
+    // Only what is addressed to the generator: to the router's (gateway) MAC, or
+    // NVGRE to a client VM's host. On a shared PA segment the reflector's answers to
+    // the LB pass by too.
+    let to_us = match l.tunnel {
+        None => l.dst_mac == plan.gateway_mac,
+        Some(n) => plan
+            .targets
+            .iter()
+            .any(|t| matches!(t.side, Side::Provider { host_mac, .. } if host_mac == n.dst_mac)),
+    };
+    if !to_us {
+        return Answer::Other;
+    }
     let Some(p) = frame.get(l.payload..l.end).and_then(Probe::new_checked) else {
         return Answer::Other;
     };
@@ -451,10 +506,13 @@ pub fn classify(plan: &Plan, frame: &[u8]) -> Answer {
     };
     let side_ok = match (t.side, l.tunnel) {
         (Side::External, None) => true,
-        (Side::Provider { vsid, host_mac }, Some(n)) => n.vsid == vsid.get() && n.dst_mac == host_mac,
+        (Side::Provider { vsid, host_mac }, Some(n)) => {
+            n.vsid == vsid.get() && n.dst_mac == host_mac
+        }
         _ => false,
     };
-    if !side_ok || t.pool != p.pool() || l.src != t.vip || l.src_port != t.port || l.dst != t.client {
+    if !side_ok || t.pool != p.pool() || l.src != t.vip || l.src_port != t.port || l.dst != t.client
+    {
         return Answer::Mismatched;
     }
     Answer::Ours {

@@ -19,4 +19,3 @@ crate::drop_reasons! {
     UnknownPool => "unknown_pool", "The probe names no pool of the policy.";
     TooLong => "too_long", "Larger than the reflector's buffers.";
 }
-

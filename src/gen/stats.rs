@@ -252,8 +252,7 @@ pub fn summarize(
                 .unwrap_or_default(),
             packets,
             percent: packets as f64 * 100.0 / total_rx,
-            expected_percent: vsid_expected.get(&vsid).copied().unwrap_or(0.0) * 100.0
-                / total_rx,
+            expected_percent: vsid_expected.get(&vsid).copied().unwrap_or(0.0) * 100.0 / total_rx,
         })
         .collect();
     Summary {
