@@ -172,6 +172,17 @@ impl AsFd for Socket {
     }
 }
 
+/// Whether interface `ifname` is administratively up and operational (carrier, and
+/// the kernel's link watch done): `(up, running)`.
+pub fn link_state(ifname: &str) -> Result<(bool, bool), Error> {
+    let flags =
+        sys::if_flags(ifname).map_err(|e| Error::on_interface(ifname, "SIOCGIFFLAGS", e))?;
+    Ok((
+        flags & libc::IFF_UP as u32 != 0,
+        flags & libc::IFF_RUNNING as u32 != 0,
+    ))
+}
+
 /// Most frames [`Socket::send_batch`] sends in one call.
 pub const MAX_SEND_BATCH: usize = sys::MAX_SEND_BATCH;
 

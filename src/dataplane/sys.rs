@@ -452,3 +452,28 @@ pub fn send_batch(fd: BorrowedFd, frames: &[&[u8]]) -> io::Result<usize> {
     };
     check(ret).map(|sent| sent as usize)
 }
+
+/// The interface flags of `name` (IFF_UP, IFF_RUNNING, ...) in the calling thread's
+/// network namespace, read with SIOCGIFFLAGS on a throwaway datagram socket. Lets the
+/// traffic generator wait for a link to be operational: until the kernel's link watch
+/// has run after `ip link set up`, a device silently drops what is sent on it.
+pub fn if_flags(name: &str) -> io::Result<u32> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: a plain syscall with constant arguments and no pointers.
+    let sock =
+        owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value (empty name, no flags).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid, writable ifreq whose name is NUL-terminated (the name
+    // is shorter than IFNAMSIZ and the rest is zero); SIOCGIFFLAGS writes only the
+    // flags member of it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: after a successful SIOCGIFFLAGS the union holds `ifru_flags`.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(u32::from(flags as u16))
+}

@@ -43,6 +43,31 @@ pub enum Error {
     },
     #[error("plot: {0}")]
     Plot(String),
+    #[error("interface {0:?} is down (ip link set {0} up)")]
+    LinkDown(String),
+    #[error(
+        "interface {0:?} is up but not operational after {1:?} (no carrier: is the other end of the link up?)"
+    )]
+    NoCarrier(String, std::time::Duration),
+}
+
+/// Waits until `ifname` is up and operational: the kernel drops what is sent on a link
+/// before its link watch has run, which would count as loss.
+pub fn wait_operational(ifname: &str, limit: std::time::Duration) -> Result<(), Error> {
+    let start = std::time::Instant::now();
+    loop {
+        let (up, running) = crate::dataplane::afpacket::link_state(ifname)?;
+        if !up {
+            return Err(Error::LinkDown(ifname.to_string()));
+        }
+        if running {
+            return Ok(());
+        }
+        if start.elapsed() >= limit {
+            return Err(Error::NoCarrier(ifname.to_string(), limit));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[cfg(test)]

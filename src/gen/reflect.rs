@@ -229,6 +229,13 @@ impl Reflector {
     /// Opens the interface (in the calling thread's namespace).
     pub fn open(policy: Arc<Snapshot>, ifname: &str) -> Result<Reflector, Error> {
         let (sock, ring) = Ring::open(ifname, None)?;
+        super::wait_operational(ifname, super::run::LINK_WAIT).map_err(|e| match e {
+            super::Error::Dataplane(d) => d,
+            other => Error::Setup {
+                op: "link",
+                cause: io::Error::other(other.to_string()),
+            },
+        })?;
         Ok(Reflector {
             hosts: Hosts::new(policy),
             sock,

@@ -22,6 +22,9 @@ use super::payload::{self, Probe, flags};
 use super::plan::{Kind, Plan, Side};
 use super::stats::{self, RxStats, Sample, Summary};
 
+/// How long a link may take to become operational after it was set up.
+pub const LINK_WAIT: Duration = Duration::from_secs(3);
+
 /// How to load.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -78,6 +81,7 @@ pub fn run(
             match (name, needed) {
                 (Some(n), true) => {
                     let (s, r) = Ring::open(n, None)?;
+                    super::wait_operational(n, LINK_WAIT)?;
                     Ok(Some((Arc::new(s), r)))
                 }
                 _ => Ok(None),
