@@ -33,6 +33,10 @@ pub struct Args {
     /// Play every Hyper-V host: answer the LB's NVGRE toward DIPs as the DIP would.
     #[arg(long, conflicts_with_all = ["external", "vip", "rate", "count", "flows", "new_flows", "sizes", "plot", "write_pcap", "family", "protocol"])]
     pub reflect: bool,
+    /// With --reflect: also echo plain-IP probes back (endpoints swapped, no policy
+    /// check), for a baseline where the kernel forwards instead of the LB.
+    #[arg(long, requires = "reflect")]
+    pub echo_plain: bool,
     /// Load only this VIP pool (by name); repeat for several. Default: every pool the
     /// given interfaces reach.
     #[arg(long, value_name = "NAME")]
@@ -272,7 +276,7 @@ fn reflect(policy: Arc<Snapshot>, a: &Args) -> anyhow::Result<ExitCode> {
     let Some(ifname) = &a.provider else {
         return fail("--reflect needs --provider IFNAME (the PA-side interface)");
     };
-    let r = match Reflector::open(policy, ifname) {
+    let r = match Reflector::open(policy, ifname, a.echo_plain) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };

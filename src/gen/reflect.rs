@@ -42,8 +42,11 @@ pub struct Reflected {
 /// The policy with the index the reflector needs per frame.
 #[derive(Debug)]
 pub struct Hosts {
-    policy: Arc<Snapshot>,
-    by_mac: HashMap<MacAddr, HostId>,
+    pub(super) policy: Arc<Snapshot>,
+    pub(super) by_mac: HashMap<MacAddr, HostId>,
+    /// Also echo plain-IP probes (no policy check): the far end of a baseline where
+    /// the kernel, not the LB, forwards the generator's packets.
+    pub echo_plain: bool,
 }
 
 impl Hosts {
@@ -52,7 +55,11 @@ impl Hosts {
         for (id, h) in (0..).zip(policy.hosts()) {
             by_mac.entry(h.mac).or_insert(id);
         }
-        Hosts { policy, by_mac }
+        Hosts {
+            policy,
+            by_mac,
+            echo_plain: false,
+        }
     }
 
     pub fn policy(&self) -> &Snapshot {
@@ -65,7 +72,9 @@ impl Hosts {
 pub fn reflect(hosts: &Hosts, frame: &mut [u8]) -> Result<Reflected, Skip> {
     let policy = hosts.policy();
     let l = layers::parse(frame).ok_or(Skip::NotTcpUdp)?;
-    let t = l.tunnel.ok_or(Skip::NotNvgre)?;
+    let Some(t) = l.tunnel else {
+        return echo(hosts, frame, &l);
+    };
     let host_id = *hosts.by_mac.get(&t.dst_mac).ok_or(Skip::NotHostMac)?;
     let host = policy.get_host(host_id).ok_or(Skip::NotHostMac)?;
     if host.pa(t.dst.is_ipv6()) != Some(t.dst) {
@@ -107,6 +116,28 @@ pub fn reflect(hosts: &Hosts, frame: &mut [u8]) -> Result<Reflected, Skip> {
         pool: pool_index,
         dip,
         vsid: vsid.get(),
+    })
+}
+
+/// A plain-IP probe in echo mode: answered with endpoints swapped, attributed to DIP 0
+/// of the pool it names (there is no DIP on a kernel-forwarded path).
+fn echo(hosts: &Hosts, frame: &mut [u8], l: &Layers) -> Result<Reflected, Skip> {
+    if !hosts.echo_plain {
+        return Err(Skip::NotNvgre);
+    }
+    let probe = frame
+        .get(l.payload..l.end)
+        .and_then(Probe::new_checked)
+        .ok_or(Skip::NotProbe)?;
+    if probe.flags() & flags::REFLECTED != 0 {
+        return Err(Skip::Answer);
+    }
+    let pool = probe.pool();
+    answer(frame, l, Some(0));
+    Ok(Reflected {
+        pool,
+        dip: Some(0),
+        vsid: 0,
     })
 }
 
@@ -227,7 +258,8 @@ pub struct Reflector {
 
 impl Reflector {
     /// Opens the interface (in the calling thread's namespace).
-    pub fn open(policy: Arc<Snapshot>, ifname: &str) -> Result<Reflector, Error> {
+    /// `echo_plain`: also answer plain-IP probes, see [`Hosts::echo_plain`].
+    pub fn open(policy: Arc<Snapshot>, ifname: &str, echo_plain: bool) -> Result<Reflector, Error> {
         let (sock, ring) = Ring::open(ifname, None)?;
         super::wait_operational(ifname, super::run::LINK_WAIT).map_err(|e| match e {
             super::Error::Dataplane(d) => d,
@@ -237,7 +269,10 @@ impl Reflector {
             },
         })?;
         Ok(Reflector {
-            hosts: Hosts::new(policy),
+            hosts: Hosts {
+                echo_plain,
+                ..Hosts::new(policy)
+            },
             sock,
             ring,
             counters: Arc::new(Counters::default()),

@@ -285,7 +285,29 @@ fn the_reflector_refuses_what_the_dips_host_would_refuse() {
     }
     let mut plain = good.clone();
     plain.drain(..14 + 20 + 8);
-    assert_eq!(reflect(&hosts, &mut plain).unwrap_err(), Skip::NotNvgre);
+    assert_eq!(
+        reflect(&hosts, &mut plain.clone()).unwrap_err(),
+        Skip::NotNvgre
+    );
+    // In echo mode a plain probe comes back with its endpoints swapped.
+    let echo = Hosts {
+        echo_plain: true,
+        ..Hosts::new(Arc::clone(&p))
+    };
+    let before = layers::parse(&plain).unwrap();
+    let r = reflect(&echo, &mut plain).expect("echoed");
+    assert_eq!(r.dip, Some(0));
+    let after = layers::parse(&plain).unwrap();
+    assert_eq!((after.src, after.dst), (before.dst, before.src));
+    assert_eq!(
+        (after.src_port, after.dst_port),
+        (before.dst_port, before.src_port)
+    );
+    assert_eq!(
+        (after.src_mac, after.dst_mac),
+        (before.dst_mac, before.src_mac)
+    );
+    assert!(l4_checksum_ok(&plain));
     assert_eq!(
         reflect(&hosts, &mut [0u8; 10]).unwrap_err(),
         Skip::NotTcpUdp
