@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::dataplane::afpacket::{MAX_SEND_BATCH, Socket};
-use crate::dataplane::ring::{Ring, RingFrame};
+use crate::dataplane::afpacket::{MAX_SEND_BATCH, Recv, Socket};
 use crate::policy::Snapshot;
 
 use super::Error;
@@ -76,17 +75,16 @@ pub fn run(
 ) -> Result<Summary, Error> {
     let needs_ext = plan.targets.iter().any(|t| t.side == Side::External);
     let needs_prov = plan.targets.iter().any(|t| t.side != Side::External);
-    let open =
-        |name: &Option<String>, needed: bool| -> Result<Option<(Arc<Socket>, Ring)>, Error> {
-            match (name, needed) {
-                (Some(n), true) => {
-                    let (s, r) = Ring::open(n, None)?;
-                    super::wait_operational(n, LINK_WAIT)?;
-                    Ok(Some((Arc::new(s), r)))
-                }
-                _ => Ok(None),
+    let open = |name: &Option<String>, needed: bool| -> Result<Option<Arc<Socket>>, Error> {
+        match (name, needed) {
+            (Some(n), true) => {
+                let s = Socket::open(n, None)?;
+                super::wait_operational(n, LINK_WAIT)?;
+                Ok(Some(Arc::new(s)))
             }
-        };
+            _ => Ok(None),
+        }
+    };
     let ext = open(&opts.external, needs_ext)?;
     let prov = open(&opts.provider, needs_prov)?;
     if needs_ext && ext.is_none() {
@@ -100,12 +98,12 @@ pub fn run(
     let senders_done = Arc::new(AtomicBool::new(false));
     let rx_stop = Arc::new(AtomicBool::new(false));
     let mut receivers = Vec::new();
-    let ext_sock = ext.as_ref().map(|(s, _)| Arc::clone(s));
-    let prov_sock = prov.as_ref().map(|(s, _)| Arc::clone(s));
-    for (_, ring) in [ext, prov].into_iter().flatten() {
+    let ext_sock = ext.clone();
+    let prov_sock = prov.clone();
+    for sock in [ext, prov].into_iter().flatten() {
         let (plan, live, rx_stop) = (Arc::clone(&plan), Arc::clone(&live), Arc::clone(&rx_stop));
         receivers.push(thread::spawn(move || {
-            receive(ring, &plan, &live, &rx_stop, epoch)
+            receive(&sock, &plan, &live, &rx_stop, epoch)
         }));
     }
     let threads = opts.threads.max(1);
@@ -404,30 +402,28 @@ impl Sender {
     }
 }
 
-/// Reads answers off one interface until `stop`.
+/// Reads answers off one interface until `stop`, one recv per frame: a receive ring
+/// would hold a frame until its block retires (a millisecond), which the round trip
+/// would then include.
 fn receive(
-    mut ring: Ring,
+    sock: &Socket,
     plan: &Plan,
     live: &Live,
     stop: &AtomicBool,
     epoch: Instant,
 ) -> std::io::Result<RxStats> {
     let mut rx = RxStats::default();
-    let mut idle = 0u32;
+    let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
-        let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let got = ring.drain(16, |f| {
-            if let RingFrame::Frame(bytes, _) = f {
-                account(plan, bytes, now, &mut rx, live);
+        match sock.recv(&mut buf)? {
+            Recv::Frame(n, _) => {
+                let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                account(plan, buf.get(..n).unwrap_or(&[]), now, &mut rx, live);
             }
-        });
-        if got == 0 {
-            idle += 1;
-            if idle > 2 {
-                thread::sleep(Duration::from_millis(1));
+            Recv::Truncated(_) => {}
+            Recv::Empty => {
+                sock.wait(Duration::from_millis(10))?;
             }
-        } else {
-            idle = 0;
         }
     }
     Ok(rx)
