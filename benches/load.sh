@@ -203,10 +203,10 @@ start_bg() { # ns log cmd...
     ip netns exec "$ns" setsid taskset -c 1 "$@" >"$log.out" 2>"$log.err" &
     PIDS+=("$!")
     for _ in $(seq 50); do
-        grep -q ready "$log.err" && break
+        grep -qs ready "$log.err" && break
         sleep 0.1
     done
-    grep -q ready "$log.err" || { cat "$log.err" >&2; exit 1; }
+    grep -qs ready "$log.err" || { cat "$log.err" >&2; exit 1; }
 }
 
 stop_bg() {

@@ -18,3 +18,13 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# nvlb gen --plot (tests/gen.rs draws one) and benches/load.sh's trafgen baseline.
+need=()
+/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || need+=(python3-matplotlib)
+command -v trafgen >/dev/null 2>&1 || [ -x /usr/sbin/trafgen ] || need+=(netsniff-ng)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
