@@ -159,27 +159,19 @@ impl Plan {
                     None => continue,
                 }
             };
-            let mut templates = Vec::new();
-            for &size in &sizes {
-                let mut tp = template(
-                    pool.protocol,
-                    client,
-                    pool.address,
-                    pool.port,
-                    size,
-                    outer.as_ref(),
-                );
-                if outer.is_none() {
-                    // The Internet router: from the gateway MAC to the LB's external MAC.
-                    let ext = &policy.balancer().external;
-                    let gw = ext.gateway_mac.unwrap_or(ext.mac);
-                    if let Some(h) = tp.frame.get_mut(..12) {
-                        h[..6].copy_from_slice(&ext.mac.0);
-                        h[6..].copy_from_slice(&gw.0);
-                    }
-                }
-                templates.push(tp);
-            }
+            // Public VIPs: as the Internet router, from the gateway MAC to the LB's.
+            let ext = &policy.balancer().external;
+            let router = (ext.gateway_mac.unwrap_or(ext.mac), ext.mac);
+            let templates = sizes
+                .iter()
+                .map(|&size| {
+                    let link = match &outer {
+                        Some(t) => Link::Tunnel(t),
+                        None => Link::Router(router.0, router.1),
+                    };
+                    template(pool.protocol, client, pool.address, pool.port, size, link)
+                })
+                .collect();
             targets.push(Target {
                 pool: index,
                 name: pool.name.clone(),
@@ -219,8 +211,8 @@ impl Plan {
         FIRST_PORT.wrapping_add(k as u16)
     }
 
-    /// Writes packet `seq` of flow slot `slot` into `out`; its length (0 when `out` is
-    /// too small or the slot has no target).
+    /// Writes packet `seq` of flow slot `slot` into `out`, in the `size_index`th size
+    /// of `sizes`; its length (0 when `out` is too small or the slot has no target).
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         &self,
@@ -228,14 +220,14 @@ impl Plan {
         slot: u32,
         port: u16,
         seq: u32,
-        size: usize,
+        size_index: usize,
         kind: Kind,
         now_ns: u64,
     ) -> usize {
         let Some(t) = self.target_of(slot) else {
             return 0;
         };
-        let Some(tp) = t.templates.get(size % t.templates.len().max(1)) else {
+        let Some(tp) = t.templates.get(size_index % t.templates.len().max(1)) else {
             return 0;
         };
         let n = tp.frame.len();
@@ -339,6 +331,13 @@ fn ca_client(policy: &Snapshot, pool: usize) -> Option<(IpAddr, Side, Option<Tun
     None
 }
 
+/// How a template's frame reaches the LB.
+enum Link<'a> {
+    /// Plain IP from the first MAC to the second.
+    Router(MacAddr, MacAddr),
+    Tunnel(&'a Tunnel),
+}
+
 /// Header bytes in front of the probe: Ethernet + IP + TCP/UDP.
 fn header_len(v6: bool, protocol: Protocol) -> usize {
     ethernet::HEADER_LEN
@@ -361,7 +360,7 @@ fn template(
     vip: IpAddr,
     port: u16,
     size: usize,
-    tunnel: Option<&Tunnel>,
+    link: Link,
 ) -> Template {
     let hdr = header_len(vip.is_ipv6(), protocol);
     let body = vec![0u8; size.max(hdr + payload::LEN) - hdr];
@@ -385,9 +384,9 @@ fn template(
         ipv4::HEADER_LEN
     };
     let l4_len = hdr - ethernet::HEADER_LEN - l4_in_ip;
-    match tunnel {
-        None => {
-            let frame = craft::ip_frame(GATEWAY_PLACEHOLDER, GATEWAY_PLACEHOLDER, &ip);
+    match link {
+        Link::Router(src, dst) => {
+            let frame = craft::ip_frame(src, dst, &ip);
             let l4 = ethernet::HEADER_LEN + l4_in_ip;
             Template {
                 frame,
@@ -395,7 +394,7 @@ fn template(
                 probe: l4 + l4_len,
             }
         }
-        Some(t) => {
+        Link::Tunnel(t) => {
             let inner = craft::ip_frame(t.vm_mac, t.lb_mac, &ip);
             let frame = craft::nvgre(&t.outer, &inner);
             let outer_ip = if t.outer.dst.is_ipv6() {
@@ -416,6 +415,3 @@ fn template(
         }
     }
 }
-
-/// Placeholder MACs of a plain template, overwritten in `Plan::new`.
-const GATEWAY_PLACEHOLDER: MacAddr = MacAddr([0; 6]);

@@ -192,7 +192,7 @@ fn answer(frame: &mut [u8], l: &Layers, dip: Option<u16>) {
     let len = u32::try_from(seg.len()).unwrap_or(u32::MAX);
     let pseudo = checksum::pseudo_header(l.dst, l.src, l.proto, len);
     let mut c = checksum::finish(
-        checksum::fold(pseudo).wrapping_add(0) as u32 + checksum::fold(checksum::sum(seg)) as u32,
+        u32::from(checksum::fold(pseudo)) + u32::from(checksum::fold(checksum::sum(seg))),
     );
     if !tcp && c == 0 {
         c = 0xffff;

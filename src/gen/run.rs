@@ -95,7 +95,6 @@ pub fn run(
     }
     let live = Arc::new(Live::default());
     let epoch = Instant::now();
-    let senders_done = Arc::new(AtomicBool::new(false));
     let rx_stop = Arc::new(AtomicBool::new(false));
     let mut receivers = Vec::new();
     let ext_sock = ext.clone();
@@ -165,7 +164,6 @@ pub fn run(
         }
     }
     let sent_at = epoch.elapsed();
-    senders_done.store(true, Ordering::Relaxed);
     let mut send_error = None;
     for h in senders {
         match h.join() {
