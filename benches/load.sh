@@ -200,6 +200,8 @@ print("%d %.3f %.1f %.1f %.1f" % (s["rx_pps"], s["loss_percent"], r["p50_us"], r
 
 start_bg() { # ns log cmd...
     local ns=$1 log=$2; shift 2
+    # A previous run's log must not count as this one's "ready".
+    rm -f "$log.out" "$log.err"
     ip netns exec "$ns" setsid taskset -c 1 "$@" >"$log.out" 2>"$log.err" &
     PIDS+=("$!")
     for _ in $(seq 50); do

@@ -391,6 +391,8 @@ fn a_run_through_the_lb_with_the_reflector_loses_nothing_and_follows_the_weights
             "128,600",
             "--threads",
             "2",
+            "--drain",
+            "2s",
             "--json",
             "--max-loss",
             "0",
