@@ -24,6 +24,8 @@
 #   trip      as fast as it can; answered pps, loss and round-trip percentiles from
 #             the generator's --json summary. Through the kernel the reflector echoes
 #             plain IP (--echo-plain); through nvlb it checks each packet against policy.
+#             nvlb runs with one worker on the ring backend, and once more with the
+#             socket backend at the modest rate (latency without the ring's block timeout).
 #
 # Only addresses inside the namespaces this script makes are ever sent to; they are
 # removed on exit, on failure and on Ctrl-C, and leftovers of an earlier run first.
@@ -238,6 +240,13 @@ for r in $(seq "$ROUNDS"); do
     start_bg "$REFL" "$TMP/refl" "$NVLB" gen --reflect --config "$POLICY" --provider r0
     echo "rtt nvlb $RATE $(roundtrip "$RATE")" >>"$TMP/results"
     echo "rtt nvlb max $(roundtrip max)" >>"$TMP/results"
+    stop_bg
+    # The socket backend (a recvmsg per frame, no ring block to retire) at the modest
+    # rate: how much of nvlb's round trip is the ring's block timeout.
+    start_bg "$DUT" "$TMP/lb" "$NVLB" run --config "$POLICY" --external dx --provider dp \
+        --workers 1 --backend socket
+    start_bg "$REFL" "$TMP/refl" "$NVLB" gen --reflect --config "$POLICY" --provider r0
+    echo "rtt nvlb-socket $RATE $(roundtrip "$RATE")" >>"$TMP/results"
     stop_bg
 done
 if [ -n "$RAW" ]; then cp "$TMP/results" "$RAW"; fi
