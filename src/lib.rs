@@ -16,6 +16,9 @@ pub mod flow;
 pub mod health;
 pub mod hostsim;
 pub mod lab;
+/// `nvlb gen` (the directory is `gen/`; `gen` is a reserved word in Rust 2024).
+#[path = "gen/mod.rs"]
+pub mod loadgen;
 pub mod maglev;
 pub mod pcap;
 pub mod policy;

@@ -2,6 +2,8 @@
 
 mod check;
 mod ctl;
+#[path = "gen.rs"]
+mod gen_cmd;
 mod host;
 mod lab;
 mod manual;
@@ -223,6 +225,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Load-test a load balancer: NVGRE/plain traffic to the policy's VIPs, with
+    /// `--reflect` the other end (every Hyper-V host at once); see docs/gen.md.
+    #[command(
+        after_help = "Exit status:\n  0  run completed (no wrong-tenant delivery, \
+        thresholds met)\n  1  bad config, missing interface or privileges, a wrong-tenant \
+        delivery, or --max-loss/--max-deviation exceeded\n  2  usage error"
+    )]
+    Gen(Box<gen_cmd::Args>),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -289,6 +299,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pa,
             vms,
         } => host::run(&config, &name, &pa, &vms),
+        Command::Gen(args) => gen_cmd::run(*args),
         Command::Run {
             config,
             external,

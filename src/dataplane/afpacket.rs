@@ -159,6 +159,13 @@ impl Socket {
         }
     }
 
+    /// Sends the frames from the front with one syscall (sendmmsg, at most
+    /// [`MAX_SEND_BATCH`] at a time); how many the kernel took. `WouldBlock` means the
+    /// device queue is full and none went out.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        sys::send_batch(self.fd.as_fd(), frames)
+    }
+
     /// Waits until a frame is waiting or `timeout` passed; true when one is.
     pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
@@ -180,6 +187,20 @@ impl AsFd for Socket {
         self.fd.as_fd()
     }
 }
+
+/// Whether interface `ifname` is administratively up and operational (carrier, and
+/// the kernel's link watch done): `(up, running)`.
+pub fn link_state(ifname: &str) -> Result<(bool, bool), Error> {
+    let flags =
+        sys::if_flags(ifname).map_err(|e| Error::on_interface(ifname, "SIOCGIFFLAGS", e))?;
+    Ok((
+        flags & libc::IFF_UP as u32 != 0,
+        flags & libc::IFF_RUNNING as u32 != 0,
+    ))
+}
+
+/// Most frames [`Socket::send_batch`] sends in one call.
+pub const MAX_SEND_BATCH: usize = sys::MAX_SEND_BATCH;
 
 /// Most sockets [`wait_any`] watches at once.
 pub const MAX_WAIT: usize = sys::MAX_POLL_FDS;

@@ -422,3 +422,69 @@ impl Drop for RxRingMap {
         }
     }
 }
+
+/// Most frames [`send_batch`] hands to the kernel in one call (its headers live on the
+/// stack).
+pub const MAX_SEND_BATCH: usize = 64;
+
+/// Sends up to [`MAX_SEND_BATCH`] whole frames with one sendmmsg call, without
+/// blocking: the traffic generator's way to pay one syscall per batch instead of per
+/// frame. Returns how many frames the kernel took (from the front); a full device
+/// queue is `WouldBlock` when it took none.
+pub fn send_batch(fd: BorrowedFd, frames: &[&[u8]]) -> io::Result<usize> {
+    let n = frames.len().min(MAX_SEND_BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_SEND_BATCH];
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header (no address,
+    // no control data), filled in below.
+    let mut msgs: [libc::mmsghdr; MAX_SEND_BATCH] = unsafe { std::mem::zeroed() };
+    for ((slot, msg), frame) in iov.iter_mut().zip(msgs.iter_mut()).zip(frames) {
+        slot.iov_base = frame.as_ptr().cast_mut().cast::<libc::c_void>();
+        slot.iov_len = frame.len();
+        msg.msg_hdr.msg_iov = slot;
+        msg.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first `n` entries of `msgs` each point at one iovec of `iov`, which
+    // describes a frame borrowed for the call with its true length; the kernel only
+    // reads the frames and writes `msg_len` into `msgs`, which is writable and outlives
+    // the call.
+    let ret = unsafe {
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    check(ret).map(|sent| sent as usize)
+}
+
+/// The interface flags of `name` (IFF_UP, IFF_RUNNING, ...) in the calling thread's
+/// network namespace, read with SIOCGIFFLAGS on a throwaway datagram socket. Lets the
+/// traffic generator wait for a link to be operational: until the kernel's link watch
+/// has run after `ip link set up`, a device silently drops what is sent on it.
+pub fn if_flags(name: &str) -> io::Result<u32> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: a plain syscall with constant arguments and no pointers.
+    let sock =
+        owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value (empty name, no flags).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid, writable ifreq whose name is NUL-terminated (the name
+    // is shorter than IFNAMSIZ and the rest is zero); SIOCGIFFLAGS writes only the
+    // flags member of it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: after a successful SIOCGIFFLAGS the union holds `ifru_flags`.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(u32::from(flags as u16))
+}
