@@ -387,6 +387,12 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "tests/lab.rs (the lab's own curl), tests/container.sh",
     ),
     ("nvlb run", "tests/dataplane.rs"),
+    (
+        "nvlb ctl ",
+        "tests/api.rs (every ctl command against a running nvlb) and src/control/api/tests.rs",
+    ),
+    ("nvlb reload", "tests/api.rs"),
+    ("nvlb gen", "tests/gen.rs (generator, reflector and the LB in namespaces)"),
     ("podman", "tests/container.sh"),
 ];
 
