@@ -185,6 +185,31 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // A reload: every worker renumbers all its bindings once (engine/remap.rs). The
+    // two snapshots are equal in content but distinct, so the whole walk runs.
+    let twin = Arc::new(Snapshot::from_file(std::path::Path::new(path)).expect("example policy"));
+    let mut g = c.benchmark_group("engine_policy_swap");
+    g.sample_size(10);
+    for flows in [16_384usize, 131_072] {
+        let s = public(&policy, false, flows, "swap");
+        let mut engine = Engine::new(policy.clone(), 0, 1);
+        for f in &s.syn {
+            black_box(engine.process(NOW, f, &mut out));
+        }
+        let bound = engine.shard().len();
+        g.throughput(Throughput::Elements(bound as u64));
+        let mut which = false;
+        g.bench_function(format!("{bound}_flows"), |b| {
+            b.iter(|| {
+                which = !which;
+                let next = if which { twin.clone() } else { policy.clone() };
+                black_box(engine.set_policy(next));
+            })
+        });
+        assert_eq!(engine.shard().len(), bound, "a swap forgot bindings");
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench);
