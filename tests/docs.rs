@@ -392,7 +392,10 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "tests/api.rs (every ctl command against a running nvlb) and src/control/api/tests.rs",
     ),
     ("nvlb reload", "tests/api.rs"),
-    ("nvlb gen", "tests/gen.rs (generator, reflector and the LB in namespaces)"),
+    (
+        "nvlb gen",
+        "tests/gen.rs (generator, reflector and the LB in namespaces)",
+    ),
     ("podman", "tests/container.sh"),
 ];
 

@@ -26,9 +26,9 @@ pub use ids::{
 };
 pub use mac::MacParseError;
 pub use model::{
-    Balancer, Dip, DipKey, DipState, Distribution, FlowLimits, HealthCheck, HealthProbe, HealthSettings, Host,
-    LookupRecord, Port, ReloadPolicy, RemovedDips, RoutingDomain, SnatRange, Tenant, VipPool,
-    VirtualSubnet,
+    Balancer, Dip, DipKey, DipState, Distribution, FlowLimits, HealthCheck, HealthProbe,
+    HealthSettings, Host, LookupRecord, Port, ReloadPolicy, RemovedDips, RoutingDomain, SnatRange,
+    Tenant, VipPool, VirtualSubnet,
 };
 pub use prefix::{IpPrefix, PrefixError};
 pub use snapshot::Snapshot;
