@@ -47,7 +47,9 @@ impl Snapshot {
     }
 }
 
-fn table_of(dips: &[Dip], size: u32) -> Result<maglev::Table, MaglevError> {
+/// The Maglev table of a pool's DIPs as they stand (only Active DIPs get slots). The
+/// one place both validation and the overlay build tables, so they cannot disagree.
+pub(crate) fn table_of(dips: &[Dip], size: u32) -> Result<maglev::Table, MaglevError> {
     let backends: Vec<maglev::Backend> = dips
         .iter()
         .map(|d| maglev::Backend {

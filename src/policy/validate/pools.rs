@@ -136,14 +136,7 @@ impl Validator<'_> {
         if self.errors.len() != errors_before {
             return None;
         }
-        let backends: Vec<maglev::Backend> = dips
-            .iter()
-            .map(|d| maglev::Backend {
-                key: maglev::backend_key(d.vsid.get(), d.ca, d.port),
-                weight: d.effective_weight(),
-            })
-            .collect();
-        let table = match maglev::Table::build(&backends, maglev::DEFAULT_TABLE_SIZE) {
+        let table = match super::super::overlay::table_of(&dips, maglev::DEFAULT_TABLE_SIZE) {
             Ok(t) => t,
             Err(e) => {
                 self.error(
