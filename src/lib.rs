@@ -15,6 +15,7 @@ pub mod flow;
 pub mod hostsim;
 pub mod lab;
 pub mod maglev;
+pub mod metrics;
 pub mod pcap;
 pub mod policy;
 mod reasons;

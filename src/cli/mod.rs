@@ -71,6 +71,10 @@ enum Command {
         /// TPACKET_V3 ring per socket, a block of frames at a time).
         #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
         backend: BackendArg,
+        /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9181); off
+        /// when not given.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Build the guide's datacenter (Figures 4 and 6) in network namespaces and test
     /// it as a user would.
@@ -161,6 +165,10 @@ enum Command {
         /// host-side interface of its veth. Repeat for each VM.
         #[arg(long = "vm", value_name = "VSID,MAC,IFNAME")]
         vms: Vec<VmSpec>,
+        /// Serve this host's counters as Prometheus metrics on http://ADDR/metrics;
+        /// off when not given.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
 }
 
@@ -223,13 +231,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             pa,
             vms,
-        } => host::run(&config, &name, &pa, &vms),
+            metrics,
+        } => host::run(&config, &name, &pa, &vms, metrics),
         Command::Run {
             config,
             external,
             provider,
             workers,
             backend,
+            metrics,
         } => run::run(
             &config,
             nvlb::dataplane::Options {
@@ -241,6 +251,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 provider,
                 workers: usize::from(workers),
             },
+            metrics,
         ),
     }
 }

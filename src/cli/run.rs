@@ -11,9 +11,14 @@ use std::time::Instant;
 
 use nvlb::dataplane::{self, Options, Report, shutdown};
 use nvlb::engine::DropReason;
+use nvlb::metrics::{ControlStats, LbMetrics};
 use nvlb::policy::Snapshot;
 
-pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: &Path,
+    opts: Options,
+    metrics: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let policy = match Snapshot::from_file(config) {
         Ok(p) => Arc::new(p),
         Err(e) => {
@@ -25,8 +30,12 @@ pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     shutdown::install()?;
+    let lb_metrics = match metrics {
+        Some(addr) => Some(serve_metrics(addr, &policy, opts.workers)?),
+        None => None,
+    };
     let started = Instant::now();
-    let running = dataplane::start(policy, &opts)?;
+    let running = dataplane::start_observed(policy, &opts, lb_metrics.as_deref())?;
     eprintln!(
         "nvlb: ready: {} worker(s), {:?} backend, external {}, provider {}",
         opts.workers, opts.backend, opts.external, opts.provider
@@ -38,6 +47,24 @@ pub fn run(config: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `/metrics` on `addr`: the policy loaded at start is generation 1, loaded
+/// successfully.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    policy: &Arc<Snapshot>,
+    workers: usize,
+) -> anyhow::Result<Arc<LbMetrics>> {
+    let control = Arc::new(ControlStats::new());
+    control.set_generation(1);
+    control.reload_result(true, nvlb::metrics::control::unix_now());
+    let m = Arc::new(LbMetrics::new(policy.clone(), workers, control));
+    let page = m.clone();
+    let server = nvlb::metrics::http::serve(addr, Arc::new(move || page.render()))
+        .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;
+    eprintln!("nvlb: metrics on http://{}/metrics", server.local_addr());
+    Ok(m)
 }
 
 /// The final counters: totals, each non-zero drop reason, then socket and queue events.

@@ -140,6 +140,16 @@ fn open_ports(opts: &Options, fanout: bool) -> Result<(Ports, Vec<Ring>), Error>
 
 /// Opens all sockets, then starts the workers.
 pub fn start(policy: Arc<Snapshot>, opts: &Options) -> Result<Running, Error> {
+    start_observed(policy, opts, None)
+}
+
+/// [`start`], with each worker publishing its counters into `metrics` (which must
+/// have a slot per worker) for the `/metrics` endpoint.
+pub fn start_observed(
+    policy: Arc<Snapshot>,
+    opts: &Options,
+    metrics: Option<&crate::metrics::LbMetrics>,
+) -> Result<Running, Error> {
     if opts.workers == 0 || opts.workers > MAX_WORKERS {
         return Err(Error::Workers {
             got: opts.workers,
@@ -159,6 +169,10 @@ pub fn start(policy: Arc<Snapshot>, opts: &Options) -> Result<Running, Error> {
     {
         let engine = Engine::new(policy.clone(), i as u16, n as u16);
         let worker = Worker::new(engine, ports, rings, inbox, outboxes);
+        let worker = match metrics.and_then(|m| m.publisher(i)) {
+            Some(p) => worker.with_publisher(p),
+            None => worker,
+        };
         let handle = std::thread::Builder::new()
             .name(format!("nvlb-worker-{i}"))
             .spawn(move || {

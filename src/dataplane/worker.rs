@@ -242,6 +242,8 @@ pub struct Worker {
     rx: Vec<u8>,
     /// Receive rings, external first (ring backend); empty: receive from the sockets.
     rings: Vec<Ring>,
+    /// Copies the counters for `/metrics` between batches (`nvlb run --metrics`).
+    publisher: Option<crate::metrics::Publisher>,
 }
 
 impl Worker {
@@ -268,7 +270,14 @@ impl Worker {
                 Vec::new()
             },
             rings,
+            publisher: None,
         }
+    }
+
+    /// Publishes this worker's counters for the metrics endpoint between batches.
+    pub fn with_publisher(mut self, publisher: crate::metrics::Publisher) -> Worker {
+        self.publisher = Some(publisher);
+        self
     }
 
     /// Runs until a stop is requested, then reports.
@@ -282,6 +291,9 @@ impl Worker {
                 outbox.flush();
             }
             self.core.engine.expire(now, EXPIRE_BUDGET);
+            if let Some(p) = &mut self.publisher {
+                p.tick(now, &self.core.engine, &self.core.io, work == 0);
+            }
             if work == 0 {
                 self.sleep();
             }
