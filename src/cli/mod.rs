@@ -128,6 +128,11 @@ enum Command {
         #[arg(long, default_value_t = nvlb::lab::BULK_BYTES as u64,
               value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
         bulk_bytes: u64,
+        /// Also run Prometheus (Debian's `prometheus`) on a management network, scraping
+        /// the LB's and the host simulators' /metrics every second with the alert rules
+        /// of dashboards/; the report adds what it saw. With --keep it keeps running.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// The lab's web server (run inside a VM namespace by `nvlb lab`).
     #[command(name = "lab-serve", hide = true)]
@@ -212,6 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             upload,
             capture,
             bulk_bytes,
+            prometheus,
         } => lab::run(lab::Args {
             config,
             keep,
@@ -224,6 +230,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             upload,
             capture,
             bulk_bytes: usize::try_from(bulk_bytes).unwrap_or(nvlb::lab::BULK_BYTES),
+            prometheus,
         }),
         Command::LabServe { name, port, bulk } => lab::serve(&name, &port, &bulk),
         Command::Host {
