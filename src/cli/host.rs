@@ -3,7 +3,8 @@
 //! Checks the policy, the host name and every `--vm` against the lookup records
 //! before opening any socket, opens all sockets before printing `ready` (so a bad
 //! interface or missing privilege exits 1 at once, naming it), and on a stop signal
-//! prints its counters on stdout and exits 0.
+//! prints its counters on stdout and exits 0. `--metrics ADDR` serves them live on
+//! `/metrics` as well.
 
 use std::path::Path;
 use std::process::ExitCode;

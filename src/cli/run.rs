@@ -3,6 +3,8 @@
 //! Loads the policy as `nvlb check` does, opens every socket before printing `ready`
 //! (so a bad interface or missing privilege exits 1 at once, naming it), runs the
 //! workers, and on a stop signal prints the summed counters on stdout and exits 0.
+//! With `--metrics ADDR` it also serves them live on `/metrics` (docs/metrics.md),
+//! bound before `ready` so that a bad address exits 1 at once.
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -129,8 +129,10 @@ mod tests {
     #[test]
     fn renders_published_counters() {
         let m = HostMetrics::new("host1");
-        let mut c = Counters::default();
-        c.decapsulated = 5;
+        let mut c = Counters {
+            decapsulated: 5,
+            ..Counters::default()
+        };
         c.drops[DropReason::UnknownPa as usize] = 2;
         m.publish(&c);
         let page = m.render();

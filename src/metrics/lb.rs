@@ -369,6 +369,9 @@ fn vips(
 /// Whether a DIP is up: the health checker's last word, else (no checker yet) whether
 /// the policy gives it weight, i.e. whether Maglev sends it flows.
 fn dip_up(ctl: &super::control::ControlSnapshot, pool: &VipPool, d: &Dip, label: &str) -> bool {
+    if ctl.health.is_empty() {
+        return d.weight > 0;
+    }
     ctl.health
         .get(&(pool.name.clone(), label.to_string()))
         .map(|h| h.up)
@@ -383,24 +386,48 @@ fn dips(
     ctl: &super::control::ControlSnapshot,
     tenant_name: &dyn Fn(&VipPool) -> String,
 ) {
+    /// One DIP with its label values, made once per scrape.
     struct Row<'a> {
         tenant: String,
         pool: &'a VipPool,
+        pool_index: usize,
         index: usize,
         dip: &'a Dip,
         vsid: String,
         label: String,
     }
-    let rows: Vec<Vec<Row>> = policy
+    impl Row<'_> {
+        fn labels(&self) -> [(&str, &str); 4] {
+            [
+                ("tenant", &self.tenant),
+                ("vip", &self.pool.name),
+                ("vsid", &self.vsid),
+                ("dip", &self.label),
+            ]
+        }
+
+        fn with<'a>(&'a self, k: &'a str, v: &'a str) -> [(&'a str, &'a str); 5] {
+            let [a, b, c, d] = self.labels();
+            [a, b, c, d, (k, v)]
+        }
+
+        fn key(&self) -> super::control::DipKey {
+            (self.pool.name.clone(), self.label.clone())
+        }
+    }
+    let pools: Vec<Vec<Row>> = policy
         .pools()
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
+            let tenant = tenant_name(p);
             p.dips
                 .iter()
                 .enumerate()
                 .map(|(j, d)| Row {
-                    tenant: tenant_name(p),
+                    tenant: tenant.clone(),
                     pool: p,
+                    pool_index: i,
                     index: j,
                     dip: d,
                     vsid: d.vsid.get().to_string(),
@@ -409,47 +436,22 @@ fn dips(
                 .collect()
         })
         .collect();
-    let labels = |r: &Row| -> [(&'static str, String); 4] {
-        [
-            ("tenant", r.tenant.clone()),
-            ("vip", r.pool.name.clone()),
-            ("vsid", r.vsid.clone()),
-            ("dip", r.label.clone()),
-        ]
-    };
-    let with = |base: &[(&'static str, String); 4], extra: Option<(&'static str, &str)>| {
-        let mut v: Vec<(&str, String)> = base.iter().map(|(k, v)| (*k, v.clone())).collect();
-        if let Some((k, x)) = extra {
-            v.push((k, x.to_string()));
-        }
-        v
-    };
-    let emit = |e: &mut Exposition, name: &str, l: &[(&str, String)], v: u64| {
-        let refs: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        e.sample(name, &refs, v);
-    };
+    let rows = || pools.iter().flatten();
 
     e.family(
         "nvlb_dip_packets_total",
         Kind::Counter,
         "Packets of flows bound to a DIP, by direction (forward: client to DIP).",
     );
-    for (i, pool) in rows.iter().enumerate() {
-        for r in pool {
-            for (d, dir) in DIRECTIONS.iter().enumerate() {
-                let v = engine
-                    .pools
-                    .get(i)
-                    .and_then(|c| c.dip_packets.get(r.index))
-                    .map(|n| n[d])
-                    .unwrap_or(0);
-                emit(
-                    e,
-                    "nvlb_dip_packets_total",
-                    &with(&labels(r), Some(("direction", dir))),
-                    v,
-                );
-            }
+    for r in rows() {
+        let counts = engine
+            .pools
+            .get(r.pool_index)
+            .and_then(|c| c.dip_packets.get(r.index))
+            .copied()
+            .unwrap_or([0; 2]);
+        for (dir, v) in DIRECTIONS.iter().zip(counts) {
+            e.sample("nvlb_dip_packets_total", &r.with("direction", dir), v);
         }
     }
     e.family(
@@ -457,26 +459,21 @@ fn dips(
         Kind::Gauge,
         "Live bindings to a DIP (as of the workers' last scan).",
     );
-    for (i, pool) in rows.iter().enumerate() {
-        for r in pool {
-            let v = dip_flows
-                .get(i)
-                .and_then(|d| d.get(r.index))
-                .copied()
-                .unwrap_or(0);
-            emit(e, "nvlb_dip_active_flows", &with(&labels(r), None), v);
-        }
+    for r in rows() {
+        let v = dip_flows
+            .get(r.pool_index)
+            .and_then(|d| d.get(r.index))
+            .copied()
+            .unwrap_or(0);
+        e.sample("nvlb_dip_active_flows", &r.labels(), v);
     }
     e.family(
         "nvlb_dip_weight",
         Kind::Gauge,
         "A DIP's weight in its pool's Maglev table, from the policy.",
     );
-    for pool in &rows {
-        for r in pool {
-            let w = u64::from(r.dip.weight);
-            emit(e, "nvlb_dip_weight", &with(&labels(r), None), w);
-        }
+    for r in rows() {
+        e.sample("nvlb_dip_weight", &r.labels(), u64::from(r.dip.weight));
     }
     e.family(
         "nvlb_dip_up",
@@ -484,55 +481,50 @@ fn dips(
         "1 when a DIP takes new flows: healthy by its checks (without health checks: \
          weight above 0), else 0.",
     );
-    for pool in &rows {
-        for r in pool {
-            let up = dip_up(ctl, r.pool, r.dip, &r.label);
-            emit(e, "nvlb_dip_up", &with(&labels(r), None), u64::from(up));
-        }
+    let up: Vec<Vec<bool>> = pools
+        .iter()
+        .map(|p| {
+            p.iter()
+                .map(|r| dip_up(ctl, r.pool, r.dip, &r.label))
+                .collect()
+        })
+        .collect();
+    for (r, u) in rows().zip(up.iter().flatten()) {
+        e.sample("nvlb_dip_up", &r.labels(), u64::from(*u));
     }
     e.family(
         "nvlb_pool_dips",
         Kind::Gauge,
         "DIPs declared in a VIP's pool.",
     );
+    for p in &pools {
+        let Some(first) = p.first() else { continue };
+        let l = [("tenant", first.tenant.as_str()), ("vip", &first.pool.name)];
+        e.sample("nvlb_pool_dips", &l, p.len() as u64);
+    }
     e.family(
         "nvlb_pool_healthy_dips",
         Kind::Gauge,
         "DIPs of a VIP's pool that are up.",
     );
-    for pool in &rows {
-        let Some(first) = pool.first() else { continue };
+    for (p, u) in pools.iter().zip(&up) {
+        let Some(first) = p.first() else { continue };
         let l = [("tenant", first.tenant.as_str()), ("vip", &first.pool.name)];
-        e.sample("nvlb_pool_dips", &l, pool.len() as u64);
-    }
-    for pool in &rows {
-        let Some(first) = pool.first() else { continue };
-        let up = pool
-            .iter()
-            .filter(|r| dip_up(ctl, r.pool, r.dip, &r.label))
-            .count();
-        let l = [("tenant", first.tenant.as_str()), ("vip", &first.pool.name)];
-        e.sample("nvlb_pool_healthy_dips", &l, up as u64);
+        let n = u.iter().filter(|x| **x).count();
+        e.sample("nvlb_pool_healthy_dips", &l, n as u64);
     }
     e.family(
         "nvlb_dip_health_changes_total",
         Kind::Counter,
         "Up/down transitions of a DIP reported by its health checks.",
     );
-    for pool in &rows {
-        for r in pool {
-            let n = ctl
-                .health
-                .get(&(r.pool.name.clone(), r.label.clone()))
-                .map(|h| h.changes)
-                .unwrap_or(0);
-            emit(
-                e,
-                "nvlb_dip_health_changes_total",
-                &with(&labels(r), None),
-                n,
-            );
-        }
+    for r in rows() {
+        let n = if ctl.health.is_empty() {
+            0
+        } else {
+            ctl.health.get(&r.key()).map(|h| h.changes).unwrap_or(0)
+        };
+        e.sample("nvlb_dip_health_changes_total", &r.labels(), n);
     }
     e.family(
         "nvlb_health_probe_duration_seconds",
@@ -540,23 +532,24 @@ fn dips(
         "Round-trip time of a DIP's health probes.",
     );
     let empty = Histogram::default();
-    for pool in &rows {
-        for r in pool {
-            let h = ctl
-                .probes
-                .get(&(r.pool.name.clone(), r.label.clone()))
-                .unwrap_or(&empty);
-            let base = labels(r);
-            let bucket = "nvlb_health_probe_duration_seconds_bucket";
-            for (bound, n) in PROBE_BUCKETS.iter().zip(h.buckets) {
-                emit(e, bucket, &with(&base, Some(("le", &bound.to_string()))), n);
-            }
-            emit(e, bucket, &with(&base, Some(("le", "+Inf"))), h.count);
-            let l = with(&base, None);
-            let refs: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            e.sample("nvlb_health_probe_duration_seconds_sum", &refs, h.sum);
-            e.sample("nvlb_health_probe_duration_seconds_count", &refs, h.count);
+    let bounds: Vec<String> = PROBE_BUCKETS.iter().map(|b| b.to_string()).collect();
+    for r in rows() {
+        let h = if ctl.probes.is_empty() {
+            &empty
+        } else {
+            ctl.probes.get(&r.key()).unwrap_or(&empty)
+        };
+        let bucket = "nvlb_health_probe_duration_seconds_bucket";
+        for (bound, n) in bounds.iter().zip(h.buckets) {
+            e.sample(bucket, &r.with("le", bound), n);
         }
+        e.sample(bucket, &r.with("le", "+Inf"), h.count);
+        e.sample("nvlb_health_probe_duration_seconds_sum", &r.labels(), h.sum);
+        e.sample(
+            "nvlb_health_probe_duration_seconds_count",
+            &r.labels(),
+            h.count,
+        );
     }
 }
 
