@@ -51,10 +51,18 @@ impl Lab {
     /// GET on the lab's Prometheus (inside the management namespace): the JSON answer.
     fn api(&self, path: &str, query: Option<&str>) -> Value {
         let url = format!("{PROM}{path}");
-        let mut args = vec!["netns", "exec", &self.mon(), "curl", "-sS", "--max-time", "5"]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
+        let mut args = vec![
+            "netns",
+            "exec",
+            &self.mon(),
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
         if let Some(q) = query {
             args.extend(["-G".into(), "--data-urlencode".into(), format!("query={q}")]);
         }
@@ -233,7 +241,11 @@ fn lab_prometheus_sees_every_panel_and_alerts_right() {
         eprintln!("skipped: {why}");
         return;
     }
-    if Command::new("prometheus").arg("--version").output().is_err() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: prometheus is not installed (tests/install.sh installs it)");
         return;
     }
@@ -286,13 +298,20 @@ fn lab_prometheus_sees_every_panel_and_alerts_right() {
     for (tenant, vip) in [("blue", ".*"), ("red", "red-web")] {
         for (file, title, expr) in &exprs {
             let q = substitute(expr, tenant, vip);
-            assert!(!q.contains('$'), "unsubstituted variable in {file}/{title}: {q}");
+            assert!(
+                !q.contains('$'),
+                "unsubstituted variable in {file}/{title}: {q}"
+            );
             if lab.query(&q).is_empty() {
                 empty.push(format!("{file} / {title} ({tenant}, {vip}): {q}"));
             }
         }
     }
-    assert!(empty.is_empty(), "panels without data:\n{}", empty.join("\n"));
+    assert!(
+        empty.is_empty(),
+        "panels without data:\n{}",
+        empty.join("\n")
+    );
     assert!(
         lab.query("nvlb_no_such_metric").is_empty(),
         "the emptiness check can fail"
@@ -319,14 +338,23 @@ fn lab_prometheus_sees_every_panel_and_alerts_right() {
         assert_eq!(health, "ok", "{name}");
     }
     assert_eq!(lab.would_fire(), BTreeSet::new(), "alerts in a healthy lab");
-    assert_eq!(lab.active_alerts(), BTreeSet::new(), "pending/firing alerts");
+    assert_eq!(
+        lab.active_alerts(),
+        BTreeSet::new(),
+        "pending/firing alerts"
+    );
 
     // The pictures, from this run's data.
     let dir = match std::env::var_os("NVLB_DOCS_PNG") {
         Some(_) => PathBuf::from(ROOT).join("docs"),
         None => std::env::temp_dir().join(format!("{}png", lab.prefix)),
     };
-    render(&lab, "nvlb-overview.json", &dir.join("metrics-overview.png"), &[]);
+    render(
+        &lab,
+        "nvlb-overview.json",
+        &dir.join("metrics-overview.png"),
+        &[],
+    );
     render(
         &lab,
         "nvlb-tenant.json",
