@@ -6,8 +6,8 @@
 //! Modules: `topology` derives what to build (pure), `netns` builds it, `procs` runs the
 //! LB, hosts and servers, `servers` is the VMs' HTTP responder, `traffic` drives curl,
 //! `report` judges and prints, `teardown` removes everything; `upload` (PUT through each
-//! VIP), `capture` (tshark on the PA bridge) and `overrides` (policy changes such as the
-//! PA MTU) serve the optional flags. The lab only ever sends to
+//! VIP), `capture` (tshark on the PA bridge), `monitor` (Prometheus on a management
+//! network) and `overrides` (policy changes such as the PA MTU) serve the optional flags. The lab only ever sends to
 //! addresses inside namespaces it made itself, and it never leaves a namespace behind
 //! unless asked to (`--keep`): errors, panics and Ctrl-C all tear down.
 
