@@ -251,7 +251,7 @@ fn lab_prometheus_sees_every_panel_and_alerts_right() {
     }
     let started = Instant::now();
     let lab = Lab {
-        prefix: format!("nvm{}-", std::process::id() % 100_000),
+        prefix: format!("mtr{}-", std::process::id() % 100_000),
     };
     let out = nvlb(&[
         "lab",
