@@ -20,6 +20,7 @@ pub mod lab;
 #[path = "gen/mod.rs"]
 pub mod loadgen;
 pub mod maglev;
+pub mod metrics;
 pub mod pcap;
 pub mod policy;
 mod reasons;

@@ -12,6 +12,10 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ethtool >/dev/null 2>&1 || [ -x /sbin/ethtool ] || [ -x /usr/sbin/ethtool ] || need+=(ethtool)
 # Open vSwitch (userspace datapath): the real NVGRE peer of `nvlb lab --ovs-hosts`.
 command -v ovs-vswitchd >/dev/null 2>&1 || [ -x /usr/sbin/ovs-vswitchd ] || need+=(openvswitch-switch)
+# Prometheus and promtool: `nvlb lab --prometheus`, tests/lab_metrics.rs, tests/promtool.sh.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# matplotlib: dashboards/render.py draws the panels in docs/ from Prometheus data.
+/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || need+=(python3-matplotlib)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash tests/install.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+bash tests/promtool.sh
 # The library, the binary and every integration test (no doc tests: there are none,
 # and their empty "0 passed" would be the last line). Then one closing line with the
 # totals over all test binaries.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use nvlb::control::Control;
 use nvlb::control::api::auth::{Tokens, hash_token, hex};
-use nvlb::control::api::{Api, DEFAULT_ADDR, client, server};
+use nvlb::control::api::{Api, DEFAULT_ADDR, FlowStats, client, server};
 use nvlb::control::persist::Persist;
 use serde_json::{Value, json};
 
@@ -649,7 +649,12 @@ pub fn parse_api_addr(s: &str) -> Result<ApiAddr, String> {
 
 /// Loads the tokens and starts the API's thread; an error stops `nvlb run` before it
 /// says it is ready.
-pub fn start_api(control: &Arc<Control>, opts: &ApiOptions) -> Result<(), String> {
+pub fn start_api(
+    control: &Arc<Control>,
+    opts: &ApiOptions,
+    flows: Option<Arc<dyn FlowStats>>,
+    requests: Arc<nvlb::metrics::ControlStats>,
+) -> Result<(), String> {
     let Some(addr) = opts.addr else {
         return Ok(());
     };
@@ -678,8 +683,7 @@ pub fn start_api(control: &Arc<Control>, opts: &ApiOptions) -> Result<(), String
         );
     }
     let persist = Persist::new(control.clone());
-    // Flow counts: the workers do not publish them yet; the hook stays empty.
-    let api = Arc::new(Api::new(persist, tokens, None));
+    let api = Arc::new(Api::new(persist, tokens, flows).with_request_stats(requests));
     let local =
         server::spawn(api, addr).map_err(|e| format!("api: cannot listen on {addr}: {e}"))?;
     eprintln!("nvlb: api listening on {local}");

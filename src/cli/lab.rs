@@ -24,6 +24,7 @@ pub struct Args {
     pub upload: bool,
     pub capture: Option<PathBuf>,
     pub bulk_bytes: usize,
+    pub prometheus: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -79,6 +80,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         bulk_bytes: a.bulk_bytes,
         upload: a.upload,
         capture: a.capture,
+        prometheus: a.prometheus,
     };
     let outcome = lab::run(&policy, &opts, &mut |m| eprintln!("nvlb lab: {m}"))?;
     print!("{}", outcome.report);

@@ -84,6 +84,10 @@ enum Command {
         /// TPACKET_V3 ring per socket, a block of frames at a time).
         #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
         backend: BackendArg,
+        /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9181); off
+        /// when not given.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
         /// Where the management API listens (ADDRESS:PORT), or `off`.
         #[arg(long = "api", value_name = "ADDR", default_value = nvlb::control::api::DEFAULT_ADDR,
               value_parser = ctl::parse_api_addr)]
@@ -168,6 +172,11 @@ enum Command {
         #[arg(long, default_value_t = nvlb::lab::BULK_BYTES as u64,
               value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
         bulk_bytes: u64,
+        /// Also run Prometheus (Debian's `prometheus`) on a management network, scraping
+        /// the LB's and the host simulators' /metrics every second with the alert rules
+        /// of dashboards/; the report adds what it saw. With --keep it keeps running.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// The lab's web server (run inside a VM namespace by `nvlb lab`).
     #[command(name = "lab-serve", hide = true)]
@@ -205,6 +214,10 @@ enum Command {
         /// host-side interface of its veth. Repeat for each VM.
         #[arg(long = "vm", value_name = "VSID,MAC,IFNAME")]
         vms: Vec<VmSpec>,
+        /// Serve this host's counters as Prometheus metrics on http://ADDR/metrics;
+        /// off when not given.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Print a shell completion script on stdout.
     ///
@@ -275,6 +288,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             upload,
             capture,
             bulk_bytes,
+            prometheus,
         } => lab::run(lab::Args {
             config,
             keep,
@@ -287,6 +301,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             upload,
             capture,
             bulk_bytes: usize::try_from(bulk_bytes).unwrap_or(nvlb::lab::BULK_BYTES),
+            prometheus,
         }),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man { dir } => manual::man(dir.as_deref()),
@@ -298,7 +313,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             pa,
             vms,
-        } => host::run(&config, &name, &pa, &vms),
+            metrics,
+        } => host::run(&config, &name, &pa, &vms, metrics),
         Command::Gen(args) => gen_cmd::run(*args),
         Command::Run {
             config,
@@ -308,6 +324,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             backend,
             api,
             api_tokens,
+            metrics,
         } => run::run(
             &config,
             ctl::ApiOptions {
@@ -323,6 +340,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 provider,
                 workers: usize::from(workers),
             },
+            metrics,
         ),
     }
 }

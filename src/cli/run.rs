@@ -6,22 +6,35 @@
 //! SIGHUP re-reads the file: a valid one is swapped in (printed as `nvlb: reloaded`),
 //! an invalid one is refused with its errors and the running policy stays. A health
 //! thread probes the DIPs of pools that declare `health` and logs each state change
-//! (`nvlb: health: POOL DIP down (N x CAUSE)`).
+//! (`nvlb: health: POOL DIP down (N x CAUSE)`). The management API (`--api`) and, with
+//! `--metrics ADDR`, the Prometheus endpoint (docs/metrics.md) are bound before `ready`,
+//! so that a bad or busy address exits 1 at once.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nvlb::control::{ChangeError, Control};
+use nvlb::control::api::{FlowCounts, FlowStats};
+use nvlb::control::{ChangeError, Control, Reloads};
 use nvlb::dataplane::{self, Options, Report, shutdown};
 use nvlb::engine::DropReason;
-use nvlb::health::Checker;
+use nvlb::health::{Checker, HealthStatus};
+use nvlb::metrics::{ControlStats, LbMetrics};
+use nvlb::policy::DipKey;
 
-/// How often the main thread looks for signals and ends drains.
+/// How often the main thread looks for signals, ends drains and brings the metrics'
+/// view of the control plane up to date.
 const TICK: Duration = Duration::from_millis(200);
 
-pub fn run(config: &Path, api: super::ctl::ApiOptions, opts: Options) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: &Path,
+    api: super::ctl::ApiOptions,
+    opts: Options,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let control = match Control::open(config) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -32,7 +45,28 @@ pub fn run(config: &Path, api: super::ctl::ApiOptions, opts: Options) -> anyhow:
     for w in control.declared().warnings() {
         eprintln!("warning: {w}");
     }
-    if let Err(e) = super::ctl::start_api(&control, &api) {
+    // Workers always publish their counters (every 100 ms, into their own slot): the
+    // API's flow counts come from there too, whether or not /metrics is served.
+    let stats = Arc::new(ControlStats::new());
+    stats.set_generation(control.generation());
+    stats.reload_result(true, nvlb::metrics::control::unix_now());
+    let lb = Arc::new(LbMetrics::new(
+        control.policy(),
+        opts.workers,
+        stats.clone(),
+    ));
+    if let Some(addr) = metrics {
+        let page = lb.clone();
+        match nvlb::metrics::http::serve(addr, Arc::new(move || page.render())) {
+            Ok(server) => eprintln!("nvlb: metrics on http://{}/metrics", server.local_addr()),
+            Err(e) => {
+                eprintln!("nvlb: metrics endpoint {addr}: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    let flows: Arc<dyn FlowStats> = Arc::new(WorkerFlows(lb.clone()));
+    if let Err(e) = super::ctl::start_api(&control, &api, Some(flows), stats.clone()) {
         eprintln!("nvlb: {e}");
         return Ok(ExitCode::from(1));
     }
@@ -40,7 +74,7 @@ pub fn run(config: &Path, api: super::ctl::ApiOptions, opts: Options) -> anyhow:
     let started = Instant::now();
     // Health probes' replies go from the workers to the health thread (Verdict::Local).
     let (replies_tx, replies) = dataplane::local_queue();
-    let running = dataplane::start_with(control.cell(), &opts, Some(replies_tx))?;
+    let running = dataplane::start_with(control.cell(), &opts, Some(replies_tx), Some(&lb))?;
     let health = match Checker::start(control.clone(), &opts.provider, replies) {
         Ok(h) => h,
         Err(e) => {
@@ -53,6 +87,7 @@ pub fn run(config: &Path, api: super::ctl::ApiOptions, opts: Options) -> anyhow:
         "nvlb: ready: {} worker(s), {:?} backend, external {}, provider {}",
         opts.workers, opts.backend, opts.external, opts.provider
     );
+    let mut observer = Observer::new(&control);
     while !shutdown::requested() {
         std::thread::sleep(TICK);
         if shutdown::take_hangup() {
@@ -61,6 +96,7 @@ pub fn run(config: &Path, api: super::ctl::ApiOptions, opts: Options) -> anyhow:
         if let Err(e) = control.expire_drains(Instant::now()) {
             eprintln!("nvlb: ending a drain failed: {e}");
         }
+        observer.tick(&control, &lb, &stats, &health.status());
     }
     let (report, panicked) = running.wait();
     if !health.wait() {
@@ -90,6 +126,91 @@ pub(crate) fn reload(control: &Control) {
             super::print_config_error(&e);
         }
         Err(e) => eprintln!("nvlb: reload refused, the running policy stays: {e}"),
+    }
+}
+
+/// Active flows for the API, from the workers' published counters.
+struct WorkerFlows(Arc<LbMetrics>);
+
+impl FlowStats for WorkerFlows {
+    fn flows(&self) -> Option<FlowCounts> {
+        let policy = self.0.policy();
+        let stats = self.0.stats(&policy);
+        if !stats.iter().any(|w| w.published) {
+            return None;
+        }
+        let mut counts = FlowCounts {
+            total: stats.iter().map(|w| w.flows).sum(),
+            ..FlowCounts::default()
+        };
+        for w in &stats {
+            for (t, n) in policy.tenants().iter().zip(&w.tenant_flows) {
+                *counts.per_tenant.entry(t.name.clone()).or_default() += n;
+            }
+            for (p, dips) in policy.pools().iter().zip(&w.dip_flows) {
+                *counts.per_pool.entry(p.name.clone()).or_default() += dips.iter().sum::<u64>();
+            }
+        }
+        Some(counts)
+    }
+}
+
+/// Brings what `/metrics` shows of the control plane up to date: the policy its labels
+/// come from, the generation, reload outcomes, health states and probe latencies.
+struct Observer {
+    generation: u64,
+    reloads: Reloads,
+    probes: HashMap<(String, DipKey), u64>,
+}
+
+impl Observer {
+    fn new(control: &Control) -> Observer {
+        Observer {
+            generation: control.generation(),
+            reloads: control.reloads(),
+            probes: HashMap::new(),
+        }
+    }
+
+    fn tick(
+        &mut self,
+        control: &Control,
+        lb: &LbMetrics,
+        stats: &ControlStats,
+        health: &HealthStatus,
+    ) {
+        let generation = control.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            lb.set_policy(control.policy());
+            stats.set_generation(generation);
+        }
+        let reloads = control.reloads();
+        if reloads != self.reloads {
+            if let Some((ok, at)) = reloads.last {
+                stats.reload_result(ok, at);
+            }
+            self.reloads = reloads;
+        }
+        let policy = lb.policy();
+        for d in health.snapshot() {
+            let tenant = policy
+                .pool_named(&d.pool)
+                .and_then(|(_, p)| policy.tenant(p.tenant))
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            let label = SocketAddr::new(d.dip.ca, d.dip.port).to_string();
+            stats.set_dip_health(&d.pool, &tenant, d.dip.vsid.get(), &label, d.up);
+            let seen = self.probes.entry((d.pool.clone(), d.dip)).or_insert(0);
+            if d.probes > *seen {
+                *seen = d.probes;
+                if d.last_result.as_deref() == Some("ok")
+                    && let Some(latency) = d.last_latency
+                {
+                    stats.observe_probe(&d.pool, &label, latency.as_secs_f64());
+                }
+            }
+        }
     }
 }
 

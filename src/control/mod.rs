@@ -56,6 +56,17 @@ struct State {
     /// DIPs failing their health checks, by pool name.
     down: HashSet<(String, DipKey)>,
     ghosts: Vec<Ghost>,
+    reloads: Reloads,
+}
+
+/// Outcomes of re-reading the policy file (SIGHUP, `nvlb reload`), for metrics and
+/// alerts: a failed reload leaves the old policy running, which nobody sees otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Reloads {
+    pub ok: u64,
+    pub failed: u64,
+    /// The last attempt: whether it applied, and when (seconds since the Unix epoch).
+    pub last: Option<(bool, f64)>,
 }
 
 /// The control plane's single source of truth; share it behind an `Arc`.
@@ -78,6 +89,7 @@ impl Control {
                 declared,
                 down: HashSet::new(),
                 ghosts: Vec::new(),
+                reloads: Reloads::default(),
             }),
             edits: Mutex::new(()),
         })
@@ -123,8 +135,25 @@ impl Control {
     pub fn reload(&self, now: Instant) -> Result<Applied, ChangeError> {
         let _edit = self.edit_lock();
         let path = self.path();
-        let next = Snapshot::from_file(&path)?;
-        self.install(next, now)
+        let result = Snapshot::from_file(&path)
+            .map_err(ChangeError::from)
+            .and_then(|next| self.install(next, now));
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut st = self.lock();
+        if result.is_ok() {
+            st.reloads.ok += 1;
+        } else {
+            st.reloads.failed += 1;
+        }
+        st.reloads.last = Some((result.is_ok(), at));
+        result
+    }
+
+    /// What reloads have done so far.
+    pub fn reloads(&self) -> Reloads {
+        self.lock().reloads
     }
 
     /// Makes an already validated snapshot the declared policy (a reload, or a change

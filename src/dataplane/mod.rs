@@ -158,14 +158,17 @@ fn open_ports(opts: &Options, fanout: bool) -> Result<(Ports, Vec<Ring>), Error>
 /// Opens all sockets, then starts the workers. Workers follow `cell`: a snapshot
 /// published there is adopted by each between two batches.
 pub fn start(cell: Arc<PolicyCell>, opts: &Options) -> Result<Running, Error> {
-    start_with(cell, opts, None)
+    start_with(cell, opts, None, None)
 }
 
-/// [`start`], with the frames for the LB's own control plane sent to `local`.
+/// [`start`], with the frames for the LB's own control plane sent to `local`, and each
+/// worker publishing its counters into `metrics` (which must have a slot per worker)
+/// for the `/metrics` endpoint.
 pub fn start_with(
     cell: Arc<PolicyCell>,
     opts: &Options,
     local: Option<LocalSender>,
+    metrics: Option<&crate::metrics::LbMetrics>,
 ) -> Result<Running, Error> {
     if opts.workers == 0 || opts.workers > MAX_WORKERS {
         return Err(Error::Workers {
@@ -188,6 +191,9 @@ pub fn start_with(
         let mut worker = Worker::new(engine, ports, rings, inbox, outboxes, cell.clone());
         if let Some(tx) = &local {
             worker = worker.with_local(tx.clone());
+        }
+        if let Some(p) = metrics.and_then(|m| m.publisher(i)) {
+            worker = worker.with_publisher(p);
         }
         let handle = std::thread::Builder::new()
             .name(format!("nvlb-worker-{i}"))

@@ -272,6 +272,8 @@ pub struct Worker {
     rx: Vec<u8>,
     /// Receive rings, external first (ring backend); empty: receive from the sockets.
     rings: Vec<Ring>,
+    /// Copies the counters for `/metrics` between batches (`nvlb run --metrics`).
+    publisher: Option<crate::metrics::Publisher>,
 }
 
 impl Worker {
@@ -302,12 +304,19 @@ impl Worker {
                 Vec::new()
             },
             rings,
+            publisher: None,
         }
     }
 
     /// Sends the frames the engine gives the LB's own control plane to `tx`.
     pub fn with_local(mut self, tx: LocalSender) -> Worker {
         self.core.local = Some(tx);
+        self
+    }
+
+    /// Publishes this worker's counters for the metrics endpoint between batches.
+    pub fn with_publisher(mut self, publisher: crate::metrics::Publisher) -> Worker {
+        self.publisher = Some(publisher);
         self
     }
 
@@ -328,6 +337,9 @@ impl Worker {
                 outbox.flush();
             }
             self.core.engine.expire(now, EXPIRE_BUDGET);
+            if let Some(p) = &mut self.publisher {
+                p.tick(now, &self.core.engine, &self.core.io, work == 0);
+            }
             if work == 0 {
                 self.sleep();
             }

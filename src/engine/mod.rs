@@ -179,6 +179,9 @@ pub(crate) struct Ctx<'a> {
     pub ident: &'a mut u16,
     /// Now, in seconds, as flows keep time.
     pub now: u32,
+    /// Which way a forwarded packet went (client to DIP unless `send` says otherwise),
+    /// for the per-VIP counters.
+    pub direction: crate::flow::Direction,
 }
 
 impl Ctx<'_> {
@@ -211,6 +214,11 @@ impl Ctx<'_> {
         }
         let ident = self.next_ident();
         let inner_type = emit::ip_ethertype(ip.v6);
+        // Prebuilt headers lead to a DIP; a computed path leads back to the client.
+        self.direction = match via {
+            Via::Prebuilt(..) => crate::flow::Direction::Forward,
+            Via::Path(_) => crate::flow::Direction::Return,
+        };
         let written = match via {
             Via::Path(path) => path.write_headers(out, inner_type, len, ident),
             Via::Prebuilt(pre, flow_id) => pre.write(out, inner_type, len, ident, flow_id),
@@ -260,11 +268,12 @@ impl Engine {
     /// The engine of worker `worker` out of `workers` (both at least 1).
     pub fn new(policy: Arc<Snapshot>, worker: u16, workers: u16) -> Engine {
         let shard = FlowShard::new(shard_limits(&policy));
+        let counters = Counters::for_policy(&policy);
         Engine {
             routes: route::Routes::build(&policy),
             policy,
             shard,
-            counters: Counters::default(),
+            counters,
             worker,
             workers: workers.max(1),
             ident: 0,
@@ -280,6 +289,9 @@ impl Engine {
         }
         let forgotten =
             remap::Remap::between(&self.policy, &policy).shard(&mut self.shard, &policy);
+        // Per-VIP and per-DIP counters follow their pool and DIP by identity, so that a
+        // reload never makes a Prometheus counter go backwards.
+        self.counters = self.counters.remap(&self.policy, &policy);
         self.shard.set_limits(shard_limits(&policy));
         self.routes = route::Routes::build(&policy);
         self.policy = policy;
@@ -319,12 +331,17 @@ impl Engine {
             workers: self.workers,
             ident: &mut self.ident,
             now: seconds(now),
+            direction: crate::flow::Direction::Forward,
         };
+        let flows_before = ctx.counters.new_flows;
         let verdict = match dispatch(&mut ctx, frame, out) {
             Ok(v) => v,
             Err(reason) => Verdict::Drop(reason),
         };
-        self.counters.record(frame.len(), &verdict);
+        let direction = ctx.direction;
+        let new_flow = self.counters.new_flows != flows_before;
+        self.counters
+            .record(frame.len(), &verdict, new_flow, direction);
         verdict
     }
 }

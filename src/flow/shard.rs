@@ -215,6 +215,17 @@ impl FlowShard {
         &self.slab[id as usize]
     }
 
+    /// Slots in the slab, live or free: the bound of a scan with [`FlowShard::live`].
+    pub fn slots(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// The binding in slot `id`, if that slot holds a live one (expired or not): lets
+    /// the metrics publisher count flows per DIP a slice of the slab at a time.
+    pub fn live(&self, id: FlowId) -> Option<&Flow> {
+        self.slab.get(id as usize).filter(|f| f.live)
+    }
+
     fn expired(&self, flow: &Flow, now: u32) -> bool {
         now.wrapping_sub(flow.last_seen) > self.limits.timeouts.for_state(flow.state)
     }

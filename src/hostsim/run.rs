@@ -179,6 +179,18 @@ enum Source {
 
 /// Serves frames until a stop is requested; the counters at that moment.
 pub fn run(view: &HostView, sockets: &Sockets) -> Counters {
+    run_published(view, sockets, None)
+}
+
+/// [`run`], copying the counters into `metrics` between batches every
+/// [`PUBLISH_EVERY`](crate::metrics::publish::PUBLISH_EVERY) for `nvlb host --metrics`.
+pub fn run_published(
+    view: &HostView,
+    sockets: &Sockets,
+    metrics: Option<&crate::metrics::HostMetrics>,
+) -> Counters {
+    let every = Duration::from_nanos(crate::metrics::publish::PUBLISH_EVERY);
+    let mut next_publish = std::time::Instant::now();
     let mut state = Loop {
         view,
         sockets,
@@ -199,6 +211,12 @@ pub fn run(view: &HostView, sockets: &Sockets) -> Counters {
             // Not expected (the set was sized when the view was built): do not spin.
             state.counters.rx_errors += 1;
             std::thread::sleep(IDLE_POLL);
+        }
+        if let Some(m) = metrics
+            && std::time::Instant::now() >= next_publish
+        {
+            m.publish(&state.counters);
+            next_publish = std::time::Instant::now() + every;
         }
     }
     for sock in &all {

@@ -6,13 +6,14 @@
 //! Modules: `topology` derives what to build (pure), `netns` builds it, `procs` runs the
 //! LB, hosts and servers, `servers` is the VMs' HTTP responder, `traffic` drives curl,
 //! `report` judges and prints, `teardown` removes everything; `upload` (PUT through each
-//! VIP), `capture` (tshark on the PA bridge) and `overrides` (policy changes such as the
-//! PA MTU) serve the optional flags. The lab only ever sends to
+//! VIP), `capture` (tshark on the PA bridge), `monitor` (Prometheus on a management
+//! network) and `overrides` (policy changes such as the PA MTU) serve the optional flags. The lab only ever sends to
 //! addresses inside namespaces it made itself, and it never leaves a namespace behind
 //! unless asked to (`--keep`): errors, panics and Ctrl-C all tear down.
 
 pub mod capture;
 pub mod cmd;
+pub mod monitor;
 pub mod netns;
 pub mod overrides;
 pub mod ovs;
@@ -115,6 +116,9 @@ pub struct Options {
     pub upload: bool,
     /// Capture the PA bridge into this pcap file while the traffic runs.
     pub capture: Option<PathBuf>,
+    /// Run Prometheus on a management network scraping the LB and the simulated hosts
+    /// (see [`monitor`]).
+    pub prometheus: bool,
 }
 
 /// What a run found.
@@ -165,6 +169,9 @@ pub fn run(
     if opts.capture.is_some() && !cmd::available(capture::PROGRAM) {
         return Err(Error::MissingTool(capture::PROGRAM));
     }
+    if opts.prometheus && !cmd::available(monitor::PROGRAM) {
+        return Err(Error::MissingTool(monitor::PROGRAM));
+    }
     let ethtool = cmd::available("ethtool");
     if !ethtool {
         progress(
@@ -212,12 +219,35 @@ pub fn run(
         t.vms.len()
     ));
     netns::build(&t, ethtool)?;
+    let monitor = opts
+        .prometheus
+        .then(|| monitor::Plan::new(&t, &policy.balancer().name, opts.ovs_hosts));
+    if let Some(plan) = &monitor {
+        monitor::build(&t, plan)?;
+    }
     check_interrupt()?;
     progress(&format!(
         "built in {:.1} s; starting servers, LB and hosts",
         started.elapsed().as_secs_f64()
     ));
-    let ovs_hosts = start_processes(policy, &t, opts, &config, &bulk, &dir, &mut guard)?;
+    let ovs_hosts = start_processes(
+        policy,
+        &t,
+        opts,
+        &config,
+        &bulk,
+        &dir,
+        monitor.as_ref(),
+        &mut guard,
+    )?;
+    if let Some(plan) = &monitor {
+        progress(&format!(
+            "starting Prometheus in {} on {}",
+            plan.netns,
+            monitor::LISTEN
+        ));
+        guard.daemons.push(monitor::start(plan, &dir)?);
+    }
     if let Some(file) = &opts.capture {
         progress(&format!(
             "capturing {} into {}",
@@ -276,6 +306,11 @@ pub fn run(
     text.push_str(&upload::render(&uploads));
     let mut problems = report::problems(&t, &results);
     problems.extend(upload::problems(&t, &uploads));
+    if let Some(plan) = &monitor {
+        let (summary, found) = monitor::summary(plan)?;
+        text.push_str(&summary);
+        problems.extend(found);
+    }
 
     if opts.keep {
         for d in guard.disarm() {
@@ -292,10 +327,19 @@ pub fn run(
                 capture::absolute(file).display()
             ));
         }
+        let mut kept = keep_instructions(&t, &dir);
+        if let Some(plan) = &monitor {
+            kept.push_str(&format!(
+                "Prometheus: ip netns exec {} curl 'http://{}/api/v1/query?query=up'
+",
+                plan.netns,
+                monitor::LISTEN
+            ));
+        }
         return Ok(Outcome {
             report: text,
             problems,
-            kept: Some(keep_instructions(&t, &dir)),
+            kept: Some(kept),
         });
     }
     let mut daemons = guard.disarm();
@@ -331,7 +375,9 @@ fn check_interrupt() -> Result<(), Error> {
 }
 
 /// Servers first (so DIPs answer from the first SYN), then the LB, then the hosts (the
-/// first `opts.ovs_hosts` of them as Open vSwitch, returned).
+/// first `opts.ovs_hosts` of them as Open vSwitch, returned). With `monitor`, the LB
+/// and the simulators serve metrics on the management network.
+#[allow(clippy::too_many_arguments)]
 fn start_processes(
     policy: &Snapshot,
     t: &Topology,
@@ -339,6 +385,7 @@ fn start_processes(
     config: &Path,
     bulk: &Path,
     dir: &Path,
+    monitor: Option<&monitor::Plan>,
     guard: &mut Guard,
 ) -> Result<Vec<ovs::Running>, Error> {
     let config = config.display().to_string();
@@ -379,6 +426,10 @@ fn start_processes(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let mut lb_args = lb_args;
+    if let Some(plan) = monitor {
+        lb_args.extend(["--metrics".to_string(), plan.lb_listen()]);
+    }
     let mut lb = Daemon::spawn("lb", &t.lb, &opts.nvlb, &lb_args, dir)?;
     let ready = lb.wait_ready("nvlb: ready", Duration::from_secs(10));
     guard.daemons.push(lb);
@@ -404,6 +455,9 @@ fn start_processes(
             args.push("--vm".into());
             args.push(format!("{},{},{}", vm.vsid.get(), vm.mac, vm.host_if));
         }
+        if let Some(listen) = monitor.and_then(|m| m.host_listen(&h.name)) {
+            args.extend(["--metrics".to_string(), listen]);
+        }
         let d = Daemon::spawn(&h.name, &h.netns, &opts.nvlb, &args, dir)?;
         guard.daemons.push(d);
     }
@@ -422,7 +476,7 @@ fn stop_and_collect(daemons: Vec<Daemon>) -> String {
     let mut lb = String::new();
     let mut hosts = String::from("Host counters (nvlb host, after SIGTERM):\n");
     for (label, status, out) in stopped {
-        if label.starts_with("vm-") || label.starts_with("ovs") {
+        if label.starts_with("vm-") || label.starts_with("ovs") || label == monitor::LABEL {
             continue;
         }
         let how = match status {
@@ -524,8 +578,10 @@ fn kept_host_counters(dir: &Path) -> String {
                 .filter_map(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
                     let label = name.strip_suffix(".out")?.to_string();
-                    let other =
-                        label == "lb" || label == capture::LABEL || label.starts_with("vm-");
+                    let other = label == "lb"
+                        || label == capture::LABEL
+                        || label == monitor::LABEL
+                        || label.starts_with("vm-");
                     (!other).then(|| (label, e.path()))
                 })
                 .collect()

@@ -235,6 +235,8 @@ pub struct Api {
     persist: Persist,
     tokens: Tokens,
     flows: Option<Arc<dyn FlowStats>>,
+    /// Where answered requests are counted by status code (`/metrics`).
+    requests: Option<Arc<crate::metrics::ControlStats>>,
 }
 
 fn edit_status(e: &EditError) -> u16 {
@@ -282,6 +284,21 @@ impl Api {
             persist,
             tokens,
             flows,
+            requests: None,
+        }
+    }
+
+    /// Counts every answer by status code in `stats`.
+    pub fn with_request_stats(mut self, stats: Arc<crate::metrics::ControlStats>) -> Api {
+        self.requests = Some(stats);
+        self
+    }
+
+    /// Counts one answered request (the HTTP server calls this for every answer,
+    /// also those it makes itself, such as 413).
+    pub fn record(&self, status: u16) {
+        if let Some(r) = &self.requests {
+            r.api_request(status);
         }
     }
 

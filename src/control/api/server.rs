@@ -97,6 +97,7 @@ async fn answer(
         }
         Err(e) => Response::error(400, format!("cannot read the request body: {e}")),
     };
+    api.record(response.status);
     Ok(to_http(&response))
 }
 
