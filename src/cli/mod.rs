@@ -195,7 +195,10 @@ enum Command {
     /// answers the VMs' ARP and Neighbor Solicitations from policy (the gateway and any
     /// address no VM holds resolve to the subnet's lb_mac), and encapsulates what the
     /// VMs send toward the destination VM's host or the LB. The interfaces should
-    /// carry no IP addresses: the simulator owns the PA in userspace.
+    /// carry no IP addresses: the simulator owns the PA in userspace. SIGHUP re-reads
+    /// the policy and --vm-file (a bad one is refused, the old one keeps serving): VMs
+    /// whose records moved away are no longer served, VMs moved here are attached as
+    /// soon as their interface is in the namespace.
     #[command(after_help = "Exit status:\n  0  stopped by SIGINT/SIGTERM\n  \
         1  bad config, unknown host name, a --vm that the lookup records do not place \
         on this host, missing interface, missing privileges (needs CAP_NET_RAW)\n  \
@@ -218,6 +221,10 @@ enum Command {
         /// off when not given.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// A file of more VMs, one VSID,MAC,IFNAME a line (# comments), re-read with the
+        /// policy on SIGHUP: how VMs live-migrate in and out (docs/operations.md).
+        #[arg(long, value_name = "FILE")]
+        vm_file: Option<PathBuf>,
     },
     /// Print a shell completion script on stdout.
     ///
@@ -314,7 +321,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pa,
             vms,
             metrics,
-        } => host::run(&config, &name, &pa, &vms, metrics),
+            vm_file,
+        } => host::run(&config, &name, &pa, &vms, vm_file.as_deref(), metrics),
         Command::Gen(args) => gen_cmd::run(*args),
         Command::Run {
             config,

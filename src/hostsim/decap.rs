@@ -89,9 +89,13 @@ fn decide(
         ethernet::ethertype::IPV6 => true,
         _ => return Err(DropReason::InnerNotIp),
     };
-    let vm_index = view
-        .local_vm(vsid, inner.dst_addr())
-        .ok_or(DropReason::UnknownVm)?;
+    let vm_index = view.local_vm(vsid, inner.dst_addr()).ok_or_else(|| {
+        if view.is_away(vsid, inner.dst_addr()) {
+            DropReason::VmAway
+        } else {
+            DropReason::UnknownVm
+        }
+    })?;
     let vm = view.vm(vm_index).ok_or(DropReason::UnknownVm)?;
     let ip = IpPacket::parse(inner.payload(), inner_v6).map_err(|_| DropReason::MalformedInner)?;
     if !vm.cas.contains(&ip.dst) {
@@ -190,6 +194,41 @@ mod tests {
                 assert_eq!(&frame[start..start + len], &inner[..]);
             }
         }
+    }
+
+    #[test]
+    fn a_vm_moved_away_is_not_delivered_to_and_is_counted_apart() {
+        use crate::hostsim::view::{HostView, tests};
+        let moved = HostView::reload(
+            tests::b5_moved_to_host2(),
+            "host1",
+            "pa0",
+            &[tests::spec("5001,00:1d:d8:b7:1c:01,vm-b5")],
+        )
+        .unwrap();
+        let frame = craft::nvgre(
+            &outer("192.168.6.10", "192.168.6.11", 5001),
+            &inner("198.51.100.77", "10.0.0.5", LB_MAC, VM),
+        );
+        assert!(matches!(decide(&frame), Verdict::Deliver { .. }));
+        assert_eq!(
+            from_pa(&moved, &frame, false, &mut [0u8; 256]),
+            Verdict::Drop(DropReason::VmAway),
+            "a stale PA delivers nothing"
+        );
+        let other = craft::nvgre(
+            &outer("192.168.6.10", "192.168.6.11", 5001),
+            &inner(
+                "198.51.100.77",
+                "10.0.0.6",
+                LB_MAC,
+                MacAddr([0, 0x1d, 0xd8, 0xb7, 0x1c, 2]),
+            ),
+        );
+        assert_eq!(
+            from_pa(&moved, &other, false, &mut [0u8; 256]),
+            Verdict::Drop(DropReason::UnknownVm)
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ crate::drop_reasons! {
     NoOuterFamily => "no_outer_family", "This host and the peer share no PA address family.";
     UnfinishableChecksum => "unfinishable_checksum", "Partial checksum (tx offload) on a packet that is not plain TCP/UDP.";
     TooBig => "too_big", "The frame does not fit an NVGRE packet.";
+    // From the PA network, after a reload (appended: names and order stay).
+    VmAway => "vm_away", "Inner destination MAC is a VM given to this host whose lookup records now place it on another host (live-migrated away): nothing keeps a stale PA.";
 }
 
 #[cfg(test)]

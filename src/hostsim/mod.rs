@@ -7,6 +7,10 @@
 //! (`csum`), answers packets too big for the PA MTU (`toobig`) and sends unicast IP either to a VM of this host or as NVGRE to the host of
 //! the destination VM or to the LB (`encap`). `run` owns the sockets and the loop.
 //!
+//! A SIGHUP makes the simulator take the policy file (and its VM list) afresh: a VM
+//! whose lookup records moved to another host is no longer delivered to (`vm_away`),
+//! one that moved here is served as soon as its interface is in this namespace.
+//!
 //! Every decision is a pure function from a frame to a [`Verdict`]; only `run` touches
 //! sockets. Nothing here panics on any frame, and a frame is never forwarded without a
 //! policy record that allows it: everything else is a counted [`DropReason`].
@@ -21,8 +25,10 @@ pub mod toobig;
 pub mod view;
 
 pub use drop::DropReason;
-pub use run::{Counters, Sockets};
-pub use view::{HostView, Peer, ViewError, Vm, VmSpec, VmSpecError};
+pub use run::{Counters, Event, Sockets};
+pub use view::{
+    Away, HostView, Peer, ViewError, Vm, VmFileError, VmSpec, VmSpecError, parse_vm_file,
+};
 
 /// What an ARP/ND answer was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,11 +2,17 @@
 //! per VM veth, served by one thread until a stop is requested (SIGINT/SIGTERM through
 //! `dataplane::shutdown`), with counters printed at the end.
 //!
+//! A SIGHUP asks the caller for a new view (between batches); when it gives one, the VM
+//! sockets follow it: kept by interface name for VMs still here, closed for VMs that
+//! moved away, and opened for VMs that moved here — at once if their interface exists,
+//! else as soon as it appears (tried every `ATTACH_POLL` while any is waiting), which is
+//! how a live-migrated VM's veth, moved into this host's namespace, gets served.
+//!
 //! This is the only part of `hostsim` that does I/O. It never decides about a frame
 //! (that is `decap`, `encap` and `proxy`), and a failed send is counted, never fatal.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::dataplane::afpacket::{self, Meta, Recv, Socket};
 use crate::dataplane::{Error, shutdown};
@@ -23,6 +29,9 @@ const OUT_LEN: usize = RX_LEN + 128;
 const BATCH: usize = 64;
 /// How long an idle loop sleeps before it looks at the stop flag again.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often a VM interface that does not exist yet is looked for, and the idle sleep
+/// while one is waiting: the gap it adds to a live migration.
+const ATTACH_POLL: Duration = Duration::from_millis(5);
 
 const REASONS: usize = DropReason::ALL.len();
 
@@ -50,6 +59,15 @@ pub struct Counters {
     pub tx_errors: u64,
     /// PACKET_STATISTICS over all sockets.
     pub kernel_drops: u64,
+    /// New views taken on SIGHUP.
+    pub reloads: u64,
+    /// SIGHUPs whose policy or VM list was refused (the old view kept serving).
+    pub reloads_refused: u64,
+    /// VM interfaces opened after start (moved here, or appeared late).
+    pub vms_attached: u64,
+    /// Frames for a VM of this host whose interface has not appeared yet: what a live
+    /// migration loses between the record's move and the veth's arrival.
+    pub vm_waiting: u64,
 }
 
 impl Default for Counters {
@@ -69,6 +87,10 @@ impl Default for Counters {
             rx_errors: 0,
             tx_errors: 0,
             kernel_drops: 0,
+            reloads: 0,
+            reloads_refused: 0,
+            vms_attached: 0,
+            vm_waiting: 0,
         }
     }
 }
@@ -129,6 +151,9 @@ impl Counters {
             ("too_big_answered", self.too_big_answered),
             ("checksums_completed", self.checksums_completed),
             ("dropped", self.dropped_total()),
+            ("reloads", self.reloads),
+            ("reloads_refused", self.reloads_refused),
+            ("vms_attached", self.vms_attached),
         ] {
             s.push_str(&format!("{name} {v}\n"));
         }
@@ -143,6 +168,7 @@ impl Counters {
             ("rx_errors", self.rx_errors),
             ("tx_errors", self.tx_errors),
             ("kernel_drops", self.kernel_drops),
+            ("vm_waiting", self.vm_waiting),
         ] {
             s.push_str(&format!("io.{name} {v}\n"));
         }
@@ -150,10 +176,11 @@ impl Counters {
     }
 }
 
-/// The open sockets: the PA interface's and one per VM, in `view.vms()` order.
+/// The open sockets: the PA interface's and one per VM, in `view.vms()` order (`None`
+/// for a VM whose interface has not appeared yet).
 pub struct Sockets {
     pa: Socket,
-    vms: Vec<Socket>,
+    vms: Vec<Option<Socket>>,
 }
 
 impl Sockets {
@@ -164,10 +191,75 @@ impl Sockets {
         let vms = view
             .vms()
             .iter()
-            .map(|vm| Socket::open(&vm.ifname, None))
+            .map(|vm| Socket::open(&vm.ifname, None).map(Some))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Sockets { pa, vms })
     }
+
+    /// The sockets laid out for `next`, taken from these (laid out for `prev`): kept by
+    /// interface name for VMs still here, closed for the others, `None` for VMs new here
+    /// (see [`Sockets::attach_waiting`]).
+    pub fn realign(&mut self, prev: &HostView, next: &HostView) {
+        let mut old: Vec<(String, Socket)> = prev
+            .vms()
+            .iter()
+            .zip(std::mem::take(&mut self.vms))
+            .filter_map(|(vm, s)| s.map(|s| (vm.ifname.clone(), s)))
+            .collect();
+        self.vms = next
+            .vms()
+            .iter()
+            .map(|vm| {
+                let i = old.iter().position(|(name, _)| *name == vm.ifname)?;
+                Some(old.swap_remove(i).1)
+            })
+            .collect();
+    }
+
+    /// Opens the socket of every VM of `view` that has none yet and whose interface now
+    /// exists; the indexes (into `view.vms()`) of those opened. Any other failure to
+    /// open (privilege, a vanished interface) leaves the VM waiting.
+    pub fn attach_waiting(&mut self, view: &HostView) -> Vec<usize> {
+        let mut opened = Vec::new();
+        for (i, (vm, slot)) in view.vms().iter().zip(self.vms.iter_mut()).enumerate() {
+            if slot.is_none()
+                && let Ok(sock) = Socket::open(&vm.ifname, None)
+            {
+                *slot = Some(sock);
+                opened.push(i);
+            }
+        }
+        opened
+    }
+
+    /// The indexes of the VMs still waiting for their interface.
+    pub fn waiting(&self) -> Vec<usize> {
+        (0..self.vms.len())
+            .filter(|&i| self.vms.get(i).is_some_and(Option::is_none))
+            .collect()
+    }
+
+    fn vm(&self, index: usize) -> Option<&Socket> {
+        self.vms.get(index).and_then(Option::as_ref)
+    }
+
+    fn all(&self) -> Vec<&Socket> {
+        std::iter::once(&self.pa)
+            .chain(self.vms.iter().flatten())
+            .collect()
+    }
+}
+
+/// What the loop tells its caller about, for the operator's log.
+pub enum Event<'a> {
+    /// A new view is serving; `waiting` are the indexes of its VMs whose interface
+    /// does not exist yet.
+    Reloaded {
+        view: &'a HostView,
+        waiting: &'a [usize],
+    },
+    /// A VM's interface appeared and is served from now on.
+    Attached { view: &'a HostView, vm: usize },
 }
 
 /// Where a frame came from.
@@ -177,20 +269,26 @@ enum Source {
     Vm(usize),
 }
 
-/// Serves frames until a stop is requested; the counters at that moment.
-pub fn run(view: &HostView, sockets: &Sockets) -> Counters {
-    run_published(view, sockets, None)
+/// Serves frames until a stop is requested, without reloads or metrics; the counters
+/// at that moment.
+pub fn run(view: HostView, sockets: Sockets) -> Counters {
+    serve(view, sockets, &mut |_| None, &mut |_| {}, None)
 }
 
-/// [`run`], copying the counters into `metrics` between batches every
-/// [`PUBLISH_EVERY`](crate::metrics::publish::PUBLISH_EVERY) for `nvlb host --metrics`.
-pub fn run_published(
-    view: &HostView,
-    sockets: &Sockets,
+/// Serves frames until a stop is requested; on SIGHUP, `reload` is asked for a new view
+/// (`None`: refused, it has said why, the current view stays). `log` hears of reloads
+/// and attached interfaces. With `metrics`, the counters are copied there between
+/// batches every [`PUBLISH_EVERY`](crate::metrics::publish::PUBLISH_EVERY) for
+/// `nvlb host --metrics`. The counters at the stop.
+pub fn serve(
+    view: HostView,
+    sockets: Sockets,
+    reload: &mut dyn FnMut(&HostView) -> Option<HostView>,
+    log: &mut dyn FnMut(Event),
     metrics: Option<&crate::metrics::HostMetrics>,
 ) -> Counters {
     let every = Duration::from_nanos(crate::metrics::publish::PUBLISH_EVERY);
-    let mut next_publish = std::time::Instant::now();
+    let mut next_publish = Instant::now();
     let mut state = Loop {
         view,
         sockets,
@@ -199,27 +297,61 @@ pub fn run_published(
         ident: 0,
         counters: Counters::default(),
     };
-    let all: Vec<&Socket> = std::iter::once(&sockets.pa)
-        .chain(sockets.vms.iter())
-        .collect();
+    let mut waiting = !state.sockets.waiting().is_empty();
+    let mut last_attach = Instant::now();
     while !shutdown::requested() {
+        if shutdown::take_hangup() {
+            match reload(&state.view) {
+                Some(next) => {
+                    state.adopt(next);
+                    state.counters.reloads += 1;
+                    let opened = state.sockets.attach_waiting(&state.view);
+                    state.counters.vms_attached += opened.len() as u64;
+                    let still = state.sockets.waiting();
+                    waiting = !still.is_empty();
+                    log(Event::Reloaded {
+                        view: &state.view,
+                        waiting: &still,
+                    });
+                    for vm in opened {
+                        log(Event::Attached {
+                            view: &state.view,
+                            vm,
+                        });
+                    }
+                }
+                None => state.counters.reloads_refused += 1,
+            }
+        }
+        if waiting && last_attach.elapsed() >= ATTACH_POLL {
+            last_attach = Instant::now();
+            for vm in state.sockets.attach_waiting(&state.view) {
+                state.counters.vms_attached += 1;
+                log(Event::Attached {
+                    view: &state.view,
+                    vm,
+                });
+            }
+            waiting = !state.sockets.waiting().is_empty();
+        }
         let mut moved = state.drain(Source::Pa);
-        for i in 0..sockets.vms.len() {
+        for i in 0..state.sockets.vms.len() {
             moved += state.drain(Source::Vm(i));
         }
-        if moved == 0 && afpacket::wait_any(&all, IDLE_POLL).is_err() {
+        let idle = if waiting { ATTACH_POLL } else { IDLE_POLL };
+        if moved == 0 && afpacket::wait_any(&state.sockets.all(), idle).is_err() {
             // Not expected (the set was sized when the view was built): do not spin.
             state.counters.rx_errors += 1;
-            std::thread::sleep(IDLE_POLL);
+            std::thread::sleep(idle);
         }
         if let Some(m) = metrics
-            && std::time::Instant::now() >= next_publish
+            && Instant::now() >= next_publish
         {
             m.publish(&state.counters);
-            next_publish = std::time::Instant::now() + every;
+            next_publish = Instant::now() + every;
         }
     }
-    for sock in &all {
+    for sock in state.sockets.all() {
         if let Ok(s) = sock.statistics() {
             state.counters.kernel_drops += s.drops;
         }
@@ -227,30 +359,40 @@ pub fn run_published(
     state.counters
 }
 
-struct Loop<'a> {
-    view: &'a HostView,
-    sockets: &'a Sockets,
+struct Loop {
+    view: HostView,
+    sockets: Sockets,
     rx: Vec<u8>,
     out: Vec<u8>,
     ident: u16,
     counters: Counters,
 }
 
-impl<'a> Loop<'a> {
-    fn socket(&self, source: Source) -> Option<&'a Socket> {
+impl Loop {
+    /// Serves `next` from now on, with the sockets realigned to its VMs.
+    fn adopt(&mut self, next: HostView) {
+        self.sockets.realign(&self.view, &next);
+        self.view = next;
+    }
+
+    fn socket(&self, source: Source) -> Option<&Socket> {
         match source {
             Source::Pa => Some(&self.sockets.pa),
-            Source::Vm(i) => self.sockets.vms.get(i),
+            Source::Vm(i) => self.sockets.vm(i),
         }
     }
 
     /// Handles up to `BATCH` frames waiting on one socket; how many there were.
     fn drain(&mut self, source: Source) -> usize {
-        let Some(sock) = self.socket(source) else {
-            return 0;
-        };
         let mut n = 0;
         while n < BATCH {
+            let sock = match source {
+                Source::Pa => Some(&self.sockets.pa),
+                Source::Vm(i) => self.sockets.vm(i),
+            };
+            let Some(sock) = sock else {
+                return n;
+            };
             match sock.recv(&mut self.rx) {
                 Ok(Recv::Frame(len, meta)) => {
                     n += 1;
@@ -278,19 +420,23 @@ impl<'a> Loop<'a> {
         let verdict = match source {
             Source::Pa => {
                 self.counters.rx_pa += 1;
-                decap::from_pa(self.view, frame, meta.vlan_tagged, &mut self.out)
+                decap::from_pa(&self.view, frame, meta.vlan_tagged, &mut self.out)
             }
             Source::Vm(i) => {
                 self.counters.rx_vms += 1;
                 self.ident = self.ident.wrapping_add(1);
-                encap::from_vm(self.view, i, frame, meta, self.ident, &mut self.out)
+                encap::from_vm(&self.view, i, frame, meta, self.ident, &mut self.out)
             }
         };
         self.counters.record(&verdict);
         let sent = match verdict {
             Verdict::Deliver { vm, start, len, .. } => {
-                match (self.sockets.vms.get(vm), start.checked_add(len)) {
+                match (self.sockets.vm(vm), start.checked_add(len)) {
                     (Some(sock), Some(end)) => send(sock, self.rx.get(start..end)),
+                    (None, _) if vm < self.sockets.vms.len() => {
+                        self.counters.vm_waiting += 1;
+                        Ok(())
+                    }
                     _ => Err(io::ErrorKind::InvalidInput.into()),
                 }
             }

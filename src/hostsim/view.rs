@@ -2,9 +2,12 @@
 //! the command line, each checked against the lookup records), where every other VM of
 //! the same VSIDs lives, and what ARP/ND answers a VM gets.
 //!
-//! Built once before any socket opens, so that a wrong host name or a VM the policy
-//! does not place here stops the simulator with a message naming it. Never changes
-//! afterwards and never does I/O.
+//! Built before any socket opens, so that a wrong host name or a VM the policy does not
+//! place here stops the simulator with a message naming it. A reload (SIGHUP) builds a
+//! new view leniently instead: a VM given to this host whose lookup records now name
+//! another host (live-migrated away) is kept aside as [`Away`], never delivered to, and
+//! one whose records moved here is served. A view never changes once built and never
+//! does I/O.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -79,6 +82,33 @@ impl FromStr for VmSpec {
     }
 }
 
+/// Why a VM file (`--vm-file`) could not be read: every bad line, as `file:line: why`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct VmFileError(pub Vec<String>);
+
+/// The VMs of a VM file: one `VSID,MAC,IFNAME` per line, `#` to the end of a line is a
+/// comment, blank lines are skipped. `name` is the file's name in messages.
+pub fn parse_vm_file(text: &str, name: &str) -> Result<Vec<VmSpec>, VmFileError> {
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for (n, line) in (1..).zip(text.lines()) {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.parse::<VmSpec>() {
+            Ok(s) => specs.push(s),
+            Err(e) => errors.push(format!("{name}:{n}: {line:?}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(VmFileError(errors))
+    }
+}
+
 /// Why the simulator cannot serve the host and VMs it was given.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ViewError {
@@ -101,6 +131,16 @@ pub enum ViewError {
     DuplicateInterface { ifname: String },
     #[error("at most {max} --vm per host simulator, got {got}")]
     TooManyVms { max: usize, got: usize },
+}
+
+/// A VM given to this host (`--vm`, `--vm-file`) that the lookup records do not place
+/// here: moved to another host (or its records deleted). Frames for it are dropped as
+/// `vm_away`, and the simulator holds no socket on its interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Away {
+    pub spec: VmSpec,
+    /// The host its records name now, if any.
+    pub now_on: Option<String>,
 }
 
 /// A VM of this host, with the CAs its lookup records give it.
@@ -138,6 +178,7 @@ pub struct HostView {
     vms: Vec<Vm>,
     local: HashMap<(Vsid, MacAddr), usize>,
     remote: HashMap<(Vsid, MacAddr), HostId>,
+    away: Vec<Away>,
 }
 
 impl HostView {
@@ -149,6 +190,28 @@ impl HostView {
         name: &str,
         pa_ifname: &str,
         specs: &[VmSpec],
+    ) -> Result<HostView, ViewError> {
+        HostView::build(policy, name, pa_ifname, specs, false)
+    }
+
+    /// The view after a reload: as [`HostView::new`], but a VM whose lookup records place
+    /// it on another host (or nowhere) is set aside as [`Away`] instead of refused, since
+    /// the orchestrator moves records before the host lists change.
+    pub fn reload(
+        policy: Arc<Snapshot>,
+        name: &str,
+        pa_ifname: &str,
+        specs: &[VmSpec],
+    ) -> Result<HostView, ViewError> {
+        HostView::build(policy, name, pa_ifname, specs, true)
+    }
+
+    fn build(
+        policy: Arc<Snapshot>,
+        name: &str,
+        pa_ifname: &str,
+        specs: &[VmSpec],
+        lenient: bool,
     ) -> Result<HostView, ViewError> {
         let Some(id) = (0..)
             .zip(policy.hosts())
@@ -173,6 +236,7 @@ impl HostView {
         let mut ifnames = vec![pa_ifname];
         let mut vms = Vec::with_capacity(specs.len());
         let mut local = HashMap::new();
+        let mut away: Vec<Away> = Vec::new();
         for spec in specs {
             if ifnames.contains(&spec.ifname.as_str()) {
                 return Err(ViewError::DuplicateInterface {
@@ -190,6 +254,33 @@ impl HostView {
                 .filter(|r| r.host == id)
                 .map(|r| r.ca)
                 .collect();
+            if away
+                .iter()
+                .any(|a| a.spec.vsid == spec.vsid && a.spec.mac == spec.mac)
+            {
+                return Err(ViewError::DuplicateVm {
+                    vsid: spec.vsid,
+                    mac: spec.mac,
+                });
+            }
+            let host_name = |id: HostId| {
+                policy
+                    .get_host(id)
+                    .map_or_else(|| id.to_string(), |h| h.name.clone())
+            };
+            if cas.is_empty() && lenient {
+                if local.contains_key(&(spec.vsid, spec.mac)) {
+                    return Err(ViewError::DuplicateVm {
+                        vsid: spec.vsid,
+                        mac: spec.mac,
+                    });
+                }
+                away.push(Away {
+                    spec: spec.clone(),
+                    now_on: records.first().map(|r| host_name(r.host)),
+                });
+                continue;
+            }
             if cas.is_empty() {
                 return Err(match records.first() {
                     None => ViewError::NoLookupRecord {
@@ -200,9 +291,7 @@ impl HostView {
                         vsid: spec.vsid,
                         mac: spec.mac,
                         host: name.to_string(),
-                        other: policy
-                            .get_host(r.host)
-                            .map_or_else(|| r.host.to_string(), |h| h.name.clone()),
+                        other: host_name(r.host),
                     },
                 });
             }
@@ -239,7 +328,20 @@ impl HostView {
             vms,
             local,
             remote,
+            away,
         })
+    }
+
+    /// The VMs given to this host that the lookup records place elsewhere.
+    pub fn away(&self) -> &[Away] {
+        &self.away
+    }
+
+    /// Whether the VM with `mac` in `vsid` was given to this host but has moved away.
+    pub fn is_away(&self, vsid: Vsid, mac: MacAddr) -> bool {
+        self.away
+            .iter()
+            .any(|a| a.spec.vsid == vsid && a.spec.mac == mac)
     }
 
     pub fn policy(&self) -> &Snapshot {
@@ -486,5 +588,68 @@ pub(crate) mod tests {
 
     fn ip4(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// The example with Blue 10.0.0.5 (both records) moved from host1 to host2.
+    pub(crate) fn b5_moved_to_host2() -> Arc<Snapshot> {
+        let text = EXAMPLE
+            .replace(
+                "ca = \"10.0.0.5\"\nhost = \"host1\"",
+                "ca = \"10.0.0.5\"\nhost = \"host2\"",
+            )
+            .replace(
+                "ca = \"fd00:0:0:1::5\"\nhost = \"host1\"",
+                "ca = \"fd00:0:0:1::5\"\nhost = \"host2\"",
+            );
+        assert_ne!(text, EXAMPLE, "the example's records are as expected");
+        Arc::new(Snapshot::from_toml(&text, "moved.toml").expect("moved policy"))
+    }
+
+    #[test]
+    fn a_reload_sets_a_moved_vm_aside_and_serves_one_moved_here() {
+        let moved = b5_moved_to_host2();
+        let b5 = spec("5001,00:1d:d8:b7:1c:01,vm-b5");
+        let b6 = spec("5001,00:1d:d8:b7:1c:02,vm-b6");
+        // At start a misplaced VM is refused; on reload it is away.
+        let e =
+            HostView::new(moved.clone(), "host1", "pa0", std::slice::from_ref(&b5)).unwrap_err();
+        assert!(matches!(e, ViewError::OnOtherHost { .. }), "{e}");
+        let v = HostView::reload(moved.clone(), "host1", "pa0", std::slice::from_ref(&b5))
+            .expect("lenient");
+        assert!(v.vms().is_empty());
+        assert_eq!(v.away().len(), 1);
+        assert_eq!(v.away()[0].now_on.as_deref(), Some("host2"));
+        assert!(v.is_away(b5.vsid, b5.mac));
+        assert_eq!(v.local_vm(b5.vsid, b5.mac), None);
+        assert_eq!(v.remote_host(b5.vsid, b5.mac), Some(1), "sent to host2 now");
+        // host2 serves it with both CAs, beside its own VM.
+        let v = HostView::reload(moved, "host2", "pa0", &[b6.clone(), b5.clone()]).unwrap();
+        assert_eq!(v.vms().len(), 2);
+        assert!(v.away().is_empty());
+        let i = v.local_vm(b5.vsid, b5.mac).expect("b5 here");
+        assert_eq!(v.vm(i).unwrap().cas.len(), 2);
+        // Lenient is not careless: duplicates are still refused.
+        let again = spec("5001,00:1d:d8:b7:1c:01,vm-x");
+        let e = HostView::reload(policy(), "host2", "pa0", &[b5, again]).unwrap_err();
+        assert!(matches!(e, ViewError::DuplicateVm { .. }), "{e}");
+    }
+
+    #[test]
+    fn vm_files_take_comments_and_name_every_bad_line() {
+        let specs = parse_vm_file(
+            "# host3\n\n5001,00:1d:d8:b7:1c:03,vm-b7  # web\n 5001,00:1d:d8:b7:1c:04,vm-b8\n",
+            "h.vms",
+        )
+        .unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[1].ifname, "vm-b8");
+        let e = parse_vm_file(
+            "5001,00:1d:d8:b7:1c:03,vm-b7\nnope\n7,00:1d:d8:b7:1c:03,x\n",
+            "h.vms",
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(e.0[0].starts_with("h.vms:2: "), "{e}");
+        assert!(e.0[1].starts_with("h.vms:3: "), "{e}");
     }
 }

@@ -451,10 +451,19 @@ fn start_processes(
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // The VMs go in a file that the host re-reads on SIGHUP, so that a VM can be
+        // live-migrated to another host (docs/operations.md).
+        let mut list = format!(
+            "# VMs of {} (VSID,MAC,IFNAME); SIGHUP it after a change\n",
+            h.name
+        );
         for vm in t.vms_on(i) {
-            args.push("--vm".into());
-            args.push(format!("{},{},{}", vm.vsid.get(), vm.mac, vm.host_if));
+            list.push_str(&format!("{},{},{}\n", vm.vsid.get(), vm.mac, vm.host_if));
         }
+        let file = vm_file(dir, &h.name);
+        std::fs::write(&file, list).map_err(io_err(&file))?;
+        args.push("--vm-file".into());
+        args.push(file.display().to_string());
         if let Some(listen) = monitor.and_then(|m| m.host_listen(&h.name)) {
             args.extend(["--metrics".to_string(), listen]);
         }
@@ -513,6 +522,12 @@ fn api_tokens(dir: &Path) -> Result<PathBuf, Error> {
     );
     std::fs::write(&tokens, text).map_err(io_err(&tokens))?;
     Ok(tokens)
+}
+
+/// The VM file of host simulator `host` in run dir `dir` (`nvlb host --vm-file`): one
+/// `VSID,MAC,IFNAME` per VM, re-read on SIGHUP.
+pub fn vm_file(dir: &Path, host: &str) -> PathBuf {
+    dir.join(format!("{host}.vms"))
 }
 
 /// The file of the run dir holding the lab's operator token for `nvlb ctl`.
