@@ -9,9 +9,8 @@
 //! - killing the LB (so its /metrics) makes exactly the scrape alert's expression
 //!   return the LB target.
 //!
-//! The DIP-kill case (NvlbDipDown fires for the killed DIP, NvlbPoolNoHealthyDip stays
-//! silent) needs health checks: see `dip_kill_case` below, to be filled in when they
-//! exist. Skips (and passes) when not root, without `ip netns` or without prometheus.
+//! The DIP-kill case: the health checks take a killed VM's DIPs down, NvlbDipDown's
+//! expression holds for them and no other rule's (`dip_kill_case`). Skips (and passes) when not root, without `ip netns` or without prometheus.
 
 mod common;
 
@@ -228,12 +227,39 @@ fn render(lab: &Lab, dashboard: &str, out: &Path, vars: &[&str]) {
     assert!(len > 10_000, "{} is {len} bytes", out.display());
 }
 
-/// To be written when health checks exist (the integrator): stop the web server of
-/// one DIP (e.g. `nvlb lab`'s `vm-blue-6`: kill the pids of `<prefix>blue-6`), wait
-/// for the checker's fall threshold, then
-/// `assert_eq!(lab.would_fire(), ["NvlbDipDown"].into())` with the DIP label
-/// `10.0.0.6:80` in `lab.query("nvlb_dip_up == 0")`, and NvlbPoolNoHealthyDip silent.
-fn dip_kill_case(_lab: &Lab) {}
+/// A DIP's web server dies: the health checks take it down (fall 2 x 1 s in the
+/// example policy), `nvlb_dip_up` says so for exactly that VM's DIPs, NvlbDipDown's
+/// expression holds and no other rule's does (its pools keep healthy DIPs).
+fn dip_kill_case(lab: &Lab) {
+    let ns = format!("{}blue-6", lab.prefix);
+    let pids = common::run("ip", &["netns", "pids", &ns]);
+    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
+    assert!(!pids.trim().is_empty(), "no server in {ns}");
+    for pid in pids.split_whitespace() {
+        common::must("kill", &["-TERM", pid]);
+    }
+    // blue-6 is a DIP of blue-web (v4) and blue-web6 (v6), checked on their own
+    // schedules: wait for both.
+    lab.wait_for("count(nvlb_dip_up == 0) >= 2", 20);
+    let down = lab.query("nvlb_dip_up == 0");
+    let dips: BTreeSet<String> = down
+        .iter()
+        .map(|s| s["metric"]["dip"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        dips,
+        BTreeSet::from(["10.0.0.6:80".to_string(), "[fd00:0:0:1::6]:80".to_string()]),
+        "{down:?}"
+    );
+    assert_eq!(
+        lab.would_fire(),
+        BTreeSet::from(["NvlbDipDown".to_string()]),
+        "only the DIP alert with one DIP down"
+    );
+    let healthy = lab.query("nvlb_pool_healthy_dips{vip=\"blue-web\"}");
+    assert_eq!(healthy.len(), 1, "{healthy:?}");
+    assert_eq!(healthy[0]["value"][1], "3", "{healthy:?}");
+}
 
 #[test]
 fn lab_prometheus_sees_every_panel_and_alerts_right() {
