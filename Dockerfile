@@ -24,6 +24,7 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY lb-config ./lb-config
+COPY dashboards/alerts ./dashboards/alerts
 # The registry and target directories are cache mounts: a rebuild after a source
 # change recompiles nvlb only, not its dependencies.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
