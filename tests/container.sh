@@ -160,6 +160,7 @@ podman run -d --name "$NAME" "${RUNTIME[@]}" "${LIMITS[@]}" \
   --cap-drop ALL --cap-add NET_RAW \
   --volume "$PWD/lb-config/example.toml:/etc/nvlb/policy.toml:ro" \
   "$IMAGE" run --config /etc/nvlb/policy.toml --external lb-ext --provider lb-pa --workers 2 --backend "$BACKEND" \
+  --metrics 127.0.0.1:9181 \
   >/dev/null 2>"$CACHE/run.err" || { cat "$CACHE/run.err" >&2; die "podman run"; }
 for _ in $(seq 100); do
   podman logs "$NAME" 2>&1 | grep -q 'nvlb: ready' && break
@@ -191,7 +192,12 @@ say "blue-web (203.0.113.10) answered by: $(echo $blue)"
 
 # The image's HEALTHCHECK (nvlb ctl ping: GET /healthz on the management API).
 podman healthcheck run "$NAME" || die "HEALTHCHECK failed"
-# INTEGRATOR: the metrics port: ip netns exec "$lb_ns" curl -sf http://127.0.0.1:9181/metrics
+# The exposed metrics port answers with live counters of the traffic just served.
+metrics=$(ip netns exec "$lb_ns" curl -sf --max-time 5 http://127.0.0.1:9181/metrics) ||
+  die "no /metrics on 127.0.0.1:9181"
+echo "$metrics" | grep -Eq '^nvlb_vip_packets_total\{.*vip="blue-web".*\} [1-9]' ||
+  die "/metrics shows no packets of blue-web"
+say "/metrics: $(echo "$metrics" | grep -c '^nvlb_') samples"
 
 podman stop --time 5 "$NAME" >/dev/null
 podman logs "$NAME" 2>&1 | grep -E '^(packets_in|forwarded|dropped|new_flows) ' | sed 's/^/  counters: /' >&2

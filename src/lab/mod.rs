@@ -75,8 +75,9 @@ pub enum Error {
     )]
     NoHostSimulator,
     #[error(
-        "`{0}` is not installed (the lab needs iproute2, curl and coreutils; --capture \
-         needs dumpcap, from Wireshark)"
+        "`{0}` is not installed: `apt-get install {pkg}` (or `bash tests/install.sh`, which \
+         installs everything the lab and the tests use)",
+        pkg = package_of(.0)
     )]
     MissingTool(&'static str),
     #[error(
@@ -142,6 +143,20 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |cause| Error::Io {
         path: path.to_path_buf(),
         cause,
+    }
+}
+
+/// The Debian package that brings a tool the lab runs, for the error that names it.
+pub fn package_of(tool: &str) -> &'static str {
+    match tool {
+        "ip" => "iproute2",
+        "curl" => "curl",
+        "sha256sum" | "timeout" => "coreutils",
+        "dumpcap" => "tshark",
+        "prometheus" => "prometheus",
+        "ethtool" => "ethtool",
+        "ovs-vsctl" | "ovsdb-server" | "ovs-vswitchd" | "ovsdb-tool" => "openvswitch-switch",
+        _ => "the package that provides it",
     }
 }
 
@@ -609,4 +624,22 @@ fn kept_host_counters(dir: &Path) -> String {
         s.push_str(&report::counters_line(&label, &out));
     }
     s
+}
+
+#[cfg(test)]
+mod missing_tool_tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_names_its_debian_package() {
+        for (tool, pkg) in [
+            ("ip", "iproute2"),
+            (capture::PROGRAM, "tshark"),
+            (monitor::PROGRAM, "prometheus"),
+        ] {
+            let text = Error::MissingTool(tool).to_string();
+            assert!(text.contains(&format!("apt-get install {pkg}")), "{text}");
+            assert!(text.starts_with(&format!("`{tool}`")), "{text}");
+        }
+    }
 }
