@@ -212,9 +212,27 @@ run_kernel() {
     kernel_off
 }
 
+# Enslaves the dut's ports to a bridge that stays down: AF_PACKET still sees every
+# frame (taps run before the bridge's rx handler), and the kernel then drops it in the
+# bridge's handler instead of running it through ip_rcv (which, with no address and
+# ip_forward=0, ends in IpInAddrErrors after a route lookup) on the generator's core.
+bridge_on() {
+    ip -n "$DUT" link add nvdrop type bridge
+    ip -n "$DUT" link set dx master nvdrop
+    ip -n "$DUT" link set dp master nvdrop
+}
+
+bridge_off() {
+    ip -n "$DUT" link set dx nomaster
+    ip -n "$DUT" link set dp nomaster
+    ip -n "$DUT" link del nvdrop
+}
+
 run_nvlb() {
-    local size=$1 backend=$2 workers=$3 cpus=$4 layout=$5 pid
-    [[ nvlb-$backend-$workers =~ $ONLY ]] || return 0
+    local size=$1 backend=$2 workers=$3 cpus=$4 layout=$5 bridged=${6:-} pid
+    local name=nvlb-$backend${bridged:+-bridged}
+    [[ $name-$workers =~ $ONLY ]] || return 0
+    [ -z "$bridged" ] || bridge_on
     ip netns exec "$DUT" setsid taskset -c "$cpus" "$NVLB" run --config "$POLICY" --external dx \
         --provider dp --workers "$workers" --backend "$backend" \
         >"$TMP/nvlb.out" 2>"$TMP/nvlb.err" &
@@ -231,12 +249,13 @@ run_nvlb() {
     sleep 0.2
     kill -TERM "$pid"
     wait "$pid" || { echo "forward.sh: nvlb exited $?" >&2; cat "$TMP/nvlb.err" >&2; exit 1; }
-    echo "nvlb-$backend $size $workers $layout $rates $(nvlb_summary "$TMP/nvlb.out")" \
+    [ -z "$bridged" ] || bridge_off
+    echo "$name $size $workers $layout $rates $(nvlb_summary "$TMP/nvlb.out")" \
         >>"$TMP/results"
 }
 
 echo "forward.sh: $(uname -sr), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" >&2
-echo "forward.sh: $ROUNDS round(s) x sizes [$SIZES] x 5 configs, ${WINDOW}s windows" >&2
+echo "forward.sh: $ROUNDS round(s) x sizes [$SIZES] x 6 configs, ${WINDOW}s windows" >&2
 : >"$TMP/results"
 for r in $(seq "$ROUNDS"); do
     for size in $SIZES; do
@@ -244,6 +263,7 @@ for r in $(seq "$ROUNDS"); do
         run_kernel "$size" kernel "gen:0,fwd:softirq-on-0"
         run_nvlb "$size" socket 1 1 "gen:0,worker:1"
         run_nvlb "$size" ring 1 1 "gen:0,worker:1"
+        run_nvlb "$size" ring 1 1 "gen:0,worker:1" bridged
         run_nvlb "$size" socket 2 0-1 "gen:0,workers:0-1"
         run_nvlb "$size" ring 2 0-1 "gen:0,workers:0-1"
     done

@@ -14,6 +14,7 @@ pub mod handoff;
 pub mod netns;
 pub mod ring;
 mod sys;
+pub mod txbatch;
 pub mod worker;
 
 use std::sync::Arc;

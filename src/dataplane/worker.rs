@@ -7,7 +7,6 @@
 //! whole round found nothing. It never blocks on another worker and never stops for a
 //! failed send (counted instead).
 
-use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use super::afpacket::{Meta, Recv, Socket, Statistics};
 use super::handoff::{Frame, Inbox, Outbox, Refused};
 use super::ring::{Ring, RingFrame};
 use super::sys;
+use super::txbatch::TxBatch;
 
 /// Frames taken from one source before turning to the next.
 const BATCH: usize = 64;
@@ -184,6 +184,9 @@ struct Core {
     spare: Vec<Frame>,
     /// Where `Verdict::Local` frames go (the health thread), if anything listens.
     local: Option<LocalSender>,
+    /// Frames to send, per egress, until the end of the round.
+    tx_external: TxBatch,
+    tx_provider: TxBatch,
 }
 
 /// Most spare handoff buffers a worker keeps (a receiver that never sends would
@@ -210,6 +213,22 @@ impl Core {
         self.handle(now, frame, false);
     }
 
+    /// Sends what the round decided, one sendmmsg per egress and batch.
+    fn flush_tx(&mut self) {
+        for (queue, egress) in [
+            (&mut self.tx_external, Egress::External),
+            (&mut self.tx_provider, Egress::Provider),
+        ] {
+            if queue.is_empty() {
+                continue;
+            }
+            let f = queue.flush(self.ports.get(egress));
+            self.io.tx_frames += f.sent;
+            self.io.tx_queue_full += f.queue_full;
+            self.io.tx_errors += f.errors;
+        }
+    }
+
     fn handle(&mut self, now: Nanos, frame: &[u8], handed_over: bool) {
         let verdict = self.engine.process(now, frame, &mut self.out);
         match verdict {
@@ -218,15 +237,12 @@ impl Core {
                     self.io.tx_errors += 1;
                     return;
                 };
-                match self.ports.get(egress).send(bytes) {
-                    Ok(()) => self.io.tx_frames += 1,
-                    Err(e)
-                        if e.kind() == io::ErrorKind::WouldBlock
-                            || e.raw_os_error() == Some(libc::ENOBUFS) =>
-                    {
-                        self.io.tx_queue_full += 1
-                    }
-                    Err(_) => self.io.tx_errors += 1,
+                let queue = match egress {
+                    Egress::External => &mut self.tx_external,
+                    Egress::Provider => &mut self.tx_provider,
+                };
+                if queue.push(bytes) {
+                    self.flush_tx();
                 }
             }
             Verdict::Handoff { worker } => {
@@ -296,6 +312,8 @@ impl Worker {
                 out: vec![0; output_len(RX_BUF)],
                 spare: Vec::new(),
                 local: None,
+                tx_external: TxBatch::default(),
+                tx_provider: TxBatch::default(),
             },
             inbox,
             rx: if rings.is_empty() {
@@ -333,6 +351,7 @@ impl Worker {
             let mut work = self.drain_inbox(now);
             work += self.drain_socket(now, false);
             work += self.drain_socket(now, true);
+            self.core.flush_tx();
             for outbox in &mut self.core.outboxes {
                 outbox.flush();
             }
@@ -415,6 +434,7 @@ impl Worker {
     }
 
     fn report(mut self) -> Report {
+        self.core.flush_tx();
         let mut kernel = Statistics::default();
         for sock in self.core.ports.all() {
             if let Ok(s) = sock.statistics() {
