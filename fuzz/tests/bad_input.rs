@@ -389,3 +389,40 @@ fn an_icmp_error_quoting_another_tenants_flow_is_not_translated() {
     let v = e.process(SEC, &frame, &mut out);
     assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
 }
+
+/// A new flow's first packet that does not fit the PA network (MTU less NVGRE's 42
+/// bytes): with DF clear it is dropped (the LB does not fragment), with DF set it is
+/// answered with frag-needed; either way no binding is left behind for a packet that
+/// was never forwarded.
+#[test]
+fn too_big_for_the_pa_network() {
+    let p = policy();
+    let pool = public_pool(&p, false);
+    let room = usize::from(p.balancer().provider.mtu) - 42;
+    let t = Transport::Tcp {
+        src_port: 7000,
+        dst_port: pool.port,
+        flags: tcp::flags::SYN,
+        seq: 1,
+        ack: 0,
+    };
+    let payload = vec![0x5Au8; room + 1 - 40];
+    let mut ip = craft::ip_packet(client(false), pool.address, 64, t, &payload);
+    assert_eq!(ip.len(), room + 1);
+    // DF clear.
+    ip[6] &= !0x40;
+    nvlb::wire::ipv4::Packet::new_unchecked(&mut ip[..]).fill_checksum();
+    expect_drop(&p, &[], &on_external(&p, &ip), DropReason::TooBigNoDf);
+    // DF set: answered, still no binding.
+    ip[6] |= 0x40;
+    nvlb::wire::ipv4::Packet::new_unchecked(&mut ip[..]).fill_checksum();
+    let frame = on_external(&p, &ip);
+    let mut e = Engine::new(p.clone(), 0, 1);
+    let mut out = vec![0u8; output_len(frame.len())];
+    let v = e.process(SEC, &frame, &mut out);
+    let Verdict::Reply { egress, len } = v else {
+        panic!("expected frag-needed, got {v:?}");
+    };
+    check::output(&p, &frame, &out[..len], Emitted::Reply { egress }).unwrap();
+    assert_eq!(e.shard().len(), 0, "a binding for a packet never forwarded");
+}

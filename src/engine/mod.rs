@@ -411,7 +411,9 @@ fn nvgre(
         host,
         lb_pa: outer.dst,
         host_pa: outer.src,
-        host_mac: eth.src_addr(),
+        // Answers go to the host policy declares for this PA, never to whatever MAC
+        // sent the frame (a spoofer's); forwarding uses the same MAC (emit::tunnel_to).
+        host_mac: ctx.policy.get_host(host).ok_or(DropReason::UnknownPa)?.mac,
         inner_src_mac: inner.src_addr(),
     };
     let v6 = match inner.ethertype() {
