@@ -360,7 +360,7 @@ fn dispatch(ctx: &mut Ctx, frame: &[u8], out: &mut [u8]) -> Result<Verdict, Drop
     let ip = IpPacket::parse(eth.payload(), v6)?;
     let provider_owned = b.provider.owns(ip.dst);
     if ip.proto == ip_proto::GRE && provider_owned {
-        return nvgre(ctx, &eth, &ip, out);
+        return nvgre(ctx, &ip, out);
     }
     let port = if provider_owned {
         Egress::Provider
@@ -376,12 +376,7 @@ fn dispatch(ctx: &mut Ctx, frame: &[u8], out: &mut [u8]) -> Result<Verdict, Drop
 
 /// Decapsulates NVGRE and checks it against RFC 7637 and policy before anything else
 /// looks at the inner frame.
-fn nvgre(
-    ctx: &mut Ctx,
-    eth: &ethernet::Frame<&[u8]>,
-    outer: &IpPacket,
-    out: &mut [u8],
-) -> Result<Verdict, DropReason> {
+fn nvgre(ctx: &mut Ctx, outer: &IpPacket, out: &mut [u8]) -> Result<Verdict, DropReason> {
     if outer.fragment {
         return Err(DropReason::Fragment);
     }
