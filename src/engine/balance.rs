@@ -42,6 +42,7 @@ pub(super) fn forward(
         vip: ip.dst,
         vip_port: ports.dst,
     };
+    let mut created = false;
     let id = match ctx.shard.find_forward(&key, ctx.now) {
         Some(id) => {
             // A host may only speak for the CAs that policy places on it.
@@ -52,13 +53,19 @@ pub(super) fn forward(
             }
             id
         }
-        None => tri!(new_flow(ctx, arrival, ip, ports, key)),
+        None => {
+            created = true;
+            tri!(new_flow(ctx, arrival, ip, ports, key))
+        }
     };
     ctx.shard
         .touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
     let flow = *ctx.shard.flow(id);
     let routes = ctx.routes;
-    let pre = tri!(routes.prebuilt(flow.pool, flow.dip));
+    let pre = match routes.prebuilt(flow.pool, flow.dip) {
+        Ok(pre) => pre,
+        Err(reason) => return unbind(ctx, created, id, Verdict::Drop(reason)),
+    };
     let rw = Rewrite {
         src: flow
             .is_full_nat()
@@ -66,14 +73,27 @@ pub(super) fn forward(
         dst: Some((flow.ret.dip, flow.ret.dip_port)),
         hop: true,
     };
-    ctx.send(
+    let v = ctx.send(
         arrival,
         Via::Prebuilt(pre, flow.flow_id),
         ip,
         &rw,
         Matched::of(&flow),
         out,
-    )
+    );
+    unbind(ctx, created, id, v)
+}
+
+/// A flow bound for this packet keeps its binding only if the packet went out: a first
+/// packet dropped (too big with DF clear, no path) or answered (frag-needed) leaves no
+/// binding and no new-flow count behind (found by the fuzz target's "a drop changes
+/// nothing" invariant).
+fn unbind(ctx: &mut Ctx, created: bool, id: FlowId, v: Verdict) -> Verdict {
+    if created && !matches!(v, Verdict::Forward { .. }) {
+        ctx.shard.remove(id);
+        ctx.counters.new_flows = ctx.counters.new_flows.saturating_sub(1);
+    }
+    v
 }
 
 /// Binds a new flow: policy match, anti-spoofing, Maglev, source-NAT port, insert.

@@ -22,7 +22,7 @@ crate::drop_reasons! {
     NotForUs => "not_for_us", "Destination is neither a VIP nor one of the LB's addresses.";
     UnknownVip => "unknown_vip", "The address is a VIP but no pool serves this protocol and port.";
     MalformedGre => "malformed_gre", "GRE header cut short.";
-    GreFlags => "gre_flags", "GRE with C, S or routing bits, no key, or a version other than 0: not NVGRE.";
+    GreFlags => "gre_flags", "GRE with C, S, routing or RFC 1701 s/recursion bits, no key, or a version other than 0: not NVGRE.";
     GreProtocol => "gre_protocol", "GRE protocol type is not 0x6558 (transparent Ethernet bridging).";
     ReservedVsid => "reserved_vsid", "VSID 0-0xFFF or 0xFFFFFF, reserved by RFC 7637.";
     UnknownVsid => "unknown_vsid", "VSID that no tenant declares.";

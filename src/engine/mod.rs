@@ -377,7 +377,7 @@ fn dispatch(ctx: &mut Ctx, frame: &[u8], out: &mut [u8]) -> Result<Verdict, Drop
     let ip = IpPacket::parse(eth.payload(), v6)?;
     let provider_owned = b.provider.owns(ip.dst);
     if ip.proto == ip_proto::GRE && provider_owned {
-        return nvgre(ctx, &eth, &ip, out);
+        return nvgre(ctx, &ip, out);
     }
     let port = if provider_owned {
         Egress::Provider
@@ -393,12 +393,7 @@ fn dispatch(ctx: &mut Ctx, frame: &[u8], out: &mut [u8]) -> Result<Verdict, Drop
 
 /// Decapsulates NVGRE and checks it against RFC 7637 and policy before anything else
 /// looks at the inner frame.
-fn nvgre(
-    ctx: &mut Ctx,
-    eth: &ethernet::Frame<&[u8]>,
-    outer: &IpPacket,
-    out: &mut [u8],
-) -> Result<Verdict, DropReason> {
+fn nvgre(ctx: &mut Ctx, outer: &IpPacket, out: &mut [u8]) -> Result<Verdict, DropReason> {
     if outer.fragment {
         return Err(DropReason::Fragment);
     }
@@ -428,7 +423,9 @@ fn nvgre(
         host,
         lb_pa: outer.dst,
         host_pa: outer.src,
-        host_mac: eth.src_addr(),
+        // Answers go to the host policy declares for this PA, never to whatever MAC
+        // sent the frame (a spoofer's); forwarding uses the same MAC (emit::tunnel_to).
+        host_mac: ctx.policy.get_host(host).ok_or(DropReason::UnknownPa)?.mac,
         inner_src_mac: inner.src_addr(),
     };
     let v6 = match inner.ethertype() {

@@ -1042,3 +1042,75 @@ proptest! {
         }
     }
 }
+
+/// Found by the fuzz target's "a drop changes nothing" invariant: a new flow whose first
+/// packet does not fit the PA network was bound (and counted) although the packet was
+/// dropped (DF clear) or answered with frag-needed (DF set).
+#[test]
+fn a_first_packet_too_big_leaves_no_binding() {
+    let p = example();
+    let blue = pool(&p, "blue-web");
+    let room = usize::from(p.balancer().provider.mtu) - 42;
+    let t = Transport::Tcp {
+        src_port: 7000,
+        dst_port: blue.port,
+        flags: SYN,
+        seq: 1,
+        ack: 0,
+    };
+    let payload = vec![0x5A; room + 1 - 40];
+    for df in [false, true] {
+        let mut ip = craft::ip_packet(client(false, 3), blue.address, 64, t, &payload);
+        let mut view = ipv4::Packet::new_unchecked(&mut ip[..]);
+        view.set_dont_frag(df);
+        view.fill_checksum();
+        let frame = craft::ip_frame(CLIENT_MAC, p.balancer().external.mac, &ip);
+        let mut rig = Rig::new(&p);
+        let v = rig.run(SEC, &frame);
+        if df {
+            assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
+        } else {
+            assert_eq!(v, Verdict::Drop(DropReason::TooBigNoDf));
+        }
+        assert_eq!(rig.engine.shard().len(), 0, "df {df}: binding left behind");
+        assert_eq!(rig.engine.counters().new_flows, 0, "df {df}");
+        // The same client then sends a packet that fits: bound and forwarded as usual.
+        let ok = from_internet(&p, client(false, 3), 7000, blue, SYN, 64);
+        assert!(matches!(rig.run(SEC, &ok), Verdict::Forward { .. }));
+        assert_eq!(rig.engine.shard().len(), 1);
+    }
+}
+
+/// Found by the engine fuzz target: an NVGRE frame carrying a host's PA but another
+/// MAC (a spoofer on the PA network) had the LB's answer (here an echo reply from its
+/// SNAT CA) sent to that MAC instead of the host's declared one.
+#[test]
+fn answers_in_a_tunnel_go_to_the_declared_host_mac() {
+    let p = example();
+    let subnet = p
+        .subnets()
+        .iter()
+        .find(|s| s.snat.iter().any(|r| r.ca.is_ipv4()))
+        .unwrap();
+    let lb_ca = subnet.snat.iter().find(|r| r.ca.is_ipv4()).unwrap().ca;
+    let rec = p
+        .lookups()
+        .iter()
+        .find(|r| r.vsid == subnet.vsid && r.ca.is_ipv4())
+        .unwrap();
+    let host = p.host(rec.host);
+    let mut echo = vec![8u8, 0, 0, 0, 0, 1, 0, 1, b'p', b'i', b'n', b'g'];
+    crate::wire::icmpv4::Packet::new_unchecked(&mut echo[..]).fill_checksum();
+    let ip = craft::ip_with_payload(rec.ca, lb_ca, 64, ip_proto::ICMP, &mut echo);
+    let mut frame = from_host(&p, &host.name, subnet.vsid.get(), rec.mac, &ip);
+    let spoofer = MacAddr([2, 9, 9, 9, 9, 9]);
+    frame[6..12].copy_from_slice(&spoofer.0);
+    let mut rig = Rig::new(&p);
+    let v = rig.run(SEC, &frame);
+    let Verdict::Reply { len, .. } = v else {
+        panic!("an echo to the LB's CA is answered, got {v:?}");
+    };
+    let o = decode(&rig.out[..len]);
+    assert_eq!(o.eth_dst, host.mac, "answered to {:?}", o.eth_dst);
+    assert!(o.tunnel.is_some());
+}

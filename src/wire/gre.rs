@@ -1,9 +1,10 @@
 //! GRE (RFC 2784, key and sequence from RFC 2890) and its NVGRE profile (RFC 7637).
 //!
 //! Job: find the key (VSID and FlowID) and payload of received GRE, and build the 8-byte
-//! NVGRE header nvlb sends. Version 1 (PPTP) and the RFC 1701 routing field are refused
-//! as `Unsupported` before any offset is computed from them; other reserved bits are
-//! ignored on receipt as RFC 2784 section 2.3 asks.
+//! NVGRE header nvlb sends. Version 1 (PPTP), the RFC 1701 routing field and the
+//! RFC 1701 strict-source-route and recursion bits (bits 4-5, which RFC 2784 section 2.3
+//! says a receiver MUST discard) are refused as `Unsupported` before any offset is
+//! computed from them; bits 6-12 are ignored on receipt as that section asks.
 //!
 //! Must never allocate or panic on any input (a routing bit is exactly the input that
 //! makes other parsers panic).
@@ -24,6 +25,9 @@ pub mod flag {
     pub const ROUTING: u16 = 0x4000;
     pub const KEY: u16 = 0x2000;
     pub const SEQUENCE: u16 = 0x1000;
+    /// Bits 4-5 of RFC 2784's Reserved0 (RFC 1701's s bit and the top recursion bit):
+    /// a packet with either set is discarded.
+    pub const MUST_BE_ZERO: u16 = 0x0C00;
     pub const VERSION_MASK: u16 = 0x0007;
 }
 
@@ -64,6 +68,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         if self.routing_present() {
             return Err(Error::Unsupported("GRE routing"));
+        }
+        if self.flags_word() & flag::MUST_BE_ZERO != 0 {
+            return Err(Error::Unsupported("GRE reserved bits 4-5"));
         }
         if self.header_len() > self.buffer.as_ref().len() {
             return Err(Error::Truncated("GRE header"));
@@ -381,6 +388,27 @@ mod tests {
             Packet::new_checked(&b[..]).unwrap_err(),
             Error::Unsupported("GRE version")
         );
+    }
+
+    /// Found by the engine fuzz target: K plus RFC 1701's strict-source-route bit (and
+    /// a recursion bit) was taken as NVGRE; RFC 2784 section 2.3 says discard.
+    #[test]
+    fn refuses_reserved_bits_4_and_5_and_ignores_6_to_12() {
+        for word in [0x2800u16, 0x2400, 0x2900, 0x2C00] {
+            let mut b = hex("200065580013892a");
+            b[..2].copy_from_slice(&word.to_be_bytes());
+            assert_eq!(
+                Packet::new_checked(&b[..]).unwrap_err(),
+                Error::Unsupported("GRE reserved bits 4-5"),
+                "{word:#06x}"
+            );
+        }
+        for word in [0x2200u16, 0x2100, 0x20F8] {
+            let mut b = hex("200065580013892a");
+            b[..2].copy_from_slice(&word.to_be_bytes());
+            let p = Packet::new_checked(&b[..]).unwrap();
+            assert_eq!(p.vsid(), Some(0x1389), "{word:#06x}");
+        }
     }
 
     #[test]

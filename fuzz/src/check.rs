@@ -1,0 +1,208 @@
+//! The invariants every frame the engine emits must satisfy, whatever came in.
+//!
+//! Each check returns a message instead of panicking so that the fuzz target can print
+//! the input with it and so that regression tests can assert on it. Must never relax
+//! an invariant to make a finding go away: a finding is fixed in the engine, or the
+//! invariant is shown wrong and the reason written here.
+
+use std::net::IpAddr;
+
+use nvlb::engine::{Egress, Matched};
+use nvlb::policy::{Snapshot, Vsid};
+use nvlb::wire::{arp, ethernet, icmpv4, icmpv6, ip_proto};
+
+use crate::decode::{self, Frame, Strict};
+
+/// What the engine said about the frame it emitted.
+#[derive(Clone, Copy, Debug)]
+pub enum Emitted {
+    Forward { egress: Egress, matched: Matched },
+    Reply { egress: Egress },
+}
+
+impl Emitted {
+    fn egress(&self) -> Egress {
+        match *self {
+            Emitted::Forward { egress, .. } | Emitted::Reply { egress } => egress,
+        }
+    }
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+/// Whether an ICMP message is one the LB builds from scratch (errors, ND adverts),
+/// whose checksum must verify whatever the input carried.
+fn built_from_scratch(ip: &decode::Ip) -> bool {
+    match decode::icmp_type(ip) {
+        Some((t, _)) if !ip.v6 => icmpv4::is_error(t),
+        Some((t, _)) => icmpv6::is_error(t) || t == icmpv6::msg_type::NEIGHBOR_ADVERT,
+        None => false,
+    }
+}
+
+/// Checks one emitted frame `out` against the policy and the input frame `input`.
+pub fn output(p: &Snapshot, input: &[u8], out: &[u8], what: Emitted) -> Result<(), String> {
+    let b = p.balancer();
+    let f = decode::frame(out, Strict::Exact)?;
+    let egress = what.egress();
+    let port = match egress {
+        Egress::External => &b.external,
+        Egress::Provider => &b.provider,
+    };
+    ensure!(
+        f.src_mac == port.mac,
+        "source MAC {:?} is not the {egress:?} port's",
+        f.src_mac
+    );
+    if f.ethertype == ethernet::ethertype::ARP {
+        ensure!(matches!(what, Emitted::Reply { .. }), "ARP forwarded");
+        let a = arp::Packet::new_checked(&out[ethernet::HEADER_LEN..])
+            .map_err(|e| format!("ARP: {e}"))?;
+        ensure!(a.sender_hw() == port.mac, "ARP answer with a foreign MAC");
+        return Ok(());
+    }
+    let outer_len = f
+        .tunnel
+        .map(|t| t.outer.len)
+        .or(f.ip.map(|i| i.len))
+        .ok_or_else(|| format!("emitted ethertype {:#06x}", f.ethertype))?;
+    ensure!(
+        outer_len <= usize::from(port.mtu),
+        "{outer_len}-byte IP packet on a {egress:?} port of MTU {}",
+        port.mtu
+    );
+    let inner = f.ip.ok_or("tunnel without an inner IP packet")?;
+    let input = decode::frame(input, Strict::Lenient).ok();
+    let input_ip = input.and_then(|i| i.ip);
+
+    if let Some(t) = f.tunnel {
+        ensure!(egress == Egress::Provider, "NVGRE sent to {egress:?}");
+        ensure!(
+            b.provider.owns(t.outer.src),
+            "outer source {} is not an LB PA",
+            t.outer.src
+        );
+        let host_id = p
+            .host_by_pa(t.outer.dst)
+            .ok_or_else(|| format!("outer destination {} is no host's PA", t.outer.dst))?;
+        let host = p.host(host_id);
+        ensure!(
+            f.dst_mac == host.mac || Some(f.dst_mac) == b.provider.gateway_mac,
+            "outer MAC {:?} is neither {}'s nor the gateway's",
+            f.dst_mac,
+            host.name
+        );
+        let vsid = Vsid::new(t.vsid)
+            .filter(|v| !v.is_reserved())
+            .ok_or_else(|| format!("emitted reserved VSID {}", t.vsid))?;
+        let subnet = p
+            .subnet(vsid)
+            .ok_or_else(|| format!("emitted undeclared VSID {}", t.vsid))?;
+        if let Emitted::Forward { matched, .. } = what {
+            ensure!(
+                subnet.tenant == matched.tenant,
+                "VSID {} belongs to tenant {:?}, the flow to {:?}",
+                t.vsid,
+                subnet.tenant,
+                matched.tenant
+            );
+        }
+        ensure!(
+            t.inner_src_mac == subnet.lb_mac,
+            "inner source MAC is not the LB's MAC in VSID {}",
+            t.vsid
+        );
+        if let Emitted::Forward { .. } = what {
+            let rec = p.lookup(vsid, inner.dst).ok_or_else(|| {
+                format!(
+                    "forwarded to {} in VSID {}: no lookup record",
+                    inner.dst, t.vsid
+                )
+            })?;
+            ensure!(
+                rec.host == host_id,
+                "CA {} of VSID {} lives on host {:?}, sent to {}",
+                inner.dst,
+                t.vsid,
+                rec.host,
+                host.name
+            );
+            ensure!(
+                rec.mac == t.inner_dst_mac,
+                "inner MAC is not the lookup record's"
+            );
+        }
+    } else if let Emitted::Forward { .. } = what {
+        ensure!(
+            egress == Egress::External,
+            "plain IP forwarded on {egress:?}"
+        );
+        ensure!(
+            Some(f.dst_mac) == b.external.gateway_mac,
+            "plain IP forwarded to {:?}, not the gateway",
+            f.dst_mac
+        );
+    }
+
+    if let Emitted::Forward { matched, .. } = what {
+        let pool = p
+            .get_pool(matched.pool)
+            .ok_or("matched pool out of range")?;
+        ensure!(pool.tenant == matched.tenant, "pool and tenant disagree");
+        ensure!(
+            usize::from(matched.dip) < pool.dips.len(),
+            "matched DIP out of range"
+        );
+        if let Some(t) = input.and_then(|i: Frame| i.tunnel) {
+            let from = Vsid::new(t.vsid).and_then(|v| p.subnet(v));
+            ensure!(
+                from.is_some_and(|s| s.tenant == matched.tenant),
+                "a frame from VSID {} was forwarded for tenant {:?}",
+                t.vsid,
+                matched.tenant
+            );
+        }
+        if let Some(i) = input_ip {
+            ensure!(i.v6 == inner.v6, "IP family changed");
+            ensure!(
+                inner.ttl == i.ttl.wrapping_sub(1),
+                "TTL {} in, {} out",
+                i.ttl,
+                inner.ttl
+            );
+        }
+    }
+
+    // Upper-layer checksums: the engine patches them (RFC 1624), so a valid one must
+    // stay valid; one it builds itself must be valid outright.
+    let out_ok = decode::l4_checksum_ok(&inner);
+    let in_ok = input_ip.as_ref().and_then(decode::l4_checksum_ok);
+    if out_ok == Some(false) {
+        ensure!(
+            in_ok == Some(false) && !built_from_scratch(&inner),
+            "upper-layer checksum of the emitted {} packet does not verify (input's: {in_ok:?})",
+            proto_name(inner.proto)
+        );
+    }
+    ensure!(
+        !matches!(inner.src, IpAddr::V4(a) if a.is_broadcast()),
+        "emitted from the broadcast address"
+    );
+    Ok(())
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        ip_proto::TCP => "TCP",
+        ip_proto::UDP => "UDP",
+        ip_proto::ICMP => "ICMP",
+        ip_proto::ICMPV6 => "ICMPv6",
+        _ => "other",
+    }
+}

@@ -1,0 +1,176 @@
+//! Seed inputs for each target: the golden packets (scapy's frames from
+//! tests/golden/craft.py, read from their pcaps), a few frames built with nvlb's own
+//! builders when no pcap is given, the example policy and the bad policies of
+//! lb-config/bad/, and request bodies. Must never write outside the directory given.
+
+use std::io::BufReader;
+use std::net::IpAddr;
+use std::path::Path;
+
+use nvlb::craft::{self, Outer, Transport};
+use nvlb::pcap;
+use nvlb::wire::tcp;
+
+use crate::engine::{self, join};
+
+/// A seed: a file name and its bytes.
+pub type Seed = (String, Vec<u8>);
+
+/// Frames of a classic pcap file.
+pub fn pcap_frames(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader =
+        pcap::Reader::new(BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut frames = Vec::new();
+    for rec in reader {
+        frames.push(rec.map_err(|e| format!("{}: {e}", path.display()))?.data);
+    }
+    Ok(frames)
+}
+
+/// Frames built here when no golden pcap is at hand: a public-VIP SYN over IPv4 and
+/// IPv6, and a CA-VIP SYN from a VM through its host.
+pub fn built_frames() -> Vec<Vec<u8>> {
+    let p = engine::policy();
+    let b = p.balancer();
+    let client_mac = nvlb::wire::MacAddr([2, 0, 0, 0, 1, 0x77]);
+    let syn = |src: u16, dst: u16| Transport::Tcp {
+        src_port: src,
+        dst_port: dst,
+        flags: tcp::flags::SYN,
+        seq: 1,
+        ack: 0,
+    };
+    let mut v = Vec::new();
+    for pool in p.pools().iter().filter(|x| x.frontend.is_public()) {
+        let client: IpAddr = if pool.address.is_ipv6() {
+            "2001:db8:ff::77".parse().unwrap()
+        } else {
+            "198.51.100.77".parse().unwrap()
+        };
+        let ip = craft::ip_packet(client, pool.address, 64, syn(40000, pool.port), b"hello");
+        v.push(craft::ip_frame(client_mac, b.external.mac, &ip));
+    }
+    for pool in p.pools().iter().filter(|x| !x.frontend.is_public()) {
+        let Some(rec) = p
+            .lookups()
+            .iter()
+            .find(|r| r.vsid == pool.frontend && r.ca.is_ipv6() == pool.address.is_ipv6())
+        else {
+            continue;
+        };
+        let host = p.host(rec.host);
+        let (Some(src), Some(dst)) = (host.pa(false), b.provider.address_v4()) else {
+            continue;
+        };
+        let Some(subnet) = p.subnet(pool.frontend) else {
+            continue;
+        };
+        let ip = craft::ip_packet(rec.ca, pool.address, 64, syn(40000, pool.port), b"x");
+        let outer = Outer {
+            src_mac: host.mac,
+            dst_mac: b.provider.mac,
+            src,
+            dst: IpAddr::V4(dst),
+            vsid: pool.frontend.get(),
+            flow_id: 7,
+        };
+        v.push(craft::nvgre(
+            &outer,
+            &craft::ip_frame(rec.mac, subnet.lb_mac, &ip),
+        ));
+    }
+    v
+}
+
+/// Engine seeds: every frame alone (control 0), alone and answered (control 2), and
+/// each pcap's frames as one sequence on two workers with answers (control 3).
+pub fn engine_seeds(pcaps: &[&Path]) -> Result<Vec<Seed>, String> {
+    let mut sets = Vec::new();
+    for path in pcaps {
+        let stem = path
+            .file_stem()
+            .map_or("pcap".into(), |s| s.to_string_lossy().into_owned());
+        sets.push((stem, pcap_frames(path)?));
+    }
+    if sets.is_empty() {
+        sets.push(("built".into(), built_frames()));
+    }
+    let mut seeds = Vec::new();
+    for (stem, frames) in &sets {
+        for (i, f) in frames.iter().enumerate() {
+            seeds.push((format!("{stem}-{i:03}"), join(0, std::slice::from_ref(f))));
+            seeds.push((
+                format!("{stem}-{i:03}-answered"),
+                join(2, std::slice::from_ref(f)),
+            ));
+        }
+        seeds.push((format!("{stem}-all"), join(3, frames)));
+    }
+    Ok(seeds)
+}
+
+/// Config seeds: the example whole (mode 0), each file of `bad_dir` whole, and every
+/// line of the example replaced by itself (mode 1), for the fuzzer to change.
+pub fn config_seeds(bad_dir: Option<&Path>) -> Result<Vec<Seed>, String> {
+    let mut seeds = vec![("example".to_string(), whole(crate::EXAMPLE))];
+    if let Some(dir) = bad_dir {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        entries.sort();
+        for p in entries {
+            let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+            seeds.push((format!("bad-{stem}"), whole(&text)));
+        }
+    }
+    for (i, line) in crate::EXAMPLE.lines().enumerate() {
+        if !line.contains('=') || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let mut v = vec![1u8];
+        v.extend_from_slice(&u16::try_from(i).unwrap_or(0).to_le_bytes());
+        v.extend_from_slice(line.as_bytes());
+        seeds.push((format!("line-{:03}", i + 1), v));
+    }
+    Ok(seeds)
+}
+
+fn whole(text: &str) -> Vec<u8> {
+    let mut v = vec![0u8];
+    v.extend_from_slice(text.as_bytes());
+    v
+}
+
+/// Request bodies of the kinds the management API takes (DIP, lookup record, subnet
+/// changes) and a policy carried as a string.
+pub fn api_seeds() -> Vec<Seed> {
+    let bodies = [
+        r#"{"ca": "10.0.0.9", "port": 80, "weight": 1, "host": "host1", "mac": "02:00:00:00:05:09", "vsid": 5001}"#.to_string(),
+        r#"{"weight": 0, "state": "draining"}"#.to_string(),
+        r#"{"upsert": [{"vsid": 5001, "ca": "10.0.0.9", "host": "host2", "mac": "02:00:00:00:05:09"}], "delete": [{"vsid": 5001, "ca": "10.0.0.6"}]}"#.to_string(),
+        r#"{"prefixes": ["10.0.0.0/24", "fd00:b1::/64"], "lb_mac": "02:00:00:00:b1:0a", "snat": [{"ca": "10.0.0.250", "ports": "1024-65535"}]}"#.to_string(),
+        r#"[1, -2, 3.5e10, true, null, "\u00e9"]"#.to_string(),
+        serde_json::to_string(&serde_json::Value::String(crate::EXAMPLE.to_string()))
+            .unwrap_or_default(),
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| (format!("body-{i}"), b.into_bytes()))
+        .collect()
+}
+
+/// Writes seeds into `dir` (created), one file each; returns how many.
+pub fn write(dir: &Path, seeds: &[Seed]) -> Result<usize, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, bytes) in seeds {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(seeds.len())
+}

@@ -1,0 +1,82 @@
+//! Every input a fuzz target ever failed on, minimised and kept under regressions/<target>/,
+//! replayed through the harness: each must now pass. Run without libFuzzer:
+//! `cargo test --no-default-features` (tests/fuzz-smoke.sh does).
+
+use std::path::Path;
+
+fn replay(target: &str, run: fn(&[u8]) -> Result<(), String>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("regressions")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
+        let data = std::fs::read(&path).unwrap();
+        if let Err(e) = run(&data) {
+            panic!("{}: {e}", path.display());
+        }
+        n += 1;
+    }
+    eprintln!("{target}: {n} regression inputs pass");
+}
+
+#[test]
+fn engine_regressions_pass() {
+    replay("engine", nvlb_fuzz::engine::run);
+}
+
+#[test]
+fn config_regressions_pass() {
+    replay("config", nvlb_fuzz::config::run);
+}
+
+#[test]
+fn api_regressions_pass() {
+    replay("api", nvlb_fuzz::api::run);
+}
+
+/// The invariants can fail: a forwarded frame whose VSID is changed to another
+/// tenant's, or whose TCP checksum is broken, is refused by `check::output`.
+#[test]
+fn the_checks_catch_a_wrong_tenant_and_a_bad_checksum() {
+    use nvlb::engine::{Engine, Verdict, output_len};
+    let p = nvlb_fuzz::engine::policy();
+    let frames = nvlb_fuzz::seeds::built_frames();
+    let mut e = Engine::new(p.clone(), 0, 1);
+    let input = &frames[0];
+    let mut out = vec![0u8; output_len(input.len())];
+    let Verdict::Forward {
+        egress,
+        len,
+        matched,
+    } = e.process(1_000_000_000, input, &mut out)
+    else {
+        panic!("the first built frame is a public-VIP SYN and must be forwarded");
+    };
+    let what = nvlb_fuzz::check::Emitted::Forward { egress, matched };
+    let good = out[..len].to_vec();
+    nvlb_fuzz::check::output(&p, input, &good, what).unwrap();
+    // The GRE key sits at 14 (Ethernet) + 20 (IPv4) + 4; the VSID is its upper 24 bits.
+    let other = p
+        .subnets()
+        .iter()
+        .find(|s| s.tenant != matched.tenant)
+        .unwrap()
+        .vsid
+        .get();
+    let mut wrong_tenant = good.clone();
+    wrong_tenant[38..41].copy_from_slice(&other.to_be_bytes()[1..]);
+    let err = nvlb_fuzz::check::output(&p, input, &wrong_tenant, what).unwrap_err();
+    assert!(err.contains("belongs to tenant"), "{err}");
+    let mut bad_sum = good.clone();
+    let last = bad_sum.len() - 1;
+    bad_sum[last] ^= 0xFF;
+    let err = nvlb_fuzz::check::output(&p, input, &bad_sum, what).unwrap_err();
+    assert!(err.contains("checksum"), "{err}");
+}
