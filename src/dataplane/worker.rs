@@ -178,15 +178,13 @@ struct Core {
     ports: Ports,
     outboxes: Vec<Outbox>,
     io: IoCounters,
-    out: Vec<u8>,
     /// Buffers of frames handed to this worker, reused for the frames it hands to
     /// others: with traffic in both directions no handoff allocates once warm.
     spare: Vec<Frame>,
     /// Where `Verdict::Local` frames go (the health thread), if anything listens.
     local: Option<LocalSender>,
-    /// Frames to send, per egress, until the end of the round.
-    tx_external: TxBatch,
-    tx_provider: TxBatch,
+    /// Frames to send until the end of the round; the engine writes into it.
+    tx: TxBatch,
 }
 
 /// Most spare handoff buffers a worker keeps (a receiver that never sends would
@@ -215,34 +213,29 @@ impl Core {
 
     /// Sends what the round decided, one sendmmsg per egress and batch.
     fn flush_tx(&mut self) {
-        for (queue, egress) in [
-            (&mut self.tx_external, Egress::External),
-            (&mut self.tx_provider, Egress::Provider),
-        ] {
-            if queue.is_empty() {
-                continue;
-            }
-            let f = queue.flush(self.ports.get(egress));
-            self.io.tx_frames += f.sent;
-            self.io.tx_queue_full += f.queue_full;
-            self.io.tx_errors += f.errors;
+        if self.tx.is_empty() {
+            return;
         }
+        let f = self.tx.flush(
+            self.ports.get(Egress::External),
+            self.ports.get(Egress::Provider),
+        );
+        self.io.tx_frames += f.sent;
+        self.io.tx_queue_full += f.queue_full;
+        self.io.tx_errors += f.errors;
     }
 
     fn handle(&mut self, now: Nanos, frame: &[u8], handed_over: bool) {
-        let verdict = self.engine.process(now, frame, &mut self.out);
+        // The engine writes straight into the send batch's arena.
+        let need = output_len(frame.len());
+        if !self.tx.has_room(need) {
+            self.flush_tx();
+        }
+        let verdict = self.engine.process(now, frame, self.tx.tail());
         match verdict {
             Verdict::Forward { egress, len, .. } | Verdict::Reply { egress, len } => {
-                let Some(bytes) = self.out.get(..len) else {
+                if !self.tx.commit(egress, len) {
                     self.io.tx_errors += 1;
-                    return;
-                };
-                let queue = match egress {
-                    Egress::External => &mut self.tx_external,
-                    Egress::Provider => &mut self.tx_provider,
-                };
-                if queue.push(bytes) {
-                    self.flush_tx();
                 }
             }
             Verdict::Handoff { worker } => {
@@ -281,6 +274,8 @@ impl Core {
 /// One worker, ready to run on its own thread.
 pub struct Worker {
     core: Core,
+    /// A handed-over frame taken while checking the inbox before a sleep.
+    held: Option<Frame>,
     /// Where new policy snapshots appear, and the generation this worker runs.
     cell: Arc<PolicyCell>,
     generation: u64,
@@ -304,16 +299,15 @@ impl Worker {
         Worker {
             generation: cell.generation(),
             cell,
+            held: None,
             core: Core {
                 engine,
                 ports,
                 outboxes,
                 io: IoCounters::default(),
-                out: vec![0; output_len(RX_BUF)],
                 spare: Vec::new(),
                 local: None,
-                tx_external: TxBatch::default(),
-                tx_provider: TxBatch::default(),
+                tx: TxBatch::new(output_len(RX_BUF)),
             },
             inbox,
             rx: if rings.is_empty() {
@@ -367,8 +361,13 @@ impl Worker {
     }
 
     fn drain_inbox(&mut self, now: Nanos) -> usize {
-        self.inbox.clear_wakeup();
         let mut n = 0;
+        if let Some(frame) = self.held.take() {
+            self.core.io.handoff_received += 1;
+            self.core.handle(now, &frame, true);
+            self.core.recycle(frame);
+            n += 1;
+        }
         while n < BATCH {
             let Some(frame) = self.inbox.pop() else { break };
             self.core.io.handoff_received += 1;
@@ -425,7 +424,15 @@ impl Worker {
         })
     }
 
-    fn sleep(&self) {
+    /// Waits for frames on any socket or the inbox. The inbox's wakeup is cleared only
+    /// here, not every round (that was an eventfd read per round for nothing); a frame
+    /// queued just before the clear is taken now, so no wakeup is lost.
+    fn sleep(&mut self) {
+        self.inbox.clear_wakeup();
+        if let Some(frame) = self.inbox.pop() {
+            self.held = Some(frame);
+            return;
+        }
         let mut fds: Vec<BorrowedFd> = self.core.ports.all().map(|s| s.as_fd()).collect();
         fds.push(self.inbox.wake_fd());
         let ms = i32::try_from(IDLE_POLL.as_millis()).unwrap_or(100);
