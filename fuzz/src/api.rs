@@ -1,60 +1,127 @@
-//! The management API's request bodies: PLACEHOLDER until the API (src/control/api,
-//! branch `api`) is merged.
+//! The management API: arbitrary requests (route, token, body) through `Api::handle`
+//! over a policy file of its own in a temporary directory.
 //!
-//! Today it checks what every body of that API goes through first and what the policy
-//! path does with text carried in a body: JSON parsing of arbitrary bytes (and that
-//! whatever parses prints and parses back to the same value), then every string found
-//! in the document compiled as a policy (a policy upload or edit ends in
-//! `Snapshot::from_toml`). Once the API is on main, `run` should call `Api::handle`
-//! with each route's method and path and the fuzzed body, over a policy file in a
-//! temporary directory, and require a 2xx or 4xx answer with a JSON body, and an
-//! unchanged file on every 4xx. Must never: touch a file outside its temporary directory.
+//! Promises checked: every answer is 2xx or 4xx (a 5xx means the API failed on input it
+//! should have judged), and a refused request (4xx) changes neither the policy file nor
+//! the running policy's generation. After an accepted change the file and the policy are
+//! put back, so inputs do not depend on each other. Must never: touch a file outside
+//! its temporary directory.
 
-use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
-/// Strings found anywhere in `v`, depth first, at most `max`.
-fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>, max: usize) {
-    if out.len() >= max {
-        return;
-    }
-    match v {
-        Value::String(s) => out.push(s),
-        Value::Array(a) => a.iter().for_each(|x| strings(x, out, max)),
-        Value::Object(m) => m.iter().for_each(|(k, x)| {
-            out.push(k);
-            strings(x, out, max)
-        }),
-        _ => {}
-    }
+use nvlb::control::Control;
+use nvlb::control::api::Api;
+use nvlb::control::api::auth::{Tokens, hash_token, hex};
+use nvlb::control::persist::Persist;
+
+const EXAMPLE: &str = include_str!("../../lb-config/example.toml");
+
+/// Routes the first input byte picks; past the end, the path comes from the input.
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/whoami"),
+    ("GET", "/v1/pools"),
+    ("GET", "/v1/pools/blue-web"),
+    ("POST", "/v1/pools/blue-web/dips"),
+    ("PATCH", "/v1/pools/blue-web/dips/10.0.0.6"),
+    ("DELETE", "/v1/pools/red-web/dips/10.0.0.5/80"),
+    ("PATCH", "/v1/lookups"),
+    ("PUT", "/v1/lookups"),
+    ("PUT", "/v1/subnets/5001"),
+    ("DELETE", "/v1/subnets/6002"),
+    ("POST", "/v1/reload"),
+    ("GET", "/healthz"),
+];
+
+const METHODS: &[&str] = &["GET", "POST", "PATCH", "PUT", "DELETE"];
+
+/// Bearer tokens the second input byte picks (none, an unknown one, each scope).
+const TOKENS: &[Option<&str>] = &[None, Some("nope"), Some("OPS"), Some("BLUE"), Some("RED")];
+
+struct World {
+    path: PathBuf,
+    api: Api,
 }
 
-/// Runs one fuzz input (a request body); `Err` names the broken promise.
-pub fn run(body: &[u8]) -> Result<(), String> {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+fn world() -> &'static Mutex<World> {
+    static WORLD: OnceLock<Mutex<World>> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("nvlb-fuzz-api-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("policy.toml");
+        std::fs::write(&path, EXAMPLE).expect("policy file");
+        let control = Arc::new(Control::open(&path).expect("example policy"));
+        let tokens: String = [
+            ("ops", "operator", "OPS"),
+            ("b", "blue", "BLUE"),
+            ("r", "red", "RED"),
+        ]
+        .iter()
+        .map(|(n, s, t)| {
+            format!(
+                "[[token]]\nname = \"{n}\"\nscope = \"{s}\"\nsha256 = \"{}\"\n",
+                hex(&hash_token(t))
+            )
+        })
+        .collect();
+        let tokens = Tokens::from_toml(&tokens, "tokens.toml").expect("tokens");
+        let api = Api::new(Persist::new(control), tokens, None);
+        Mutex::new(World { path, api })
+    })
+}
+
+/// Runs one fuzz input: `[route, token, body...]`; `Err` names the broken promise.
+pub fn run(data: &[u8]) -> Result<(), String> {
+    let (Some(&route), Some(&token)) = (data.first(), data.get(1)) else {
         return Ok(());
     };
-    let printed = serde_json::to_vec(&v).map_err(|e| format!("cannot print: {e}"))?;
-    let back: Value = serde_json::from_slice(&printed)
-        .map_err(|e| format!("printed JSON does not parse: {e}"))?;
-    // Numbers may lose precision through f64; compare only when none is a float.
-    if !has_float(&v) && back != v {
-        return Err(format!("round trip changed the value: {v} -> {back}"));
-    }
-    let mut found = Vec::new();
-    strings(&v, &mut found, 4);
-    for s in found {
-        let mut data = vec![0u8];
-        data.extend_from_slice(s.as_bytes());
-        crate::config::run(&data)?;
-    }
-    Ok(())
-}
-
-fn has_float(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => n.is_f64(),
-        Value::Array(a) => a.iter().any(has_float),
-        Value::Object(m) => m.values().any(has_float),
-        _ => false,
+    let rest = data.get(2..).unwrap_or(&[]);
+    let (method, path, body): (&str, String, &[u8]) = match ROUTES.get(usize::from(route)) {
+        Some((m, p)) => (m, (*p).to_string(), rest),
+        None => {
+            // A path of the input's own, up to the first newline, then the body.
+            let cut = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let path = String::from_utf8_lossy(rest.get(..cut).unwrap_or(&[])).into_owned();
+            let method = METHODS[usize::from(route) % METHODS.len()];
+            (method, path, rest.get(cut + 1..).unwrap_or(&[]))
+        }
+    };
+    let auth = TOKENS[usize::from(token) % TOKENS.len()].map(|t| format!("Bearer {t}"));
+    let w = world().lock().unwrap_or_else(|p| p.into_inner());
+    let control = w.api.persist().control();
+    let before = std::fs::read(&w.path).map_err(|e| e.to_string())?;
+    let generation = control.generation();
+    let answer = w
+        .api
+        .handle(method, &path, auth.as_deref(), body, Instant::now());
+    let after = std::fs::read(&w.path).map_err(|e| e.to_string())?;
+    match answer.status {
+        200..=299 => {
+            if after != before || control.generation() != generation {
+                std::fs::write(&w.path, EXAMPLE).map_err(|e| e.to_string())?;
+                control
+                    .reload(Instant::now())
+                    .map_err(|e| format!("cannot restore the example: {e}"))?;
+            }
+            Ok(())
+        }
+        400..=499 => {
+            if after != before {
+                return Err(format!(
+                    "{method} {path}: refused ({}) but the file changed",
+                    answer.status
+                ));
+            }
+            if control.generation() != generation {
+                return Err(format!(
+                    "{method} {path}: refused ({}) but the policy changed",
+                    answer.status
+                ));
+            }
+            Ok(())
+        }
+        s => Err(format!("{method} {path}: status {s}: {}", answer.body)),
     }
 }
