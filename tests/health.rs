@@ -126,37 +126,6 @@ fn processes_in(ns: &str) -> Vec<(u32, Vec<String>)> {
         .collect()
 }
 
-/// One batch of the background load: when it started and what it got.
-struct Batch {
-    started: Instant,
-    ended: Instant,
-    got: traffic::Requests,
-}
-
-/// Requests to the VIP from the client, batch after batch, until `stop`.
-fn load(
-    ns: String,
-    dir: std::path::PathBuf,
-    stop: Arc<AtomicBool>,
-) -> thread::JoinHandle<Vec<Batch>> {
-    thread::spawn(move || {
-        let mut batches = Vec::new();
-        let mut i = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let started = Instant::now();
-            let got = traffic::requests(&ns, VIP_URL, 8, 5, &dir, &format!("load{i}"))
-                .expect("curl runs");
-            batches.push(Batch {
-                started,
-                ended: Instant::now(),
-                got,
-            });
-            i += 1;
-        }
-        batches
-    })
-}
-
 /// A slow bulk download through the VIP (10 MiB at 2 MB/s: about 5 s), in the background.
 fn slow_bulk(lab: &Lab, i: usize) -> (Child, std::path::PathBuf) {
     let file = lab.dir().join(format!("slow{i}.bin"));
@@ -210,7 +179,7 @@ fn a_killed_dip_goes_down_new_flows_avoid_it_and_it_rejoins() {
     let slow: Vec<_> = (0..4).map(|i| slow_bulk(&lab, i)).collect();
     thread::sleep(Duration::from_millis(500));
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = load(lab.ns("client"), lab.dir(), stop.clone());
+    let loader = common::load_batches(lab.ns("client"), VIP_URL, 8, 5, lab.dir(), stop.clone());
     thread::sleep(Duration::from_secs(1));
     let victim_ns = lab.ns(VICTIM_VM);
     let server = processes_in(&victim_ns)
@@ -231,7 +200,7 @@ fn a_killed_dip_goes_down_new_flows_avoid_it_and_it_rejoins() {
     thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
     let batches = loader.join().unwrap();
-    let after: Vec<&Batch> = batches.iter().filter(|b| b.started > down_at).collect();
+    let after: Vec<&common::Batch> = batches.iter().filter(|b| b.started > down_at).collect();
     assert!(!after.is_empty(), "no load after the DIP went down");
     for b in &after {
         assert!(
@@ -246,7 +215,7 @@ fn a_killed_dip_goes_down_new_flows_avoid_it_and_it_rejoins() {
             b.got.answers
         );
     }
-    let before: Vec<&Batch> = batches.iter().filter(|b| b.ended < killed).collect();
+    let before: Vec<&common::Batch> = batches.iter().filter(|b| b.ended < killed).collect();
     for b in &before {
         assert!(
             b.got.failures.is_empty(),

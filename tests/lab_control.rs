@@ -162,37 +162,8 @@ impl Drop for Lab {
     }
 }
 
-/// One batch of the background load: when it ran and what it got.
-struct Batch {
-    started: Instant,
-    ended: Instant,
-    got: traffic::Requests,
-}
-
-/// Requests to the VIP from the client, 8 new connections a batch, until `stop`.
-fn load(lab: &Lab, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<Batch>> {
-    let ns = lab.topo.client.clone();
-    let dir = lab.dir();
-    thread::spawn(move || {
-        let mut batches = Vec::new();
-        let mut i = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let started = Instant::now();
-            let got = traffic::requests(&ns, VIP_URL, 8, 10, &dir, &format!("load{i}"))
-                .expect("curl runs");
-            batches.push(Batch {
-                started,
-                ended: Instant::now(),
-                got,
-            });
-            i += 1;
-        }
-        batches
-    })
-}
-
 /// Every request of every batch answered; the answers per VM, and how many there were.
-fn all_answered(batches: &[Batch]) -> usize {
+fn all_answered(batches: &[common::Batch]) -> usize {
     let mut n = 0;
     for b in batches {
         assert!(
@@ -359,7 +330,14 @@ fn a_dip_live_migrates_to_another_host_under_load_without_a_failed_request() {
     // Long-lived transfers (two from the VM that moves), then load.
     let slow = slow_downloads(&lab, &vm.name, 2, 2);
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = load(&lab, stop.clone());
+    let loader = common::load_batches(
+        lab.topo.client.clone(),
+        VIP_URL,
+        8,
+        10,
+        lab.dir(),
+        stop.clone(),
+    );
     thread::sleep(Duration::from_millis(1500));
 
     // 1. The new host's VM file names the VM (nothing happens until it reloads).
@@ -430,7 +408,7 @@ fn a_dip_live_migrates_to_another_host_under_load_without_a_failed_request() {
     stop.store(true, Ordering::Relaxed);
     let batches = loader.join().unwrap();
     let total = all_answered(&batches);
-    let after: Vec<&Batch> = batches.iter().filter(|b| b.started > attached).collect();
+    let after: Vec<&common::Batch> = batches.iter().filter(|b| b.started > attached).collect();
     let from_vm: usize = after
         .iter()
         .map(|b| b.got.answers.get(&vm.name).copied().unwrap_or(0))
@@ -507,7 +485,14 @@ fn a_dip_added_under_load_answers_and_established_flows_stay() {
     let bulk_sha = traffic::sha256(&lab.dir().join("bulk.bin")).unwrap();
     let slow = slow_downloads(&lab, "", 0, 3);
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = load(&lab, stop.clone());
+    let loader = common::load_batches(
+        lab.topo.client.clone(),
+        VIP_URL,
+        8,
+        10,
+        lab.dir(),
+        stop.clone(),
+    );
     thread::sleep(Duration::from_secs(1));
 
     // Through the API (persisted into the policy file).

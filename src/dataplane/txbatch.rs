@@ -84,13 +84,25 @@ impl TxBatch {
     pub fn flush(&mut self, external: &Socket, provider: &Socket) -> Flushed {
         let mut out = Flushed::default();
         for (egress, sock) in [(Egress::External, external), (Egress::Provider, provider)] {
-            let slices: Vec<&[u8]> = self
-                .frames
-                .iter()
-                .filter(|(e, _, _)| *e == egress)
-                .filter_map(|&(_, start, len)| self.arena.get(start..start.saturating_add(len)))
-                .collect();
-            out.add(send_all(sock, &slices));
+            // On the stack: a flush runs every round, and must not allocate.
+            let mut slices: [&[u8]; MAX_SEND_BATCH] = [&[]; MAX_SEND_BATCH];
+            let mut n = 0;
+            for &(e, start, len) in &self.frames {
+                if e != egress {
+                    continue;
+                }
+                match (
+                    self.arena.get(start..start.saturating_add(len)),
+                    slices.get_mut(n),
+                ) {
+                    (Some(frame), Some(slot)) => {
+                        *slot = frame;
+                        n += 1;
+                    }
+                    _ => out.errors += 1,
+                }
+            }
+            out.add(send_all(sock, slices.get(..n).unwrap_or(&[])));
         }
         self.frames.clear();
         self.used = 0;

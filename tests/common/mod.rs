@@ -221,3 +221,46 @@ pub fn sigterm(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// One batch of background load on a lab VIP: when it ran and what it got.
+pub struct Batch {
+    pub started: std::time::Instant,
+    pub ended: std::time::Instant,
+    pub got: nvlb::lab::traffic::Requests,
+}
+
+/// Requests to `url` from namespace `ns`, `per_batch` new connections a batch (each
+/// with `timeout_s`), batch after batch until `stop`: the load lab tests keep running
+/// while they break or change something.
+pub fn load_batches(
+    ns: String,
+    url: &'static str,
+    per_batch: usize,
+    timeout_s: u32,
+    dir: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> thread::JoinHandle<Vec<Batch>> {
+    thread::spawn(move || {
+        let mut batches = Vec::new();
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let started = Instant::now();
+            let got = nvlb::lab::traffic::requests(
+                &ns,
+                url,
+                per_batch,
+                timeout_s,
+                &dir,
+                &format!("load{i}"),
+            )
+            .expect("curl runs");
+            batches.push(Batch {
+                started,
+                ended: Instant::now(),
+                got,
+            });
+            i += 1;
+        }
+        batches
+    })
+}
