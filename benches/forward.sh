@@ -89,39 +89,14 @@ SINK_MAC=02:00:00:00:06:fe
 CLIENT=198.18.0.2
 VIP=203.0.113.30
 
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for ns in "$GEN" "$DUT" "$SINK"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for ns in "$GEN" "$DUT" "$SINK"; do ip netns del "$ns" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
+# shellcheck source=benches/netns.sh
+. "$REPO/benches/netns.sh"
+cleanup() { bench_cleanup "$GEN" "$DUT" "$SINK"; }
 trap cleanup EXIT
 trap 'echo "forward.sh: interrupted" >&2; exit 130' INT TERM
 
-# Leftovers of an earlier run.
-for ns in $(ip netns list | awk '{print $1}' | grep "^${PREFIX}" || true); do
-    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
-    ip netns del "$ns"
-done
-
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-for ns in "$GEN" "$DUT" "$SINK"; do
-    ip netns add "$ns"
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set lo up
-done
-ip -n "$GEN" link add g0 type veth peer name dx netns "$DUT"
-ip -n "$DUT" link add dp type veth peer name s0 netns "$SINK"
-ip -n "$GEN" link set g0 address $GEN_MAC up
-ip -n "$DUT" link set dx address $EXT_MAC up
-ip -n "$DUT" link set dp address $PROV_MAC mtu 1600 up
-ip -n "$SINK" link set s0 address $SINK_MAC mtu 1600 up
-nsx "$DUT" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
-    net.ipv4.conf.dx.rp_filter=0
+bench_remove_leftovers "$PREFIX"
+bench_topology "$GEN" "$DUT" "$SINK" s0 $SINK_MAC $GEN_MAC $EXT_MAC $PROV_MAC
 
 kernel_on() {
     ip -n "$DUT" addr add 198.18.0.1/24 dev dx

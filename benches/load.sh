@@ -86,38 +86,14 @@ VIP=203.0.113.30
 GEN_ARGS=(--config "$POLICY" --external g0 --vip bench-udp --sizes "$SIZE" --flows 8192
           --threads 1 --quiet --json)
 
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for ns in "$GEN" "$DUT" "$REFL"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for ns in "$GEN" "$DUT" "$REFL"; do ip netns del "$ns" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
+# shellcheck source=benches/netns.sh
+. "$REPO/benches/netns.sh"
+cleanup() { bench_cleanup "$GEN" "$DUT" "$REFL"; }
 trap cleanup EXIT
 trap 'echo "load.sh: interrupted" >&2; exit 130' INT TERM
 
-for ns in $(ip netns list | awk '{print $1}' | grep "^${PREFIX}" || true); do
-    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
-    ip netns del "$ns"
-done
-
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-for ns in "$GEN" "$DUT" "$REFL"; do
-    ip netns add "$ns"
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set lo up
-done
-ip -n "$GEN" link add g0 type veth peer name dx netns "$DUT"
-ip -n "$DUT" link add dp type veth peer name r0 netns "$REFL"
-ip -n "$GEN" link set g0 address $GEN_MAC up
-ip -n "$DUT" link set dx address $EXT_MAC up
-ip -n "$DUT" link set dp address $PROV_MAC mtu 1600 up
-ip -n "$REFL" link set r0 address $REFL_MAC mtu 1600 up
-nsx "$DUT" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
-    net.ipv4.conf.dx.rp_filter=0 net.ipv4.conf.dp.rp_filter=0
+bench_remove_leftovers "$PREFIX"
+bench_topology "$GEN" "$DUT" "$REFL" r0 $REFL_MAC $GEN_MAC $EXT_MAC $PROV_MAC
 # A link drops what is sent on it until the kernel's link watch ran (up to 1 s).
 for _ in $(seq 50); do
     n=0
