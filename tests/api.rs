@@ -426,6 +426,21 @@ fn reload_of_a_broken_file_is_refused_and_the_old_policy_serves() {
         send_segment(&lb.ns, 41000, tcp::flags::SYN).is_some(),
         "the LB forwards before the reload"
     );
+    // The API's flow counts come from the workers' published counters (every 100 ms,
+    // per-pool counts from a scan at most once a second): that SYN's binding shows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let flows = loop {
+        let f = lb.json(OPS, &["flows"]);
+        if f["pools"]["blue-web"].as_u64().unwrap_or(0) >= 1 || std::time::Instant::now() > deadline
+        {
+            break f;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(flows["available"], true, "{flows}");
+    assert_eq!(flows["total"], 1, "{flows}");
+    assert_eq!(flows["tenants"]["blue"], 1, "{flows}");
+    assert_eq!(flows["pools"]["blue-web"], 1, "{flows}");
     let good = std::fs::read_to_string(lb.policy()).unwrap();
     std::fs::write(lb.policy(), good.replace("weight = 2", "weight = -2")).unwrap();
     let out = lb.nvlb(&["reload", "--api", API, "--token", OPS]);
