@@ -211,6 +211,25 @@ impl Core {
         self.handle(now, frame, false);
     }
 
+    /// Sends the RSTs of flows that expired under a `tcp_reset` rule (idle reset).
+    fn send_resets(&mut self) {
+        if !self.engine.has_resets() {
+            return;
+        }
+        loop {
+            if !self.tx.has_room(crate::engine::MAX_RESET_FRAME) {
+                self.flush_tx();
+            }
+            let Some((egress, len)) = self.engine.next_reset(self.tx.tail()) else {
+                break;
+            };
+            if !self.tx.commit(egress, len) {
+                self.io.tx_errors += 1;
+            }
+        }
+        self.flush_tx();
+    }
+
     /// Sends what the round decided, one sendmmsg per egress and batch.
     fn flush_tx(&mut self) {
         if self.tx.is_empty() {
@@ -350,6 +369,7 @@ impl Worker {
                 outbox.flush();
             }
             self.core.engine.expire(now, EXPIRE_BUDGET);
+            self.core.send_resets();
             if let Some(p) = &mut self.publisher {
                 p.tick(now, &self.core.engine, &self.core.io, work == 0);
             }

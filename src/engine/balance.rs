@@ -60,6 +60,7 @@ pub(super) fn forward(
     };
     ctx.shard
         .touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
+    super::idle_reset::note(ctx, id, Direction::Forward, ip, ports);
     let flow = *ctx.shard.flow(id);
     let routes = ctx.routes;
     let pre = match routes.prebuilt(flow.pool, flow.dip) {
@@ -145,6 +146,9 @@ fn new_flow(
         peer: ip.src,
         peer_port: ports.src,
     };
+    if pool.rule.all_ports {
+        ret.dip_port = ports.dst; // an all-ports rule keeps the packet's port
+    }
     if !pool.is_public() {
         // Full NAT needs a fresh source port; a mid-stream segment would reach the DIP
         // from a port it never saw and be reset, so refuse it here instead.

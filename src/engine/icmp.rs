@@ -204,7 +204,11 @@ pub(super) fn echo(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u
         icmpv4::msg_type::ECHO_REQUEST
     };
     if ip.icmp_type() != Some(request) {
-        return Verdict::Drop(DropReason::IcmpNotHandled);
+        return super::echo_rule::reply(ctx, arrival, ip, out)
+            .unwrap_or(Verdict::Drop(DropReason::IcmpNotHandled));
+    }
+    if let Some(v) = super::echo_rule::request(ctx, arrival, ip, out) {
+        return v;
     }
     let vsid = arrival.vsid();
     let ours = match arrival {

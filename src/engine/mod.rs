@@ -10,9 +10,11 @@
 mod balance;
 pub mod counters;
 pub mod drop;
+mod echo_rule;
 mod emit;
 mod headers;
 mod icmp;
+mod idle_reset;
 mod nat;
 mod neighbor;
 pub mod packet;
@@ -30,6 +32,7 @@ use crate::wire::{MacAddr, ethernet, gre, ip_proto};
 pub use counters::Counters;
 pub use drop::DropReason;
 pub use emit::{Path, Tunnel, outer_addresses};
+pub use idle_reset::MAX_RESET_FRAME;
 use packet::IpPacket;
 
 /// Which side of the LB a frame leaves on.
@@ -247,6 +250,8 @@ pub struct Engine {
     worker: u16,
     workers: u16,
     ident: u16,
+    /// An expired flow whose client was reset and whose DIP is next (`idle_reset.rs`).
+    resetting: Option<crate::flow::Flow>,
 }
 
 /// Shard bounds and timeouts from the policy.
@@ -267,7 +272,8 @@ pub fn shard_limits(policy: &Snapshot) -> ShardLimits {
 impl Engine {
     /// The engine of worker `worker` out of `workers` (both at least 1).
     pub fn new(policy: Arc<Snapshot>, worker: u16, workers: u16) -> Engine {
-        let shard = FlowShard::new(shard_limits(&policy));
+        let mut shard = FlowShard::new(shard_limits(&policy));
+        shard.set_rules(idle_reset::rules_of(&policy));
         let counters = Counters::for_policy(&policy);
         Engine {
             routes: route::Routes::build(&policy),
@@ -277,6 +283,7 @@ impl Engine {
             worker,
             workers: workers.max(1),
             ident: 0,
+            resetting: None,
         }
     }
 
@@ -293,6 +300,7 @@ impl Engine {
         // reload never makes a Prometheus counter go backwards.
         self.counters = self.counters.remap(&self.policy, &policy);
         self.shard.set_limits(shard_limits(&policy));
+        self.shard.set_rules(idle_reset::rules_of(&policy));
         self.routes = route::Routes::build(&policy);
         self.policy = policy;
         forgotten
@@ -317,6 +325,34 @@ impl Engine {
     /// Removes up to `budget` expired bindings; call between batches.
     pub fn expire(&mut self, now: Nanos, budget: usize) -> usize {
         self.shard.sweep(seconds(now), budget)
+    }
+
+    /// Whether expired flows wait for their TCP resets ([`Engine::next_reset`]).
+    pub fn has_resets(&self) -> bool {
+        self.resetting.is_some() || self.shard.pending_resets() > 0
+    }
+
+    /// Writes the next RST of a flow that timed out idle under a `tcp_reset` rule into
+    /// `out` (at least [`MAX_RESET_FRAME`] bytes): first to its client, then to its
+    /// DIP. Call between batches, after [`Engine::expire`], until it returns `None`.
+    pub fn next_reset(&mut self, out: &mut [u8]) -> Option<(Egress, usize)> {
+        loop {
+            let (flow, to_client) = match self.resetting.take() {
+                Some(f) => (f, false),
+                None => {
+                    let f = self.shard.take_reset()?;
+                    self.resetting = Some(f);
+                    (f, true)
+                }
+            };
+            self.ident = self.ident.wrapping_add(1);
+            // A flow whose path is gone (its pool removed by a reload) is skipped.
+            if let Ok(sent) =
+                idle_reset::write(&self.policy, &self.routes, &flow, to_client, self.ident, out)
+            {
+                return Some(sent);
+            }
+        }
     }
 
     /// Decides what to do with one received frame. Output frames are written to

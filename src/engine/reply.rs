@@ -39,6 +39,7 @@ pub(super) fn ret(
         };
     ctx.shard
         .touch(id, Direction::Return, ports.tcp_flags, ctx.now);
+    super::idle_reset::note(ctx, id, Direction::Return, ip, ports);
     let path = tri!(path_to_client(ctx, &flow.forward, flow.flow_id));
     let rw = Rewrite {
         src: Some((flow.forward.vip, flow.forward.vip_port)),

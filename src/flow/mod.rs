@@ -5,11 +5,13 @@
 //! Keeping both directions of a flow on one shard is the job of [`steer`]; this module
 //! must never read a clock (time comes in as an argument) or do I/O.
 
+pub mod idle;
 pub mod shard;
 pub mod state;
 pub mod steer;
 
 pub use shard::{Flow, FlowId, FlowShard, ForwardKey, InsertError, ReturnKey, ShardLimits};
+pub use idle::RuleIdle;
 pub use state::{Direction, State, Timeouts};
 
 /// Nanoseconds on the caller's clock. The engine never reads a clock itself, so that

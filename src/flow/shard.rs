@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
+use super::idle::{self, RuleIdle};
 use super::state::{Direction, State, Timeouts};
 
 /// Index of a binding in its shard's slab.
@@ -101,6 +102,12 @@ pub struct Flow {
     /// Seconds on the caller's clock when a packet last used this binding.
     pub last_seen: u32,
     live: bool,
+    /// TCP: the last acknowledgment number the client sent (what it expects next from
+    /// the DIP), and the DIP's; a reset on idle uses them as its sequence numbers.
+    pub client_ack: u32,
+    pub dip_ack: u32,
+    /// Which of the two are known (`idle::ACK_FROM_*` bits).
+    pub acks_seen: u8,
 }
 
 impl Flow {
@@ -123,6 +130,9 @@ impl Flow {
             state,
             last_seen: 0,
             live: false,
+            client_ack: 0,
+            dip_ack: 0,
+            acks_seen: 0,
         }
     }
 
@@ -170,6 +180,10 @@ pub struct FlowShard {
     limits: ShardLimits,
     sweep_cursor: usize,
     port_cursor: u32,
+    /// Per pool: idle timeout and reset of its rule (`idle.rs`).
+    rules: Vec<RuleIdle>,
+    /// Expired flows whose ends the engine must reset, oldest first.
+    resets: Vec<Flow>,
 }
 
 /// Seconds from nanoseconds, as bindings keep them.
@@ -191,6 +205,8 @@ impl FlowShard {
             limits,
             sweep_cursor: 0,
             port_cursor: 0,
+            rules: Vec::new(),
+            resets: Vec::new(),
         }
     }
 
@@ -227,7 +243,56 @@ impl FlowShard {
     }
 
     fn expired(&self, flow: &Flow, now: u32) -> bool {
-        now.wrapping_sub(flow.last_seen) > self.limits.timeouts.for_state(flow.state)
+        now.wrapping_sub(flow.last_seen) > idle::timeout(&self.rules, &self.limits.timeouts, flow)
+    }
+
+    /// Removes an expired binding, keeping it for its resets if its rule asks for them.
+    fn expire(&mut self, id: FlowId) {
+        let flow = self.slab[id as usize];
+        if idle::wants_reset(&self.rules, &flow) && self.resets.len() < idle::MAX_PENDING_RESETS {
+            if self.resets.capacity() == 0 {
+                self.resets.reserve_exact(idle::MAX_PENDING_RESETS);
+            }
+            self.resets.push(flow);
+        }
+        self.remove(id);
+    }
+
+    /// The idle rules of the current policy's pools (after a policy change, with the
+    /// flows already renumbered to it).
+    pub fn set_rules(&mut self, rules: Vec<RuleIdle>) {
+        self.rules = rules;
+    }
+
+    /// Records the acknowledgment number of a TCP segment that travelled in `dir`.
+    pub fn note_ack(&mut self, id: FlowId, dir: Direction, ack: u32) {
+        let Some(flow) = self.slab.get_mut(id as usize) else {
+            return;
+        };
+        match dir {
+            Direction::Forward => {
+                flow.client_ack = ack;
+                flow.acks_seen |= idle::ACK_FROM_CLIENT;
+            }
+            Direction::Return => {
+                flow.dip_ack = ack;
+                flow.acks_seen |= idle::ACK_FROM_DIP;
+            }
+        }
+    }
+
+    /// The next expired flow to reset, if any (between batches, by the engine).
+    pub fn take_reset(&mut self) -> Option<Flow> {
+        if self.resets.is_empty() {
+            None
+        } else {
+            Some(self.resets.remove(0))
+        }
+    }
+
+    /// Expired flows waiting for their resets.
+    pub fn pending_resets(&self) -> usize {
+        self.resets.len()
     }
 
     /// Finds the binding of a client's packet; an expired binding is removed and missed.
@@ -252,7 +317,7 @@ impl FlowShard {
 
     fn live_or_expire(&mut self, id: FlowId, now: u32) -> Option<FlowId> {
         if self.expired(&self.slab[id as usize], now) {
-            self.remove(id);
+            self.expire(id);
             None
         } else {
             Some(id)
@@ -410,7 +475,7 @@ impl FlowShard {
             self.sweep_cursor += 1;
             let flow = &self.slab[id as usize];
             if flow.live && self.expired(flow, now) {
-                self.remove(id);
+                self.expire(id);
                 removed += 1;
                 if removed == budget {
                     break;
@@ -615,6 +680,8 @@ mod tests {
     #[test]
     fn flow_entry_is_small() {
         let size = std::mem::size_of::<Flow>();
-        assert!(size <= 112, "Flow is {size} bytes");
+        // 108 bytes before the idle-reset fields (two acknowledgment numbers and which
+        // are known), 116 with them: still under the design's 128.
+        assert!(size <= 116, "Flow is {size} bytes");
     }
 }

@@ -381,6 +381,8 @@ fn derive_pools(s: &Snapshot, vms: &[Vm]) -> Vec<PoolPlan> {
     let ext = &s.balancer().external;
     s.pools()
         .iter()
+        // An all-ports rule has no port of its own to try (its tests pick ports).
+        .filter(|p| !p.rule.all_ports)
         .map(|p| {
             let v6 = p.address.is_ipv6();
             let dips = p

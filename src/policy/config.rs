@@ -83,6 +83,8 @@ pub(crate) struct RawTenant {
     pub lookup: Vec<S<RawLookup>>,
     #[serde(default)]
     pub vip: Vec<S<RawVip>>,
+    #[serde(default)]
+    pub inbound_nat: Vec<S<RawInboundNat>>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +134,9 @@ pub(crate) struct RawVip {
     pub distribution: Option<S<String>>,
     pub dips: S<Vec<S<RawDip>>>,
     pub health: Option<S<RawHealth>>,
+    pub idle_timeout: Option<S<String>>,
+    pub tcp_reset: Option<S<bool>>,
+    pub icmp_echo: Option<S<String>>,
 }
 
 /// A pool's health check (`health = { protocol = "http", ... }`).
@@ -158,4 +163,29 @@ pub(crate) struct RawDip {
     pub weight: Option<S<i64>>,
     pub vsid: Option<S<i64>>,
     pub drain: Option<S<bool>>,
+}
+
+/// `[[tenant.inbound_nat]]`: a frontend port (or range) to one DIP's port each.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInboundNat {
+    pub name: S<String>,
+    pub frontend: S<toml::Value>,
+    pub address: S<String>,
+    pub protocol: S<String>,
+    /// An integer port or a `"FIRST-LAST"` range.
+    pub port: S<toml::Value>,
+    pub backend_vsid: Option<S<i64>>,
+    pub targets: S<Vec<S<RawNatTarget>>>,
+    pub idle_timeout: Option<S<String>>,
+    pub tcp_reset: Option<S<bool>>,
+}
+
+/// One target of an inbound NAT rule: the DIP the i-th frontend port leads to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNatTarget {
+    pub ca: S<String>,
+    pub port: Option<S<i64>>,
+    pub vsid: Option<S<i64>>,
 }

@@ -15,6 +15,7 @@ mod mac;
 mod model;
 mod overlay;
 mod prefix;
+mod rules;
 mod snapshot;
 mod summary;
 mod validate;
@@ -31,6 +32,7 @@ pub use model::{
     Tenant, VipPool, VirtualSubnet,
 };
 pub use prefix::{IpPrefix, PrefixError};
+pub use rules::{IcmpEcho, InboundNat, RuleOptions};
 pub use snapshot::Snapshot;
 pub use summary::summary;
 pub use validate::MAX_WEIGHT;

@@ -278,6 +278,8 @@ pub struct VipPool {
     pub table: crate::maglev::Table,
     /// `None`: no health check, every DIP counts as up.
     pub health: Option<HealthCheck>,
+    /// All-ports, ICMP echo, inbound NAT origin, idle timeout and reset (`rules.rs`).
+    pub rule: super::rules::RuleOptions,
 }
 
 /// Which fields of a new flow feed the Maglev hash: the whole 5-tuple spreads flows,

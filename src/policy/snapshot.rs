@@ -11,6 +11,7 @@ use hashbrown::{HashMap, HashSet};
 
 use super::diag::{ConfigError, Diagnostic};
 use super::ids::{HostId, PoolId, Protocol, SubnetId, TenantId, Vsid};
+use super::rules::IcmpEcho;
 use super::model::{
     Balancer, Host, LookupRecord, RoutingDomain, SnatRange, Tenant, VipPool, VirtualSubnet,
 };
@@ -53,6 +54,9 @@ pub struct Snapshot {
     /// (DIP VSID, CA, port, protocol) -> the public VIP it serves and its index there;
     /// `None` when it serves more than one public VIP (a reply cannot tell which).
     public_backends: Map<DipEndpoint, Option<(PoolId, u16)>>,
+    /// VIP addresses whose echo requests are not answered by the LB (`rules.rs`), with
+    /// the pool a forwarded echo goes to.
+    echo: Map<(Vsid, IpAddr), (IcmpEcho, PoolId)>,
 }
 
 impl Snapshot {
@@ -83,9 +87,19 @@ impl Snapshot {
     pub(crate) fn assemble(parts: Parts) -> Snapshot {
         let mut vips = Map::default();
         let mut vip_addresses = Set::default();
+        let mut echo = Map::default();
         for (id, pool) in (0..).zip(&parts.pools) {
             vips.entry((pool.frontend, pool.address, pool.protocol, pool.port))
                 .or_insert(id);
+            if pool.rule.all_ports {
+                // Port 0 is no port a packet carries: the all-ports key of each protocol.
+                vips.entry((pool.frontend, pool.address, Protocol::Udp, 0))
+                    .or_insert(id);
+            }
+            if pool.rule.icmp_echo != IcmpEcho::Answer {
+                echo.entry((pool.frontend, pool.address))
+                    .or_insert((pool.rule.icmp_echo, id));
+            }
             vip_addresses.insert((pool.frontend, pool.address));
         }
         let mut public_backends = Map::default();
@@ -134,6 +148,7 @@ impl Snapshot {
             host_by_pa,
             snat_addresses,
             public_backends,
+            echo,
         }
     }
 
@@ -216,8 +231,21 @@ impl Snapshot {
     /// The pool serving `(vsid, addr, proto, port)`; `vsid` is [`Vsid::PUBLIC`] for
     /// traffic from the Internet side. The VSID is part of the key because CA VIPs of
     /// different tenants may share an address.
+    /// A rule for this port wins over an all-ports rule of the address (port 0).
     pub fn find_vip(&self, vsid: Vsid, addr: IpAddr, proto: Protocol, port: u16) -> Option<PoolId> {
-        self.vips.get(&(vsid, addr, proto, port)).copied()
+        self.vips
+            .get(&(vsid, addr, proto, port))
+            .or_else(|| self.vips.get(&(vsid, addr, proto, 0)))
+            .copied()
+    }
+
+    /// What an echo request to a VIP address gets, and the pool a forwarded one goes
+    /// to (`None` with [`IcmpEcho::Answer`]).
+    pub fn icmp_echo(&self, vsid: Vsid, addr: IpAddr) -> (IcmpEcho, Option<PoolId>) {
+        match self.echo.get(&(vsid, addr)) {
+            Some(&(e, pool)) => (e, Some(pool)),
+            None => (IcmpEcho::Answer, None),
+        }
     }
 
     /// The public VIP that a DIP endpoint serves, and the DIP's index in it: lets any

@@ -16,6 +16,7 @@ pub fn summary(snapshot: &Snapshot) -> String {
     hosts(snapshot, &mut out);
     subnets(snapshot, &mut out);
     lookups(snapshot, &mut out);
+    rules(snapshot, &mut out);
     pools(snapshot, &mut out);
     if !snapshot.warnings().is_empty() {
         out.push_str("\nwarnings\n");
@@ -234,7 +235,7 @@ fn pool_cells(s: &Snapshot, p: &VipPool) -> Vec<String> {
         tenant_name(s, p.tenant),
         p.frontend.to_string(),
         p.address.to_string(),
-        p.protocol.to_string(),
+        p.rule.protocol_name(p.protocol).to_string(),
         p.port.to_string(),
         p.distribution.name().to_string(),
     ]
@@ -252,4 +253,71 @@ fn dip_cells(s: &Snapshot, d: &Dip) -> Vec<String> {
         or_dash(host.map(|h| h.name.clone())),
         or_dash(host.map(host_pas)),
     ]
+}
+
+/// Every rule of every VIP address, grouped by (frontend, address): load-balancing
+/// rules and inbound NAT ports with their mode, as a tenant reads a cloud LB's rules.
+fn rules(s: &Snapshot, out: &mut String) {
+    let mut order: Vec<(crate::policy::Vsid, IpAddr)> = Vec::new();
+    for p in s.pools() {
+        if !order.contains(&(p.frontend, p.address)) {
+            order.push((p.frontend, p.address));
+        }
+    }
+    let _ = writeln!(out, "\nrules by VIP address ({})", order.len());
+    let mut t = Table::new(&[
+        "FRONTEND",
+        "ADDRESS",
+        "ICMP ECHO",
+        "RULE",
+        "KIND",
+        "PROTO/PORT",
+        "DISTRIBUTION",
+        "IDLE TIMEOUT",
+        "TCP RESET",
+        "TO",
+    ]);
+    for (frontend, address) in order {
+        let (echo, _) = s.icmp_echo(frontend, address);
+        let mut first = true;
+        for p in s
+            .pools()
+            .iter()
+            .filter(|p| (p.frontend, p.address) == (frontend, address))
+        {
+            let mut row = if first {
+                vec![frontend.to_string(), address.to_string(), echo.name().to_owned()]
+            } else {
+                vec![String::new(); 3]
+            };
+            first = false;
+            let port = if p.rule.all_ports {
+                "all ports".to_owned()
+            } else {
+                format!("{}/{}", p.protocol, p.port)
+            };
+            let to = if p.rule.all_ports {
+                join(p.dips.iter().map(|d| d.ca))
+            } else {
+                join(p.dips.iter().map(|d| endpoint(d.ca, d.port)))
+            };
+            row.extend([
+                p.name.clone(),
+                p.rule.kind().to_owned(),
+                port,
+                if p.rule.nat.is_some() {
+                    "-".to_owned()
+                } else {
+                    p.distribution.name().to_owned()
+                },
+                p.rule
+                    .idle_timeout
+                    .map_or_else(|| "default".to_owned(), duration),
+                if p.rule.tcp_reset { "yes" } else { "no" }.to_owned(),
+                to,
+            ]);
+            t.row(row);
+        }
+    }
+    t.render(out);
 }

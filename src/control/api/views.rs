@@ -65,11 +65,29 @@ pub(super) fn vip_json(s: &Snapshot, p: &VipPool, flows: Option<&FlowCounts>) ->
         "tenant": tenant_of(s, p),
         "frontend": frontend(p.frontend),
         "address": p.address.to_string(),
-        "protocol": p.protocol.to_string(),
+        "protocol": p.rule.protocol_name(p.protocol),
         "port": p.port,
         "dips": p.dips.len(),
         "active": p.dips.iter().filter(|d| d.effective_weight() > 0).count(),
         "flows": flows_of(flows, &p.name),
+        "rule": rule_json(p),
+    })
+}
+
+/// The rule's mode, read-only: changed only in the policy file (`nvlb reload`).
+fn rule_json(p: &VipPool) -> Value {
+    json!({
+        "kind": p.rule.kind(),
+        "all_ports": p.rule.all_ports,
+        "distribution": p.distribution.name(),
+        "idle_timeout_s": p.rule.idle_timeout.map(|d| d.as_secs()),
+        "tcp_reset": p.rule.tcp_reset,
+        "icmp_echo": p.rule.icmp_echo.name(),
+        "inbound_nat": p.rule.nat.as_ref().map(|n| json!({
+            "rule": n.rule,
+            "first": n.first,
+            "last": n.last,
+        })),
     })
 }
 

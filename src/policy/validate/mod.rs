@@ -9,6 +9,7 @@ mod balancer;
 mod health;
 mod pools;
 pub use pools::MAX_WEIGHT;
+mod rules;
 mod tenants;
 
 use core::ops::Range;

@@ -17,9 +17,9 @@ use super::{Map, Validator, family, field};
 pub const MAX_WEIGHT: i64 = 65535;
 
 /// Where an already accepted VIP key was declared.
-struct VipSeen {
-    name: String,
-    line: usize,
+pub(super) struct VipSeen {
+    pub(super) name: String,
+    pub(super) line: usize,
 }
 
 impl Validator<'_> {
@@ -27,6 +27,7 @@ impl Validator<'_> {
         let mut pools = Vec::new();
         let mut keys: Map<(Vsid, IpAddr, Protocol, u16), VipSeen> = Map::default();
         let mut names: Map<String, usize> = Map::default();
+        let mut echo = Map::default();
         for (ti, t) in raw.iter().enumerate() {
             let Ok(tenant) = TenantId::try_from(ti) else {
                 break;
@@ -54,8 +55,10 @@ impl Validator<'_> {
                         line,
                     },
                 );
+                self.check_echo(&mut echo, &pool, r, &base);
                 pools.push(pool);
             }
+            self.inbound_nat(t.get_ref(), ti, tenant, &mut keys, &mut names, &mut pools);
         }
         pools
     }
@@ -79,15 +82,25 @@ impl Validator<'_> {
         }
         let frontend = self.frontend(&r.frontend, field(base, "frontend"), tenant);
         let address = self.ip(&r.address, field(base, "address"));
+        // protocol = "all" (every TCP and UDP port, `rules.rs`) is kept as TCP plus the flag.
+        let all_ports = r.protocol.get_ref() == "all";
         let protocol = match r.protocol.get_ref().parse::<Protocol>() {
             Ok(p) => Some(p),
-            Err(e) => {
-                let msg = format!("`{}`: {e}", r.protocol.get_ref());
+            Err(_) if all_ports => Some(Protocol::Tcp),
+            Err(_) => {
+                let msg = format!(
+                    "`{}`: expected \"tcp\" or \"udp\" (or \"all\" with port = 0)",
+                    r.protocol.get_ref()
+                );
                 self.error(r.protocol.span(), field(base, "protocol"), msg);
                 None
             }
         };
-        let port = self.port(&r.port, field(base, "port"));
+        let port = if all_ports {
+            self.all_ports_port(&r.port, field(base, "port"))
+        } else {
+            self.port(&r.port, field(base, "port"))
+        };
         let distribution = match &r.distribution {
             None => Distribution::default(),
             Some(d) => Distribution::parse(d.get_ref()).unwrap_or_else(|| {
@@ -120,6 +133,7 @@ impl Validator<'_> {
             },
         };
         let dips = self.dips(r, base, tenant, frontend, backend, address, port);
+        let rule = self.rule_options(r, base, all_ports, frontend, address);
         let (Some(frontend), Some(address), Some(protocol), Some(port), Some(dips)) =
             (frontend, address, protocol, port, dips)
         else {
@@ -158,11 +172,12 @@ impl Validator<'_> {
             dips,
             table,
             health,
+            rule,
         })
     }
 
     /// `"public"` or the VSID of one of the tenant's own subnets.
-    fn frontend(&mut self, f: &S<toml::Value>, path: String, tenant: TenantId) -> Option<Vsid> {
+    pub(super) fn frontend(&mut self, f: &S<toml::Value>, path: String, tenant: TenantId) -> Option<Vsid> {
         match f.get_ref() {
             toml::Value::String(s) if s == "public" => Some(Vsid::PUBLIC),
             toml::Value::Integer(n) => {
@@ -179,7 +194,7 @@ impl Validator<'_> {
     }
 
     /// A CA VIP is a CA inside its subnet, and no VM may hold it.
-    fn check_ca_vip_address(&mut self, frontend: Vsid, addr: IpAddr, s: &S<String>, path: String) {
+    pub(super) fn check_ca_vip_address(&mut self, frontend: Vsid, addr: IpAddr, s: &S<String>, path: String) {
         if frontend.is_public() {
             return;
         }
@@ -199,7 +214,7 @@ impl Validator<'_> {
 
     /// DIPs live in the VIP's tenant; a CA VIP's DIPs also in the frontend's routing
     /// domain (the balancer must not bridge routing domains).
-    fn backend_ok(
+    pub(super) fn backend_ok(
         &mut self,
         vsid: Vsid,
         n: &S<i64>,
@@ -295,7 +310,7 @@ impl Validator<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn dip(
+    pub(super) fn dip(
         &mut self,
         d: &RawDip,
         base: &str,
