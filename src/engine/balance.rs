@@ -70,7 +70,12 @@ pub(super) fn forward(
         src: flow
             .is_full_nat()
             .then_some((flow.ret.peer, flow.ret.peer_port)),
-        dst: Some((flow.ret.dip, flow.ret.dip_port)),
+        // Floating IP (direct server return): the DIP holds the VIP itself.
+        dst: (!ctx
+            .policy
+            .get_pool(flow.pool)
+            .is_some_and(|p| p.floating_ip))
+        .then_some((flow.ret.dip, flow.ret.dip_port)),
         hop: true,
     };
     let v = ctx.send(

@@ -45,6 +45,7 @@ crate::drop_reasons! {
     NatPortsExhausted => "nat_ports_exhausted", "No free source-NAT port for this DIP.";
     FlowConflict => "flow_conflict", "Another binding already uses the same return key (two VIPs sharing one DIP port for one client endpoint).";
     NoPath => "no_path", "No outer address family shared with the destination host, or no room to build the frame.";
+    OutboundPortsExhausted => "outbound_ports_exhausted", "A VM's block of outbound source-NAT ports has no free port for this destination.";
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod headers;
 mod icmp;
 mod nat;
 mod neighbor;
+mod outbound;
 pub mod packet;
 mod remap;
 mod reply;
@@ -461,10 +462,15 @@ fn inner_ip(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> 
         return Verdict::Local;
     }
     match arrival {
+        Arrival::Plain { .. } if outbound::is_reply(ctx.policy, ip, &ports) => {
+            outbound::to_vm(ctx, arrival, ip, &ports, out)
+        }
         Arrival::Plain { .. } => balance::forward(ctx, arrival, ip, &ports, out),
         Arrival::Tunnel { vsid, .. } => {
             if ctx.policy.is_vip_address(*vsid, ip.dst) {
                 balance::forward(ctx, arrival, ip, &ports, out)
+            } else if let Some(v) = outbound::from_vm(ctx, arrival, ip, &ports, out) {
+                v
             } else {
                 reply::ret(ctx, arrival, ip, &ports, out)
             }
