@@ -17,6 +17,7 @@ pub fn summary(snapshot: &Snapshot) -> String {
     subnets(snapshot, &mut out);
     lookups(snapshot, &mut out);
     pools(snapshot, &mut out);
+    outbound(snapshot, &mut out);
     if !snapshot.warnings().is_empty() {
         out.push_str("\nwarnings\n");
         for w in snapshot.warnings() {
@@ -236,7 +237,11 @@ fn pool_cells(s: &Snapshot, p: &VipPool) -> Vec<String> {
         p.address.to_string(),
         p.protocol.to_string(),
         p.port.to_string(),
-        p.distribution.name().to_string(),
+        if p.floating_ip {
+            format!("{} floating_ip", p.distribution.name())
+        } else {
+            p.distribution.name().to_string()
+        },
     ]
 }
 
@@ -252,4 +257,39 @@ fn dip_cells(s: &Snapshot, d: &Dip) -> Vec<String> {
         or_dash(host.map(|h| h.name.clone())),
         or_dash(host.map(host_pas)),
     ]
+}
+
+/// Outbound rules: one row per source VM, with the block of ports it owns.
+fn outbound(s: &Snapshot, out: &mut String) {
+    if s.outbound_rules().is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\noutbound rules ({})", s.outbound_rules().len());
+    let mut t = Table::new(&[
+        "RULE", "TENANT", "ADDRESS", "PORTS", "PER DIP", "IDLE", "VSID", "SOURCE", "BLOCK", "HOST",
+    ]);
+    for rule in s.outbound_rules() {
+        for (i, src) in rule.sources.iter().enumerate() {
+            let mut row = if i == 0 {
+                vec![
+                    rule.name.clone(),
+                    tenant_name(s, rule.tenant),
+                    rule.address.to_string(),
+                    format!("{}-{}", rule.first_port, rule.last_port),
+                    rule.ports_per_dip.to_string(),
+                    duration(rule.idle_timeout),
+                ]
+            } else {
+                vec![String::new(); 6]
+            };
+            row.extend([
+                src.vsid.to_string(),
+                src.ca.to_string(),
+                format!("{}-{}", src.first_port, src.last_port),
+                or_dash(s.get_host(src.host).map(|h| h.name.clone())),
+            ]);
+            t.row(row);
+        }
+    }
+    t.render(out);
 }

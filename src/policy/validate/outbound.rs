@@ -499,3 +499,47 @@ dips = [{ ca = "10.0.0.5" }]
         assert!(e.contains("floating_ip is for public VIPs only"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod summary_tests {
+    use crate::policy::{Snapshot, summary};
+
+    #[test]
+    fn check_shows_outbound_blocks_and_floating_ip() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/lb-config/example.toml"
+        ))
+        .unwrap()
+        .replace(
+            "mac = \"02:00:00:00:06:12\"\n",
+            "mac = \"02:00:00:00:06:12\"\ngateway_mac = \"02:00:00:00:06:01\"\n",
+        );
+        let text = format!(
+            "{text}\n[[tenant.vip]]\nname = \"red-dsr\"\nfrontend = \"public\"\naddress = \"203.0.113.21\"\nprotocol = \"tcp\"\nport = 80\nbackend_vsid = 6001\nfloating_ip = true\ndips = [{{ ca = \"10.0.0.5\" }}]\n\n[[tenant.outbound]]\nname = \"red-out\"\naddress = \"203.0.113.30\"\npools = [\"red-web\"]\nports_per_dip = 100\n"
+        );
+        let out = summary(&Snapshot::from_toml(&text, "t.toml").unwrap());
+        assert!(out.contains("outbound rules (1)"), "{out}");
+        let rows: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("red-out") || l.contains("1124-1223"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{out}");
+        assert!(
+            rows[0].contains("203.0.113.30")
+                && rows[0].contains("1024-65535")
+                && rows[0].contains("1024-1123"),
+            "{}",
+            rows[0]
+        );
+        assert!(
+            rows[1].contains("10.0.0.6") && rows[1].contains("host3"),
+            "{}",
+            rows[1]
+        );
+        let dsr = out.lines().find(|l| l.contains("red-dsr")).unwrap();
+        assert!(dsr.contains("five_tuple floating_ip"), "{dsr}");
+        let web = out.lines().find(|l| l.contains("red-web ")).unwrap();
+        assert!(!web.contains("floating_ip"), "{web}");
+    }
+}
