@@ -60,6 +60,8 @@ pub(super) fn forward(
     };
     ctx.shard
         .touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
+    let pool = ctx.shard.flow(id).pool;
+    super::dsr::client_packet(ctx, id, pool, ports.tcp_flags);
     let flow = *ctx.shard.flow(id);
     let routes = ctx.routes;
     let pre = match routes.prebuilt(flow.pool, flow.dip) {

@@ -10,6 +10,7 @@
 mod balance;
 pub mod counters;
 pub mod drop;
+mod dsr;
 mod emit;
 mod headers;
 mod icmp;

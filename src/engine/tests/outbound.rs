@@ -33,6 +33,13 @@ pools = ["red-web"]
 ports = "1024-1031"
 ports_per_dip = 4
 idle_timeout = "60s"
+
+[[tenant.outbound]]
+name = "red-out6"
+address = "2001:db8:203::30"
+pools = ["red-web6"]
+ports = "1024-1031"
+ports_per_dip = 4
 "#
     ));
     t
@@ -322,4 +329,73 @@ fn a_floating_ip_vip_keeps_its_destination() {
     let web = pool(&p, "red-web");
     let (_, w) = rig.forward(SEC, &from_internet(&p, c, 42001, web, SYN, 64));
     assert_ne!(w.dst, web.address);
+}
+
+#[test]
+fn a_floating_ip_flow_is_established_by_the_clients_ack() {
+    let p = policy_from(&outbound_text());
+    let vip = pool(&p, "red-dsr");
+    let mut rig = Rig::new(&p);
+    let c = client(false, 10);
+    rig.forward(SEC, &from_internet(&p, c, 43000, vip, SYN, 64));
+    assert_eq!(
+        rig.engine.shard().flow(0).state,
+        crate::flow::State::SynSent
+    );
+    rig.forward(2 * SEC, &from_internet(&p, c, 43000, vip, ACK, 64));
+    assert_eq!(
+        rig.engine.shard().flow(0).state,
+        crate::flow::State::Established,
+        "the SYN-ACK bypassed the LB; the client's ACK stands for it"
+    );
+    // 100 s later (beyond tcp_syn_timeout) the flow is still the same one.
+    rig.forward(100 * SEC, &from_internet(&p, c, 43000, vip, ACK, 64));
+    assert_eq!(rig.engine.counters().new_flows, 1);
+    // An ordinary VIP's flow is not established by the client alone.
+    let web = pool(&p, "red-web");
+    rig.forward(SEC, &from_internet(&p, c, 43001, web, SYN, 64));
+    rig.forward(2 * SEC, &from_internet(&p, c, 43001, web, ACK, 64));
+    let states: Vec<_> = (0..rig.engine.shard().slots() as u32)
+        .filter_map(|i| rig.engine.shard().live(i))
+        .filter(|f| f.forward.client_port == 43001)
+        .map(|f| f.state)
+        .collect();
+    assert_eq!(states, vec![crate::flow::State::SynSent]);
+}
+
+#[test]
+fn outbound_over_ipv6() {
+    let p = policy_from(&outbound_text());
+    let mut rig = Rig::new(&p);
+    let rec = *record(&p, 6001, "fd00:0:0:1::5");
+    let server: IpAddr = ip("2001:db8:c::100");
+    let t = Transport::Tcp {
+        src_port: 40000,
+        dst_port: 443,
+        flags: SYN,
+        seq: 1,
+        ack: 0,
+    };
+    let pkt = craft::ip_packet(rec.ca, server, 64, t, b"hi");
+    let (_, o) = rig.forward(SEC, &from_host(&p, "host2", 6001, rec.mac, &pkt));
+    assert!(o.tunnel.is_none());
+    assert_eq!(o.src, ip("2001:db8:203::30"));
+    assert!((1024..=1027).contains(&o.sport));
+    assert!(o.l4_ok);
+    let t = Transport::Tcp {
+        src_port: 443,
+        dst_port: o.sport,
+        flags: SYN_ACK,
+        seq: 5,
+        ack: 2,
+    };
+    let reply = craft::ip_frame(
+        p.balancer().external.gateway_mac.unwrap(),
+        p.balancer().external.mac,
+        &craft::ip_packet(server, o.src, 64, t, b"ok"),
+    );
+    let (_, r) = rig.forward(2 * SEC, &reply);
+    assert_eq!(r.tunnel.unwrap().2, 6001);
+    assert_eq!((r.dst, r.dport), (rec.ca, 40000));
+    assert!(r.l4_ok);
 }
