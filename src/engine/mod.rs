@@ -451,6 +451,9 @@ fn inner_ip(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> 
             return Verdict::Drop(DropReason::Fragment);
         }
         if ip.is_icmp_error() {
+            if let Some(v) = outbound::icmp_error(ctx, arrival, ip, out) {
+                return v;
+            }
             return icmp::translate(ctx, arrival, ip, out);
         }
         return icmp::echo(ctx, arrival, ip, out);

@@ -314,3 +314,73 @@ pub(crate) fn remap(old: &[OutboundRule], new: &Snapshot, flow: &mut Flow) -> Op
         None => false,
     })
 }
+
+/// An ICMP error from the Internet about a VM's outbound packet (it quotes the packet
+/// as the LB sent it: outbound address and port -> server), e.g. the frag-needed that
+/// path MTU discovery depends on: passed on to the VM through the binding, the quoted
+/// source turned back into the VM's CA and port. `None` when the error does not quote
+/// an outbound address at a port of its rule (icmp::translate takes it).
+pub(super) fn icmp_error(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    out: &mut [u8],
+) -> Option<Verdict> {
+    let Arrival::Plain { .. } = arrival else {
+        return None;
+    };
+    let q = super::icmp::quoted(ip).ok()?;
+    let (_, rule) = ctx.policy.outbound_by_address(q.src)?;
+    if !rule.contains_port(q.src_port) {
+        return None;
+    }
+    let owner = steer::by_nat_port(q.src_port, ctx.workers);
+    if owner != ctx.worker {
+        return Some(Verdict::Handoff { worker: owner });
+    }
+    if ip.ttl <= 1 {
+        return Some(Verdict::Drop(DropReason::TtlExpired));
+    }
+    let key = ReturnKey {
+        vsid: 0,
+        proto: q.proto,
+        dip: q.dst,
+        dip_port: q.dst_port,
+        peer: q.src,
+        peer_port: q.src_port,
+    };
+    let Some(id) = ctx.shard.find_return(&key, ctx.now) else {
+        return Some(Verdict::Drop(DropReason::IcmpNoFlow));
+    };
+    let flow = *ctx.shard.flow(id);
+    let path = match reply::path_to_client(ctx, &flow.forward, flow.flow_id) {
+        Ok(p) => p,
+        Err(r) => return Some(Verdict::Drop(r)),
+    };
+    let len = ip.bytes.len();
+    if len > path.max_ip_len(ctx.policy) {
+        return Some(Verdict::Drop(DropReason::TooBigNoDf));
+    }
+    let ident = ctx.next_ident();
+    let off = match path.write_headers(out, super::emit::ip_ethertype(ip.v6), len, ident) {
+        Ok(off) => off,
+        Err(r) => return Some(Verdict::Drop(r)),
+    };
+    let client = flow.forward.client;
+    let pkt = out.get_mut(off..off + len)?;
+    pkt.copy_from_slice(ip.bytes);
+    let q_rw = Rewrite {
+        src: Some((client, flow.forward.client_port)),
+        dst: None,
+        hop: false,
+    };
+    super::nat::apply(pkt.get_mut(q.at..)?, ip.v6, q.proto, q.l4, &q_rw);
+    super::nat::set_ip_header(pkt, ip.v6, ip.src, client, Some(ip.ttl - 1));
+    crate::wire::icmp_message::fill_checksum(pkt.get_mut(ip.l4..)?, ip.src, client);
+    ctx.direction = Direction::Return;
+    Some(Verdict::Forward {
+        egress: path.egress(),
+        len: off + len,
+        matched: Matched::of(&flow),
+    })
+}

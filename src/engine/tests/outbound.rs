@@ -399,3 +399,67 @@ fn outbound_over_ipv6() {
     assert_eq!((r.dst, r.dport), (rec.ca, 40000));
     assert!(r.l4_ok);
 }
+
+#[test]
+fn a_frag_needed_about_an_outbound_packet_reaches_the_vm() {
+    let p = policy_from(&outbound_text());
+    let mut rig = Rig::new(&p);
+    let rec = *record(&p, 6001, "10.0.0.5");
+    let (_, o) = rig.forward(SEC, &vm_to_internet(&p, "host2", "10.0.0.5", 40000, SYN));
+    // A router on the way says the packet (as the LB sent it) was too big.
+    let t = Transport::Tcp {
+        src_port: o.sport,
+        dst_port: 8000,
+        flags: SYN,
+        seq: 1,
+        ack: 0,
+    };
+    let quoted = craft::ip_packet(o.src, o.dst, 60, t, &[]);
+    let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x00];
+    icmp.extend_from_slice(&quoted[..28]);
+    let ck = crate::wire::checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&ck.to_be_bytes());
+    let router = ip("192.0.2.1");
+    let pkt = craft::ip_with_payload(router, o.src, 64, ip_proto::ICMP, &mut icmp);
+    let frame = craft::ip_frame(CLIENT_MAC, p.balancer().external.mac, &pkt);
+    let (_, e) = rig.forward(2 * SEC, &frame);
+    let (_, pa, vsid, _) = e.tunnel.expect("NVGRE to the VM's host");
+    assert_eq!(
+        (pa, vsid),
+        (IpAddr::V4(p.host(rec.host).pa_v4.unwrap()), 6001)
+    );
+    assert_eq!((e.src, e.dst, e.proto), (router, rec.ca, ip_proto::ICMP));
+    let Verdict::Forward { len, .. } = rig.run(2 * SEC, &frame) else {
+        panic!()
+    };
+    // The quoted packet reads VM CA:port -> server, as the VM sent it.
+    let q = &rig.out[len - 28..len];
+    assert_eq!(&q[12..16], &[10, 0, 0, 5]);
+    assert_eq!(u16::from_be_bytes([q[20], q[21]]), 40000);
+    assert!(
+        crate::wire::ipv4::Packet::new_quoted(q)
+            .unwrap()
+            .verify_checksum()
+    );
+    let icmp_at = len - 28 - 8;
+    assert_eq!(
+        crate::wire::checksum::data(&rig.out[icmp_at..len]),
+        0,
+        "ICMP checksum after translation"
+    );
+    // An error quoting a port of no binding is counted, not passed on.
+    let mut other = icmp.clone();
+    other[8 + 20..8 + 22].copy_from_slice(&1031u16.to_be_bytes());
+    let ck_at = 2..4;
+    other[ck_at.clone()].copy_from_slice(&[0, 0]);
+    let ck = crate::wire::checksum::data(&other);
+    other[ck_at].copy_from_slice(&ck.to_be_bytes());
+    let pkt = craft::ip_with_payload(router, o.src, 64, ip_proto::ICMP, &mut other);
+    assert_eq!(
+        rig.run(
+            3 * SEC,
+            &craft::ip_frame(CLIENT_MAC, p.balancer().external.mac, &pkt)
+        ),
+        Verdict::Drop(DropReason::IcmpNoFlow)
+    );
+}
