@@ -270,7 +270,7 @@ fn canonical(s: &Snapshot) -> String {
     let mut out = String::new();
     write!(
         out,
-        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         s.balancer(),
         s.tenants(),
         s.routing_domains(),
@@ -278,7 +278,8 @@ fn canonical(s: &Snapshot) -> String {
         s.subnets(),
         s.lookups(),
         s.pools(),
-        s.warnings()
+        s.warnings(),
+        s.outbound_rules()
     )
     .expect("write to a String");
     out

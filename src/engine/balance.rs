@@ -61,6 +61,8 @@ pub(super) fn forward(
     ctx.shard
         .touch(id, Direction::Forward, ports.tcp_flags, ctx.now);
     super::idle_reset::note(ctx, id, Direction::Forward, ip, ports);
+    let pool = ctx.shard.flow(id).pool;
+    super::dsr::client_packet(ctx, id, pool, ports.tcp_flags);
     let flow = *ctx.shard.flow(id);
     let routes = ctx.routes;
     let pre = match routes.prebuilt(flow.pool, flow.dip) {
@@ -71,7 +73,12 @@ pub(super) fn forward(
         src: flow
             .is_full_nat()
             .then_some((flow.ret.peer, flow.ret.peer_port)),
-        dst: Some((flow.ret.dip, flow.ret.dip_port)),
+        // Floating IP (direct server return): the DIP holds the VIP itself.
+        dst: (!ctx
+            .policy
+            .get_pool(flow.pool)
+            .is_some_and(|p| p.floating_ip))
+        .then_some((flow.ret.dip, flow.ret.dip_port)),
         hop: true,
     };
     let v = ctx.send(

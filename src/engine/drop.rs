@@ -46,6 +46,7 @@ crate::drop_reasons! {
     FlowConflict => "flow_conflict", "Another binding already uses the same return key (two VIPs sharing one DIP port for one client endpoint).";
     NoPath => "no_path", "No outer address family shared with the destination host, or no room to build the frame.";
     IcmpEchoDropped => "icmp_echo_dropped", "Echo request to a VIP address whose rules say icmp_echo = \"drop\".";
+    OutboundPortsExhausted => "outbound_ports_exhausted", "A VM's block of outbound source-NAT ports has no free port for this destination.";
 }
 
 #[cfg(test)]

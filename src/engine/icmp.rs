@@ -21,19 +21,19 @@ const ICMP_HEADER_LEN: usize = icmp_message::HEADER_LEN;
 
 /// The packet an ICMP error quotes: its addresses, protocol and ports, and where its
 /// header and transport bytes sit inside the error's IP packet.
-struct Quoted {
-    src: IpAddr,
-    dst: IpAddr,
-    proto: u8,
-    src_port: u16,
-    dst_port: u16,
+pub(super) struct Quoted {
+    pub(super) src: IpAddr,
+    pub(super) dst: IpAddr,
+    pub(super) proto: u8,
+    pub(super) src_port: u16,
+    pub(super) dst_port: u16,
     /// Offset of the quoted IP header in the error's IP packet.
-    at: usize,
+    pub(super) at: usize,
     /// Offset of the quoted transport header, relative to `at`.
-    l4: usize,
+    pub(super) l4: usize,
 }
 
-fn quoted(ip: &IpPacket) -> Result<Quoted, DropReason> {
+pub(super) fn quoted(ip: &IpPacket) -> Result<Quoted, DropReason> {
     let at = ip.l4 + ICMP_HEADER_LEN;
     let q = ip.bytes.get(at..).ok_or(DropReason::MalformedIcmp)?;
     let (src, dst, proto, l4) = if ip.v6 {

@@ -11,12 +11,14 @@ mod balance;
 pub mod counters;
 pub mod drop;
 mod echo_rule;
+mod dsr;
 mod emit;
 mod headers;
 mod icmp;
 mod idle_reset;
 mod nat;
 mod neighbor;
+mod outbound;
 pub mod packet;
 mod remap;
 mod reply;
@@ -485,6 +487,9 @@ fn inner_ip(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> 
             return Verdict::Drop(DropReason::Fragment);
         }
         if ip.is_icmp_error() {
+            if let Some(v) = outbound::icmp_error(ctx, arrival, ip, out) {
+                return v;
+            }
             return icmp::translate(ctx, arrival, ip, out);
         }
         return icmp::echo(ctx, arrival, ip, out);
@@ -497,10 +502,15 @@ fn inner_ip(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> 
         return Verdict::Local;
     }
     match arrival {
+        Arrival::Plain { .. } if outbound::is_reply(ctx.policy, ip, &ports) => {
+            outbound::to_vm(ctx, arrival, ip, &ports, out)
+        }
         Arrival::Plain { .. } => balance::forward(ctx, arrival, ip, &ports, out),
         Arrival::Tunnel { vsid, .. } => {
             if ctx.policy.is_vip_address(*vsid, ip.dst) {
                 balance::forward(ctx, arrival, ip, &ports, out)
+            } else if let Some(v) = outbound::from_vm(ctx, arrival, ip, &ports, out) {
+                v
             } else {
                 reply::ret(ctx, arrival, ip, &ports, out)
             }

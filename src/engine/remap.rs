@@ -25,6 +25,8 @@ struct PoolMap {
 pub(crate) struct Remap {
     pools: Vec<Option<PoolMap>>,
     tenants: Vec<Option<u16>>,
+    /// The old snapshot's outbound rules, by which outbound flows are renumbered.
+    outbound: Vec<crate::policy::OutboundRule>,
 }
 
 impl Remap {
@@ -67,11 +69,18 @@ impl Remap {
                     .map(|(i, _)| i)
             })
             .collect();
-        Remap { pools, tenants }
+        Remap {
+            pools,
+            tenants,
+            outbound: old.outbound_rules().to_vec(),
+        }
     }
 
     /// Renumbers `flow` for the new snapshot; false when it must be forgotten.
     fn apply(&self, flow: &mut Flow, new: &Snapshot) -> bool {
+        if let Some(keep) = super::outbound::remap(&self.outbound, new, flow) {
+            return keep;
+        }
         let Some(Some(pm)) = self.pools.get(flow.pool as usize) else {
             return false;
         };

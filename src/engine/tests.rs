@@ -1114,3 +1114,5 @@ fn answers_in_a_tunnel_go_to_the_declared_host_mac() {
     assert_eq!(o.eth_dst, host.mac, "answered to {:?}", o.eth_dst);
     assert!(o.tunnel.is_some());
 }
+
+mod outbound;

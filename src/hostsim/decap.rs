@@ -98,7 +98,7 @@ fn decide(
     })?;
     let vm = view.vm(vm_index).ok_or(DropReason::UnknownVm)?;
     let ip = IpPacket::parse(inner.payload(), inner_v6).map_err(|_| DropReason::MalformedInner)?;
-    if !vm.cas.contains(&ip.dst) {
+    if !vm.cas.contains(&ip.dst) && !super::dsr::may_deliver_vip(view, vm, sender, ip.dst) {
         return Err(DropReason::WrongCa);
     }
     if let Peer::Host(id) = sender

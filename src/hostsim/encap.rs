@@ -57,6 +57,10 @@ pub fn from_vm(
         return Verdict::Drop(DropReason::MalformedIp);
     };
     match plan.to {
+        To::Direct(gateway) => match super::dsr::write_direct(view, gateway, bytes, out) {
+            Some(len) => Verdict::Encapsulate { len, completed },
+            None => Verdict::Drop(DropReason::TooBig),
+        },
         To::Local(index) => Verdict::Deliver {
             vm: index,
             start: 0,
@@ -102,6 +106,8 @@ struct Forward {
 }
 
 enum To {
+    /// Plain IP to this host's gateway: a floating-IP DIP's reply (`dsr`).
+    Direct(crate::wire::MacAddr),
     Local(usize),
     Tunnel(Tunnel),
 }
@@ -129,6 +135,13 @@ fn plan(view: &HostView, vm: &Vm, frame: &[u8], out: &mut [u8]) -> Result<Plan, 
         return Err(DropReason::VmMulticast);
     }
     if !vm.cas.contains(&ip.src) {
+        if let Some(gateway) = super::dsr::direct_next_hop(view, vm, eth.dst_addr(), &ip) {
+            return Ok(Plan::Forward(Forward {
+                to: To::Direct(gateway),
+                frame_len: ethernet::HEADER_LEN + ip.bytes.len(),
+                dont_frag: ip.dont_frag,
+            }));
+        }
         return Err(DropReason::SpoofedCa);
     }
     let frame_len = ethernet::HEADER_LEN + ip.bytes.len();

@@ -18,6 +18,7 @@
 pub mod csum;
 pub mod decap;
 pub mod drop;
+pub mod dsr;
 pub mod encap;
 pub mod proxy;
 pub mod run;

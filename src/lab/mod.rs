@@ -13,6 +13,7 @@
 
 pub mod capture;
 pub mod cmd;
+pub mod internet;
 pub mod monitor;
 pub mod netns;
 pub mod overrides;
@@ -234,6 +235,7 @@ pub fn run(
         t.vms.len()
     ));
     netns::build(&t, ethtool)?;
+    internet::build(policy, &t)?;
     let monitor = opts
         .prometheus
         .then(|| monitor::Plan::new(&t, &policy.balancer().name, opts.ovs_hosts));

@@ -71,6 +71,7 @@ pub(crate) struct RawHost {
     pub name: S<String>,
     pub pa: S<Vec<S<String>>>,
     pub mac: S<String>,
+    pub gateway_mac: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +86,8 @@ pub(crate) struct RawTenant {
     pub vip: Vec<S<RawVip>>,
     #[serde(default)]
     pub inbound_nat: Vec<S<RawInboundNat>>,
+    #[serde(default)]
+    pub outbound: Vec<S<RawOutbound>>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +140,7 @@ pub(crate) struct RawVip {
     pub idle_timeout: Option<S<String>>,
     pub tcp_reset: Option<S<bool>>,
     pub icmp_echo: Option<S<String>>,
+    pub floating_ip: Option<S<bool>>,
 }
 
 /// A pool's health check (`health = { protocol = "http", ... }`).
@@ -188,4 +192,25 @@ pub(crate) struct RawNatTarget {
     pub ca: S<String>,
     pub port: Option<S<i64>>,
     pub vsid: Option<S<i64>>,
+}
+
+/// `[[tenant.outbound]]`: source NAT of the tenant's VMs towards the Internet.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutbound {
+    pub name: S<String>,
+    pub address: S<String>,
+    pub pools: Option<S<Vec<S<String>>>>,
+    pub sources: Option<S<Vec<S<RawOutboundSource>>>>,
+    pub ports: Option<S<String>>,
+    pub ports_per_dip: Option<S<i64>>,
+    pub idle_timeout: Option<S<String>>,
+}
+
+/// One VM named by its CA (`{ vsid = 5001, ca = "10.0.0.9" }`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutboundSource {
+    pub vsid: S<i64>,
+    pub ca: S<String>,
 }

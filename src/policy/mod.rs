@@ -13,6 +13,7 @@ mod diag;
 mod ids;
 mod mac;
 mod model;
+mod outbound;
 mod overlay;
 mod prefix;
 mod rules;
@@ -31,6 +32,7 @@ pub use model::{
     HealthSettings, Host, LookupRecord, Port, ReloadPolicy, RemovedDips, RoutingDomain, SnatRange,
     Tenant, VipPool, VirtualSubnet,
 };
+pub use outbound::{OUTBOUND_POOL_TAG, OutboundRule, OutboundSource};
 pub use prefix::{IpPrefix, PrefixError};
 pub use rules::{IcmpEcho, InboundNat, RuleOptions};
 pub use snapshot::Snapshot;

@@ -184,6 +184,10 @@ pub struct Host {
     pub pa_v4: Option<Ipv4Addr>,
     pub pa_v6: Option<Ipv6Addr>,
     pub mac: MacAddr,
+    /// The host's own next hop off the PA network (its default gateway there): where
+    /// it sends a floating-IP DIP's replies directly, bypassing the LB. `None`: the
+    /// host has no such path and every reply goes through the LB.
+    pub gateway_mac: Option<MacAddr>,
 }
 
 impl Host {
@@ -280,6 +284,9 @@ pub struct VipPool {
     pub health: Option<HealthCheck>,
     /// All-ports, ICMP echo, inbound NAT origin, idle timeout and reset (`rules.rs`).
     pub rule: super::rules::RuleOptions,
+    /// Direct server return: the LB leaves the destination (VIP and port) as it is, the
+    /// DIP holds the VIP itself and its host returns the replies without the LB.
+    pub floating_ip: bool,
 }
 
 /// Which fields of a new flow feed the Maglev hash: the whole 5-tuple spreads flows,

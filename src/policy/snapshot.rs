@@ -15,6 +15,7 @@ use super::rules::IcmpEcho;
 use super::model::{
     Balancer, Host, LookupRecord, RoutingDomain, SnatRange, Tenant, VipPool, VirtualSubnet,
 };
+use super::outbound::OutboundRule;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = HashSet<K, foldhash::fast::RandomState>;
@@ -30,6 +31,7 @@ pub(crate) struct Parts {
     pub subnets: Vec<VirtualSubnet>,
     pub lookups: Vec<LookupRecord>,
     pub pools: Vec<VipPool>,
+    pub outbound: Vec<OutboundRule>,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -57,6 +59,14 @@ pub struct Snapshot {
     /// VIP addresses whose echo requests are not answered by the LB (`rules.rs`), with
     /// the pool a forwarded echo goes to.
     echo: Map<(Vsid, IpAddr), (IcmpEcho, PoolId)>,
+    outbound: Vec<OutboundRule>,
+    /// (VSID, CA) of a VM that may send to the Internet -> (rule, source index).
+    outbound_by_source: Map<(Vsid, IpAddr), (u16, u16)>,
+    /// Outbound address -> its rule (validation keeps addresses unique).
+    outbound_by_address: Map<IpAddr, u16>,
+    /// (DIP VSID, DIP MAC, VIP) of every DIP of a floating-IP VIP: what a host may
+    /// deliver with the VIP as inner destination, and send back directly.
+    floating: Set<(Vsid, crate::wire::MacAddr, IpAddr)>,
 }
 
 impl Snapshot {
@@ -132,6 +142,22 @@ impl Snapshot {
                 host_by_pa.entry(pa).or_insert(id);
             }
         }
+        let mut outbound_by_source = Map::default();
+        let mut outbound_by_address = Map::default();
+        for (r, rule) in (0u16..).zip(&parts.outbound) {
+            outbound_by_address.entry(rule.address).or_insert(r);
+            for (i, src) in (0u16..).zip(&rule.sources) {
+                outbound_by_source
+                    .entry((src.vsid, src.ca))
+                    .or_insert((r, i));
+            }
+        }
+        let mut floating = Set::default();
+        for pool in parts.pools.iter().filter(|p| p.floating_ip) {
+            for dip in &pool.dips {
+                floating.insert((dip.vsid, dip.mac, pool.address));
+            }
+        }
         Snapshot {
             balancer: parts.balancer,
             tenants: parts.tenants,
@@ -149,7 +175,37 @@ impl Snapshot {
             snat_addresses,
             public_backends,
             echo,
+            outbound: parts.outbound,
+            outbound_by_source,
+            outbound_by_address,
+            floating,
         }
+    }
+
+    /// Every outbound rule, in declaration order.
+    pub fn outbound_rules(&self) -> &[OutboundRule] {
+        &self.outbound
+    }
+
+    /// The outbound rule a VM (`vsid`, `ca`) sends through, and its source index there.
+    pub fn outbound_source(&self, vsid: Vsid, ca: IpAddr) -> Option<(u16, u16)> {
+        self.outbound_by_source.get(&(vsid, ca)).copied()
+    }
+
+    /// The outbound rule whose address is `addr`.
+    pub fn outbound_by_address(&self, addr: IpAddr) -> Option<(u16, &OutboundRule)> {
+        let r = *self.outbound_by_address.get(&addr)?;
+        Some((r, self.outbound.get(usize::from(r))?))
+    }
+
+    pub fn outbound_rule(&self, r: u16) -> Option<&OutboundRule> {
+        self.outbound.get(usize::from(r))
+    }
+
+    /// Whether the VM with `mac` in `vsid` is a DIP of a floating-IP VIP `vip`: it may
+    /// receive packets addressed to the VIP and answer from it (direct server return).
+    pub fn serves_floating_vip(&self, vsid: Vsid, mac: crate::wire::MacAddr, vip: IpAddr) -> bool {
+        self.floating.contains(&(vsid, mac, vip))
     }
 
     pub fn balancer(&self) -> &Balancer {

@@ -18,6 +18,7 @@ pub fn summary(snapshot: &Snapshot) -> String {
     lookups(snapshot, &mut out);
     rules(snapshot, &mut out);
     pools(snapshot, &mut out);
+    outbound(snapshot, &mut out);
     if !snapshot.warnings().is_empty() {
         out.push_str("\nwarnings\n");
         for w in snapshot.warnings() {
@@ -237,7 +238,11 @@ fn pool_cells(s: &Snapshot, p: &VipPool) -> Vec<String> {
         p.address.to_string(),
         p.rule.protocol_name(p.protocol).to_string(),
         p.port.to_string(),
-        p.distribution.name().to_string(),
+        if p.floating_ip {
+            format!("{} floating_ip", p.distribution.name())
+        } else {
+            p.distribution.name().to_string()
+        },
     ]
 }
 
@@ -253,6 +258,41 @@ fn dip_cells(s: &Snapshot, d: &Dip) -> Vec<String> {
         or_dash(host.map(|h| h.name.clone())),
         or_dash(host.map(host_pas)),
     ]
+}
+
+/// Outbound rules: one row per source VM, with the block of ports it owns.
+fn outbound(s: &Snapshot, out: &mut String) {
+    if s.outbound_rules().is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\noutbound rules ({})", s.outbound_rules().len());
+    let mut t = Table::new(&[
+        "RULE", "TENANT", "ADDRESS", "PORTS", "PER DIP", "IDLE", "VSID", "SOURCE", "BLOCK", "HOST",
+    ]);
+    for rule in s.outbound_rules() {
+        for (i, src) in rule.sources.iter().enumerate() {
+            let mut row = if i == 0 {
+                vec![
+                    rule.name.clone(),
+                    tenant_name(s, rule.tenant),
+                    rule.address.to_string(),
+                    format!("{}-{}", rule.first_port, rule.last_port),
+                    rule.ports_per_dip.to_string(),
+                    duration(rule.idle_timeout),
+                ]
+            } else {
+                vec![String::new(); 6]
+            };
+            row.extend([
+                src.vsid.to_string(),
+                src.ca.to_string(),
+                format!("{}-{}", src.first_port, src.last_port),
+                or_dash(s.get_host(src.host).map(|h| h.name.clone())),
+            ]);
+            t.row(row);
+        }
+    }
+    t.render(out);
 }
 
 /// Every rule of every VIP address, grouped by (frontend, address): load-balancing

@@ -244,6 +244,10 @@ impl Validator<'_> {
                 mac: self
                     .mac(&r.mac, field(&base, "mac"))
                     .unwrap_or(MacAddr([0; 6])),
+                gateway_mac: r
+                    .gateway_mac
+                    .as_ref()
+                    .and_then(|m| self.mac(m, field(&base, "gateway_mac"))),
             };
             if r.pa.get_ref().is_empty() {
                 self.error(

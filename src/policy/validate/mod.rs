@@ -7,6 +7,7 @@
 
 mod balancer;
 mod health;
+mod outbound;
 mod pools;
 pub use pools::MAX_WEIGHT;
 mod rules;
@@ -64,6 +65,8 @@ pub(crate) fn compile(text: &str, origin: &str) -> Result<Snapshot, ConfigError>
     v.check_probe_ports(&balancer.health);
     v.lookups(&raw.tenant);
     let pools = v.pools(&raw.tenant);
+    let outbound = v.outbound(&raw.tenant, &pools);
+    v.check_floating_hosts(&raw.tenant, &pools, &hosts);
     if !v.errors.is_empty() {
         let mut errors = v.errors;
         errors.sort_by_key(|d| (d.line, d.column));
@@ -77,6 +80,7 @@ pub(crate) fn compile(text: &str, origin: &str) -> Result<Snapshot, ConfigError>
         subnets: v.subnets,
         lookups: v.lookups,
         pools,
+        outbound,
         warnings: v.warnings,
     }))
 }

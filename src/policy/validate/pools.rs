@@ -143,6 +143,10 @@ impl Validator<'_> {
             self.check_full_nat(frontend, address, port, r, base, &dips, backend);
             self.check_vip_port_not_probe(frontend, address, port, &r.port, field(base, "port"));
         }
+        let floating_ip = r.floating_ip.as_ref().is_some_and(|f| *f.get_ref());
+        if floating_ip {
+            self.check_floating_ip(frontend, port, r, base, &dips);
+        }
         let health = match &r.health {
             Some(h) => Some(self.health(h, base, Some(protocol), &dips)?),
             None => None,
@@ -173,6 +177,7 @@ impl Validator<'_> {
             table,
             health,
             rule,
+            floating_ip,
         })
     }
 

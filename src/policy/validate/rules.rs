@@ -355,6 +355,7 @@ impl Validator<'_> {
                 dips: vec![dip],
                 table,
                 health: None,
+                floating_ip: false,
                 rule: RuleOptions {
                     all_ports: false,
                     idle_timeout,
