@@ -2,7 +2,7 @@
 //! client's packets and by the key of the DIP's replies.
 //!
 //! Why a slab plus two `HashTable<u32>` rather than two maps of full keys: each binding
-//! is stored once (~108 bytes) and each index costs ~5 bytes a slot, which keeps a flow
+//! is stored once (~116 bytes) and each index costs ~5 bytes a slot, which keeps a flow
 //! under the 128 bytes the design allows, and both directions find the same entry.
 //! The table is bounded (per shard and per tenant) and never evicts a live binding to
 //! make room: a full table refuses the new flow, so established connections survive a
