@@ -120,7 +120,12 @@ impl Lab {
         ]);
         let stdout = text(&out.stdout);
         println!("nvlb lab --keep:\n{stdout}");
-        assert!(out.status.success(), "nvlb lab exited {}\n{}", out.status, text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "nvlb lab exited {}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
         assert!(stdout.contains("\nOK: every request answered"), "{stdout}");
         lab
     }
@@ -138,7 +143,16 @@ impl Lab {
     /// `curl URL` from the client namespace: the VM that answered.
     fn curl(&self, url: &str) -> String {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.topo.client, "curl", "--silent", "--max-time", "5", url])
+            .args([
+                "netns",
+                "exec",
+                &self.topo.client,
+                "curl",
+                "--silent",
+                "--max-time",
+                "5",
+                url,
+            ])
             .output()
             .expect("curl");
         assert!(out.status.success(), "curl {url}: {}", text(&out.stderr));
@@ -276,7 +290,12 @@ fn rules_on_the_lab() {
         eprintln!("skipped: {why}");
         return;
     }
-    if !Command::new("python3").arg("-c").arg("1").status().is_ok_and(|s| s.success()) {
+    if !Command::new("python3")
+        .arg("-c")
+        .arg("1")
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         eprintln!("skipped: needs python3 (apt package python3)");
         return;
     }
@@ -287,12 +306,20 @@ fn rules_on_the_lab() {
     // rule; five-tuple spreads the same client's connections over every DIP.
     let sticky80 = lab.answers("http://203.0.113.30:80/", 100);
     println!("blue-ha :80 (source_ip), 100 connections: {sticky80:?}");
-    assert_eq!(sticky80.len(), 1, "affinity: one VM for every connection: {sticky80:?}");
+    assert_eq!(
+        sticky80.len(),
+        1,
+        "affinity: one VM for every connection: {sticky80:?}"
+    );
     let vm = sticky80.keys().next().unwrap().clone();
     assert!(vm.starts_with("blue-"), "{vm}");
     let sticky22 = lab.answers("http://203.0.113.30:22/", 20);
     println!("blue-ha :22, 20 connections: {sticky22:?}");
-    assert_eq!(sticky22.keys().collect::<Vec<_>>(), vec![&vm], "the same VM on another port");
+    assert_eq!(
+        sticky22.keys().collect::<Vec<_>>(),
+        vec![&vm],
+        "the same VM on another port"
+    );
     let spread = lab.answers("http://203.0.113.10:80/", 100);
     println!("blue-web (five_tuple), 100 connections: {spread:?}");
     assert_eq!(
@@ -338,14 +365,25 @@ fn rules_on_the_lab() {
     };
     for (out, who) in [(&client_out, "client"), (&server_out, "server")] {
         let s = secs(out, who);
-        assert!((1.9..6.0).contains(&s), "{who} reset after {s} s, the rule says 2 s");
+        assert!(
+            (1.9..6.0).contains(&s),
+            "{who} reset after {s} s, the rule says 2 s"
+        );
     }
 
     // ICMP echo per address: answered (the LB is one hop nearer than a VM), forwarded
     // to a VM, dropped.
     let out = Command::new("ip")
         .args([
-            "netns", "exec", &client, "python3", "-c", PING, "203.0.113.10", "203.0.113.30", "203.0.113.31",
+            "netns",
+            "exec",
+            &client,
+            "python3",
+            "-c",
+            PING,
+            "203.0.113.10",
+            "203.0.113.30",
+            "203.0.113.31",
         ])
         .output()
         .unwrap();
@@ -357,7 +395,11 @@ fn rules_on_the_lab() {
     };
     let answered = ttl("203.0.113.10").expect("the LB answers blue-web's address");
     let forwarded = ttl("203.0.113.30").expect("a VM answers blue-ha's address");
-    assert_eq!(forwarded + 1, answered, "a forwarded echo's reply crosses the LB as one more hop");
+    assert_eq!(
+        forwarded + 1,
+        answered,
+        "a forwarded echo's reply crosses the LB as one more hop"
+    );
     assert!(ping.contains("203.0.113.31 none"), "{ping}");
     println!("checks took {:?}", started.elapsed());
 

@@ -25,13 +25,9 @@ pub struct RuleIdle {
 
 /// How long `flow` may stay idle under `rules` (indexed by pool) and `defaults`.
 pub fn timeout(rules: &[RuleIdle], defaults: &Timeouts, flow: &Flow) -> u32 {
-    let own = rules
-        .get(flow.pool as usize)
-        .map_or(0, |r| r.idle);
+    let own = rules.get(flow.pool as usize).map_or(0, |r| r.idle);
     match flow.state {
-        State::Established | State::FinForward | State::FinReturn | State::Datagram
-            if own != 0 =>
-        {
+        State::Established | State::FinForward | State::FinReturn | State::Datagram if own != 0 => {
             own
         }
         s => defaults.for_state(s),

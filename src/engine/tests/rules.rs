@@ -84,7 +84,17 @@ fn rules_policy() -> Arc<Snapshot> {
 }
 
 /// A TCP packet from an Internet client to `vip:port`.
-fn tcp_in(p: &Snapshot, c: IpAddr, sport: u16, vip: IpAddr, port: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+#[allow(clippy::too_many_arguments)]
+fn tcp_in(
+    p: &Snapshot,
+    c: IpAddr,
+    sport: u16,
+    vip: IpAddr,
+    port: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
     let t = Transport::Tcp {
         src_port: sport,
         dst_port: port,
@@ -92,7 +102,11 @@ fn tcp_in(p: &Snapshot, c: IpAddr, sport: u16, vip: IpAddr, port: u16, flags: u8
         seq,
         ack,
     };
-    craft::ip_frame(CLIENT_MAC, p.balancer().external.mac, &craft::ip_packet(c, vip, 64, t, b""))
+    craft::ip_frame(
+        CLIENT_MAC,
+        p.balancer().external.mac,
+        &craft::ip_packet(c, vip, 64, t, b""),
+    )
 }
 
 fn udp_in(p: &Snapshot, c: IpAddr, sport: u16, vip: IpAddr, port: u16) -> Vec<u8> {
@@ -100,13 +114,21 @@ fn udp_in(p: &Snapshot, c: IpAddr, sport: u16, vip: IpAddr, port: u16) -> Vec<u8
         src_port: sport,
         dst_port: port,
     };
-    craft::ip_frame(CLIENT_MAC, p.balancer().external.mac, &craft::ip_packet(c, vip, 64, t, b"q"))
+    craft::ip_frame(
+        CLIENT_MAC,
+        p.balancer().external.mac,
+        &craft::ip_packet(c, vip, 64, t, b"q"),
+    )
 }
 
 /// The DIP's TCP answer to `o` with the given numbers.
 fn dip_tcp(p: &Snapshot, o: &Out, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
     let (_, host_pa, vsid, _) = o.tunnel.unwrap();
-    let host = p.hosts().iter().find(|h| h.pa_v4.map(IpAddr::V4) == Some(host_pa)).unwrap();
+    let host = p
+        .hosts()
+        .iter()
+        .find(|h| h.pa_v4.map(IpAddr::V4) == Some(host_pa))
+        .unwrap();
     let t = Transport::Tcp {
         src_port: o.dport,
         dst_port: o.sport,
@@ -115,7 +137,11 @@ fn dip_tcp(p: &Snapshot, o: &Out, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
         ack,
     };
     let ip = craft::ip_packet(o.dst, o.src, 64, t, b"");
-    let rec = p.lookups().iter().find(|r| r.vsid.get() == vsid && r.ca == o.dst).unwrap();
+    let rec = p
+        .lookups()
+        .iter()
+        .find(|r| r.vsid.get() == vsid && r.ca == o.dst)
+        .unwrap();
     from_host(p, &host.name, vsid, rec.mac, &ip)
 }
 
@@ -139,11 +165,17 @@ fn an_all_ports_rule_serves_every_port_and_keeps_it() {
         assert_eq!(o.dport, port, "the DIP gets the packet's own port");
         assert!(o.l4_ok);
         let (_, r) = rig.forward(SEC, &dip_tcp(&p, &o, SYN_ACK, 7, 2));
-        assert_eq!((r.src, r.sport, r.dst, r.dport), (ha, port, c, 41000 + i as u16));
+        assert_eq!(
+            (r.src, r.sport, r.dst, r.dport),
+            (ha, port, c, 41000 + i as u16)
+        );
         assert!(r.l4_ok);
     }
     let (m, o) = rig.forward(SEC, &udp_in(&p, c, 5000, ha, 53));
-    assert_eq!((name_of(&p, m).as_str(), o.proto, o.dport), ("blue-ha", ip_proto::UDP, 53));
+    assert_eq!(
+        (name_of(&p, m).as_str(), o.proto, o.dport),
+        ("blue-ha", ip_proto::UDP, 53)
+    );
     // A specific rule on the same address wins over the all-ports rule.
     let (m, o) = rig.forward(SEC, &tcp_in(&p, c, 42000, ha, 443, SYN, 1, 0));
     assert_eq!(name_of(&p, m), "blue-ha-web");
@@ -167,7 +199,11 @@ fn all_ports_flows_stick_to_their_dip() {
             assert_eq!((m, o.dst, o.dport), (m0, o0.dst, port), "flow {i} stays");
         }
     }
-    assert_eq!(used.len(), 3, "five-tuple spreads all-ports flows over the DIPs");
+    assert_eq!(
+        used.len(),
+        3,
+        "five-tuple spreads all-ports flows over the DIPs"
+    );
     assert_eq!(rig.engine.counters().new_flows, 60);
     // Stickiness comes from the flow table: with the table's binding gone the same
     // flow would be balanced afresh, which the table prevents even when the pool's
@@ -191,8 +227,15 @@ fn all_ports_flows_stick_to_their_dip() {
         let (_, o) = rig.forward(3 * SEC, &tcp_in(&p2, c, 30000 + i, ha, port, ACK, 2, 8));
         assert_eq!(o.dport, port);
     }
-    let (_, fresh) = rig.forward(3 * SEC, &tcp_in(&p2, client(false, 99), 50000, ha, 7, SYN, 1, 0));
-    assert_eq!(fresh.dst, addr("10.0.0.5"), "new flows avoid the drained DIPs");
+    let (_, fresh) = rig.forward(
+        3 * SEC,
+        &tcp_in(&p2, client(false, 99), 50000, ha, 7, SYN, 1, 0),
+    );
+    assert_eq!(
+        fresh.dst,
+        addr("10.0.0.5"),
+        "new flows avoid the drained DIPs"
+    );
 }
 
 #[test]
@@ -201,33 +244,65 @@ fn inbound_nat_reaches_exactly_its_target() {
     let vip = addr("203.0.113.10");
     let mut rig = Rig::new(&p);
     for i in 0..20u16 {
-        let (m, o) = rig.forward(SEC, &tcp_in(&p, client(false, i), 40000 + i, vip, 2222, SYN, 1, 0));
+        let (m, o) = rig.forward(
+            SEC,
+            &tcp_in(&p, client(false, i), 40000 + i, vip, 2222, SYN, 1, 0),
+        );
         assert_eq!(name_of(&p, m), "blue-ssh");
         assert_eq!((o.dst, o.dport), (addr("10.0.0.5"), 22));
         let (_, r) = rig.forward(SEC, &dip_tcp(&p, &o, SYN_ACK, 7, 2));
-        assert_eq!((r.src, r.sport), (vip, 2222), "answers come from the frontend port");
+        assert_eq!(
+            (r.src, r.sport),
+            (vip, 2222),
+            "answers come from the frontend port"
+        );
     }
     for (port, dip) in [(2300, "10.0.0.6"), (2301, "10.0.0.7"), (2302, "10.0.0.8")] {
-        let (m, o) = rig.forward(SEC, &tcp_in(&p, client(false, 1), 45000, vip, port, SYN, 1, 0));
+        let (m, o) = rig.forward(
+            SEC,
+            &tcp_in(&p, client(false, 1), 45000, vip, port, SYN, 1, 0),
+        );
         assert_eq!(name_of(&p, m), format!("blue-ssh-range:{port}"));
         assert_eq!((o.dst, o.dport), (addr(dip), 22), "port {port}");
     }
     // Beside the NAT rules, the LB rule of the address is untouched.
-    let (m, _) = rig.forward(SEC, &tcp_in(&p, client(false, 1), 45001, vip, 80, SYN, 1, 0));
+    let (m, _) = rig.forward(
+        SEC,
+        &tcp_in(&p, client(false, 1), 45001, vip, 80, SYN, 1, 0),
+    );
     assert_eq!(name_of(&p, m), "blue-web");
     assert_eq!(
-        rig.run(SEC, &tcp_in(&p, client(false, 1), 45002, vip, 2303, SYN, 1, 0)),
+        rig.run(
+            SEC,
+            &tcp_in(&p, client(false, 1), 45002, vip, 2303, SYN, 1, 0)
+        ),
         Verdict::Drop(DropReason::UnknownVip)
     );
     // A target's reply without binding (after a restart) still leaves as the NAT port.
     let mut fresh = Rig::new(&p);
-    let (_, o) = rig.forward(SEC, &tcp_in(&p, client(false, 2), 46000, vip, 2222, SYN, 1, 0));
+    let (_, o) = rig.forward(
+        SEC,
+        &tcp_in(&p, client(false, 2), 46000, vip, 2222, SYN, 1, 0),
+    );
     let (_, r) = fresh.forward(SEC, &dip_tcp(&p, &o, SYN_ACK, 7, 2));
     assert_eq!((r.src, r.sport), (vip, 2222));
 }
 
 fn echo(p: &Snapshot, c: IpAddr, dst: IpAddr, ident: u16) -> Vec<u8> {
-    let mut msg = vec![8u8, 0, 0, 0, (ident >> 8) as u8, ident as u8, 0, 1, b'p', b'i', b'n', b'g'];
+    let mut msg = vec![
+        8u8,
+        0,
+        0,
+        0,
+        (ident >> 8) as u8,
+        ident as u8,
+        0,
+        1,
+        b'p',
+        b'i',
+        b'n',
+        b'g',
+    ];
     crate::wire::icmpv4::Packet::new_unchecked(&mut msg[..]).fill_checksum();
     let ip = craft::ip_with_payload(c, dst, 64, ip_proto::ICMP, &mut msg);
     craft::ip_frame(CLIENT_MAC, p.balancer().external.mac, &ip)
@@ -240,7 +315,10 @@ fn icmp_echo_is_answered_forwarded_or_dropped_as_configured() {
     let c = client(false, 4);
     // Default: the LB answers.
     match rig.run(SEC, &echo(&p, c, addr("203.0.113.10"), 1)) {
-        Verdict::Reply { egress: Egress::External, len } => {
+        Verdict::Reply {
+            egress: Egress::External,
+            len,
+        } => {
             let o = decode(&rig.out[..len]);
             assert_eq!((o.src, o.dst), (addr("203.0.113.10"), c));
         }
@@ -258,8 +336,16 @@ fn icmp_echo_is_answered_forwarded_or_dropped_as_configured() {
     let dip = o.dst;
     assert!(["10.0.0.5", "10.0.0.6", "10.0.0.7"].contains(&dip.to_string().as_str()));
     let (_, host_pa, vsid, _) = o.tunnel.unwrap();
-    let host = p.hosts().iter().find(|h| h.pa_v4.map(IpAddr::V4) == Some(host_pa)).unwrap();
-    let rec = p.lookups().iter().find(|r| r.vsid.get() == vsid && r.ca == dip).unwrap();
+    let host = p
+        .hosts()
+        .iter()
+        .find(|h| h.pa_v4.map(IpAddr::V4) == Some(host_pa))
+        .unwrap();
+    let rec = p
+        .lookups()
+        .iter()
+        .find(|r| r.vsid.get() == vsid && r.ca == dip)
+        .unwrap();
     let mut msg = vec![0u8, 0, 0, 0, 0, 77, 0, 1, b'p', b'i', b'n', b'g'];
     crate::wire::icmpv4::Packet::new_unchecked(&mut msg[..]).fill_checksum();
     let ip = craft::ip_with_payload(dip, c, 64, ip_proto::ICMP, &mut msg);
@@ -285,12 +371,19 @@ fn a_rules_idle_timeout_applies_to_its_flows_only() {
     let quiet = addr("203.0.113.31");
     let (_, o) = rig.forward(SEC, &tcp_in(&p, c, 40000, quiet, 80, SYN, 1, 0));
     rig.forward(SEC, &dip_tcp(&p, &o, SYN_ACK, 7, 2));
-    let (_, w) = rig.forward(SEC, &tcp_in(&p, c, 40001, addr("203.0.113.10"), 80, SYN, 1, 0));
+    let (_, w) = rig.forward(
+        SEC,
+        &tcp_in(&p, c, 40001, addr("203.0.113.10"), 80, SYN, 1, 0),
+    );
     rig.forward(SEC, &dip_tcp(&p, &w, SYN_ACK, 7, 2));
     rig.forward(SEC, &udp_in(&p, c, 5353, quiet, 53));
     assert_eq!(rig.engine.shard().len(), 3);
     // 2 s idle for blue-quiet's TCP, 3 s for its UDP; blue-web keeps the 300 s default.
-    assert_eq!(rig.engine.expire(3 * SEC, 100), 0, "2 s idle is not yet over 2 s");
+    assert_eq!(
+        rig.engine.expire(3 * SEC, 100),
+        0,
+        "2 s idle is not yet over 2 s"
+    );
     assert_eq!(rig.engine.expire(4 * SEC, 100), 1);
     assert_eq!(rig.engine.expire(5 * SEC, 100), 1, "the UDP flow after 3 s");
     assert_eq!(rig.engine.shard().len(), 1);
@@ -337,16 +430,42 @@ fn an_idle_tcp_flow_is_reset_at_both_ends_with_accepted_numbers() {
     let (to_client, seq, ack, flags) = rst_fields(&frames[0].1);
     assert_eq!(frames[0].0, Egress::External);
     assert!(to_client.tunnel.is_none(), "plain IP to the gateway");
-    assert_eq!(to_client.eth_dst, p.balancer().external.gateway_mac.unwrap());
-    assert_eq!((to_client.src, to_client.sport, to_client.dst, to_client.dport), (quiet, 80, c, 40000));
-    assert_eq!((seq, ack, flags), (5011, 1011, tcp::flags::RST | tcp::flags::ACK), "the client's RCV.NXT");
+    assert_eq!(
+        to_client.eth_dst,
+        p.balancer().external.gateway_mac.unwrap()
+    );
+    assert_eq!(
+        (
+            to_client.src,
+            to_client.sport,
+            to_client.dst,
+            to_client.dport
+        ),
+        (quiet, 80, c, 40000)
+    );
+    assert_eq!(
+        (seq, ack, flags),
+        (5011, 1011, tcp::flags::RST | tcp::flags::ACK),
+        "the client's RCV.NXT"
+    );
     assert!(to_client.l4_ok, "TCP checksum of the client's RST");
     let (to_dip, seq, ack, flags) = rst_fields(&frames[1].1);
     assert_eq!(frames[1].0, Egress::Provider);
     let (_, pa, vsid, _) = to_dip.tunnel.unwrap();
-    assert_eq!((pa, vsid), (o.tunnel.unwrap().1, 5001), "NVGRE to the DIP's host");
-    assert_eq!((to_dip.src, to_dip.sport, to_dip.dst, to_dip.dport), (c, 40000, addr("10.0.0.5"), 80));
-    assert_eq!((seq, ack, flags), (1011, 5011, tcp::flags::RST | tcp::flags::ACK), "the DIP's RCV.NXT");
+    assert_eq!(
+        (pa, vsid),
+        (o.tunnel.unwrap().1, 5001),
+        "NVGRE to the DIP's host"
+    );
+    assert_eq!(
+        (to_dip.src, to_dip.sport, to_dip.dst, to_dip.dport),
+        (c, 40000, addr("10.0.0.5"), 80)
+    );
+    assert_eq!(
+        (seq, ack, flags),
+        (1011, 5011, tcp::flags::RST | tcp::flags::ACK),
+        "the DIP's RCV.NXT"
+    );
     assert!(to_dip.l4_ok, "TCP checksum of the DIP's RST");
     // A flow of a rule without tcp_reset, or one that never completed its handshake,
     // expires silently.
@@ -363,8 +482,20 @@ fn a_ca_vip_client_is_reset_through_its_host() {
     let rec = *record(&p, 5001, "10.0.0.6");
     let vip = addr("10.0.0.101");
     let pkt = |flags, seq, ack| {
-        let t = Transport::Tcp { src_port: 33000, dst_port: 9000, flags, seq, ack };
-        from_host(&p, "host2", 5001, rec.mac, &craft::ip_packet(rec.ca, vip, 64, t, b""))
+        let t = Transport::Tcp {
+            src_port: 33000,
+            dst_port: 9000,
+            flags,
+            seq,
+            ack,
+        };
+        from_host(
+            &p,
+            "host2",
+            5001,
+            rec.mac,
+            &craft::ip_packet(rec.ca, vip, 64, t, b""),
+        )
     };
     let (_, o) = rig.forward(SEC, &pkt(SYN, 10, 0));
     rig.forward(SEC, &dip_tcp(&p, &o, SYN_ACK, 90, 11));
@@ -374,14 +505,30 @@ fn a_ca_vip_client_is_reset_through_its_host() {
     let (to_client, seq, ack, _) = rst_fields(&rig.out[..l1]);
     assert_eq!(e1, Egress::Provider);
     let (_, pa, vsid, _) = to_client.tunnel.unwrap();
-    assert_eq!((pa, vsid), (IpAddr::V4(p.host(rec.host).pa_v4.unwrap()), 5001), "to the client's host");
-    assert_eq!((to_client.src, to_client.sport, to_client.dst, to_client.dport), (vip, 9000, rec.ca, 33000));
+    assert_eq!(
+        (pa, vsid),
+        (IpAddr::V4(p.host(rec.host).pa_v4.unwrap()), 5001),
+        "to the client's host"
+    );
+    assert_eq!(
+        (
+            to_client.src,
+            to_client.sport,
+            to_client.dst,
+            to_client.dport
+        ),
+        (vip, 9000, rec.ca, 33000)
+    );
     assert_eq!((seq, ack), (91, 11));
     assert!(to_client.l4_ok);
     let (_, l2) = rig.engine.next_reset(&mut rig.out).unwrap();
     let (to_dip, seq, ack, _) = rst_fields(&rig.out[..l2]);
     assert_eq!(to_dip.tunnel.unwrap().2, 5002);
-    assert_eq!((to_dip.src, to_dip.sport), (o.src, o.sport), "from the LB's SNAT CA and port");
+    assert_eq!(
+        (to_dip.src, to_dip.sport),
+        (o.src, o.sport),
+        "from the LB's SNAT CA and port"
+    );
     assert_eq!((seq, ack), (11, 91));
     assert!(to_dip.l4_ok);
     assert!(rig.engine.next_reset(&mut rig.out).is_none());
