@@ -59,6 +59,18 @@ idle_timeout = "2s"
 tcp_reset = true
 dips = [{ ca = "10.0.1.21" }]
 
+[[tenant.vip]]
+name = "blue-quiet6"
+frontend = "public"
+address = "2001:db8:203::31"
+protocol = "all"
+port = 0
+backend_vsid = 5001
+idle_timeout = "2s"
+tcp_reset = true
+icmp_echo = "forward"
+dips = [{ ca = "fd00:0:0:1::6" }]
+
 [[tenant.inbound_nat]]
 name = "blue-ssh"
 frontend = "public"
@@ -532,4 +544,94 @@ fn a_ca_vip_client_is_reset_through_its_host() {
     assert_eq!((seq, ack), (11, 91));
     assert!(to_dip.l4_ok);
     assert!(rig.engine.next_reset(&mut rig.out).is_none());
+}
+
+#[test]
+fn ipv6_idle_resets_and_forwarded_echoes_carry_valid_checksums() {
+    use crate::wire::icmpv6;
+    let p = rules_policy();
+    let mut rig = Rig::new(&p);
+    let c = client(true, 3);
+    let vip = addr("2001:db8:203::31");
+    let (m, o) = rig.forward(SEC, &tcp_in(&p, c, 40000, vip, 3306, SYN, 70, 0));
+    assert_eq!((name_of(&p, m).as_str(), o.dport), ("blue-quiet6", 3306));
+    let host = p
+        .hosts()
+        .iter()
+        .find(|h| h.pa_v4.map(IpAddr::V4) == Some(o.tunnel.unwrap().1))
+        .unwrap();
+    let rec = *record(&p, 5001, "fd00:0:0:1::6");
+    let dip = |flags, seq, ack| {
+        let t = Transport::Tcp {
+            src_port: 3306,
+            dst_port: 40000,
+            flags,
+            seq,
+            ack,
+        };
+        from_host(
+            &p,
+            &host.name,
+            5001,
+            rec.mac,
+            &craft::ip_packet(rec.ca, c, 64, t, b""),
+        )
+    };
+    rig.forward(SEC, &dip(SYN_ACK, 300, 71));
+    rig.forward(SEC, &tcp_in(&p, c, 40000, vip, 3306, ACK, 71, 301));
+    assert_eq!(rig.engine.expire(4 * SEC, 10), 1);
+    let (_, l) = rig.engine.next_reset(&mut rig.out).unwrap();
+    let eth = ethernet::Frame::new_checked(&rig.out[..l]).unwrap();
+    assert_eq!(eth.ethertype(), ethernet::ethertype::IPV6);
+    let o1 = decode(&rig.out[..l]);
+    assert_eq!((o1.src, o1.dst, o1.sport, o1.dport), (vip, c, 3306, 40000));
+    assert!(o1.l4_ok, "TCP checksum over the IPv6 pseudo header");
+    let (_, l) = rig.engine.next_reset(&mut rig.out).unwrap();
+    let o2 = decode(&rig.out[..l]);
+    assert_eq!((o2.src, o2.dst, o2.dport), (c, rec.ca, 3306));
+    assert!(o2.l4_ok);
+    assert!(rig.engine.next_reset(&mut rig.out).is_none());
+
+    // Echo forwarded to the DIP, and back: ICMPv6 checksums follow the new addresses.
+    let (IpAddr::V6(c6), IpAddr::V6(vip6), IpAddr::V6(dip6)) = (c, vip, rec.ca) else {
+        unreachable!()
+    };
+    let mut msg = vec![128u8, 0, 0, 0, 0, 9, 0, 1, b'p', b'i', b'n', b'g'];
+    icmpv6::Packet::new_unchecked(&mut msg[..]).fill_checksum(&c6, &vip6);
+    let ip = craft::ip_with_payload(c, vip, 64, ip_proto::ICMPV6, &mut msg);
+    let (_, o) = rig.forward(
+        5 * SEC,
+        &craft::ip_frame(CLIENT_MAC, p.balancer().external.mac, &ip),
+    );
+    assert_eq!((o.src, o.dst), (c, rec.ca));
+    let checked = |frame: &[u8], src: &std::net::Ipv6Addr, dst: &std::net::Ipv6Addr| {
+        let icmp = &frame[frame.len() - msg.len()..];
+        icmpv6::Packet::new_checked(icmp)
+            .unwrap()
+            .verify_checksum(src, dst)
+    };
+    let Verdict::Forward { len, .. } = rig.run(
+        5 * SEC,
+        &craft::ip_frame(CLIENT_MAC, p.balancer().external.mac, &ip),
+    ) else {
+        panic!("forwarded")
+    };
+    assert!(
+        checked(&rig.out[..len], &c6, &dip6),
+        "ICMPv6 checksum towards the DIP"
+    );
+    let mut reply = vec![129u8, 0, 0, 0, 0, 9, 0, 1, b'p', b'i', b'n', b'g'];
+    icmpv6::Packet::new_unchecked(&mut reply[..]).fill_checksum(&dip6, &c6);
+    let rip = craft::ip_with_payload(rec.ca, c, 64, ip_proto::ICMPV6, &mut reply);
+    let Verdict::Forward { len, .. } =
+        rig.run(5 * SEC, &from_host(&p, &host.name, 5001, rec.mac, &rip))
+    else {
+        panic!("the reply goes back")
+    };
+    let r = decode(&rig.out[..len]);
+    assert_eq!((r.src, r.dst), (vip, c));
+    assert!(
+        checked(&rig.out[..len], &vip6, &c6),
+        "ICMPv6 checksum towards the client"
+    );
 }
