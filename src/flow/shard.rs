@@ -183,7 +183,7 @@ pub struct FlowShard {
     /// Per pool: idle timeout and reset of its rule (`idle.rs`).
     rules: Vec<RuleIdle>,
     /// Expired flows whose ends the engine must reset, oldest first.
-    resets: Vec<Flow>,
+    resets: std::collections::VecDeque<Flow>,
 }
 
 /// Seconds from nanoseconds, as bindings keep them.
@@ -206,7 +206,7 @@ impl FlowShard {
             sweep_cursor: 0,
             port_cursor: 0,
             rules: Vec::new(),
-            resets: Vec::new(),
+            resets: std::collections::VecDeque::new(),
         }
     }
 
@@ -253,7 +253,7 @@ impl FlowShard {
             if self.resets.capacity() == 0 {
                 self.resets.reserve_exact(idle::MAX_PENDING_RESETS);
             }
-            self.resets.push(flow);
+            self.resets.push_back(flow);
         }
         self.remove(id);
     }
@@ -283,11 +283,7 @@ impl FlowShard {
 
     /// The next expired flow to reset, if any (between batches, by the engine).
     pub fn take_reset(&mut self) -> Option<Flow> {
-        if self.resets.is_empty() {
-            None
-        } else {
-            Some(self.resets.remove(0))
-        }
+        self.resets.pop_front()
     }
 
     /// Expired flows waiting for their resets.
