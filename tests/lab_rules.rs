@@ -118,6 +118,8 @@ impl Lab {
             "--requests",
             "40",
         ]);
+        // The lab keeps its own copy of the policy (in its run directory).
+        let _ = std::fs::remove_file(&file);
         let stdout = text(&out.stdout);
         println!("nvlb lab --keep:\n{stdout}");
         assert!(
