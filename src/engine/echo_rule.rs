@@ -33,8 +33,17 @@ fn is_type(ip: &IpPacket, v4: u8, v6: u8) -> bool {
 }
 
 /// What the address's rules say about this echo request, or `None`: answer it.
-pub(super) fn request(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> Option<Verdict> {
-    if !is_type(ip, icmpv4::msg_type::ECHO_REQUEST, icmpv6::msg_type::ECHO_REQUEST) {
+pub(super) fn request(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    out: &mut [u8],
+) -> Option<Verdict> {
+    if !is_type(
+        ip,
+        icmpv4::msg_type::ECHO_REQUEST,
+        icmpv6::msg_type::ECHO_REQUEST,
+    ) {
         return None;
     }
     let vsid = arrival.vsid();
@@ -50,7 +59,13 @@ pub(super) fn request(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut
 
 /// Writes the ICMPv6 checksum again after the addresses changed (ICMPv4's does not
 /// cover them).
-fn fix_v6_checksum(v: Verdict, ip: &IpPacket, out: &mut [u8], src: std::net::IpAddr, dst: std::net::IpAddr) -> Verdict {
+fn fix_v6_checksum(
+    v: Verdict,
+    ip: &IpPacket,
+    out: &mut [u8],
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+) -> Verdict {
     if let Verdict::Forward { len, .. } = v
         && ip.v6
         && let Some(start) = len.checked_sub(ip.bytes.len())
@@ -61,7 +76,13 @@ fn fix_v6_checksum(v: Verdict, ip: &IpPacket, out: &mut [u8], src: std::net::IpA
     v
 }
 
-fn forward(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, pool_id: PoolId, out: &mut [u8]) -> Verdict {
+fn forward(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    pool_id: PoolId,
+    out: &mut [u8],
+) -> Verdict {
     let ident = tri!(ident_of(ip));
     let owner = steer::by_endpoint(ip.src, ident, ctx.workers);
     if owner != ctx.worker {
@@ -122,7 +143,14 @@ fn forward(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, pool_id: PoolId, out
                 dst: Some((flow.ret.dip, 0)),
                 hop: true,
             };
-            let v = ctx.send(arrival, Via::Prebuilt(pre, flow.flow_id), ip, &rw, Matched::of(&flow), out);
+            let v = ctx.send(
+                arrival,
+                Via::Prebuilt(pre, flow.flow_id),
+                ip,
+                &rw,
+                Matched::of(&flow),
+                out,
+            );
             fix_v6_checksum(v, ip, out, ip.src, flow.ret.dip)
         }
         Err(reason) => Verdict::Drop(reason),
@@ -136,16 +164,33 @@ fn forward(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, pool_id: PoolId, out
 
 /// An echo reply from a DIP's host: back to the client as from the VIP, when it
 /// belongs to a forwarded echo; `None` otherwise (counted by the caller).
-pub(super) fn reply(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [u8]) -> Option<Verdict> {
+pub(super) fn reply(
+    ctx: &mut Ctx,
+    arrival: &Arrival,
+    ip: &IpPacket,
+    out: &mut [u8],
+) -> Option<Verdict> {
     let Arrival::Tunnel { vsid, host, .. } = *arrival else {
         return None;
     };
-    if !is_type(ip, icmpv4::msg_type::ECHO_REPLY, icmpv6::msg_type::ECHO_REPLY) {
+    if !is_type(
+        ip,
+        icmpv4::msg_type::ECHO_REPLY,
+        icmpv6::msg_type::ECHO_REPLY,
+    ) {
         return None;
     }
     let ident = ident_of(ip).ok()?;
     let miss = DropReason::IcmpNotHandled;
-    let (id, flow) = match dip_side_binding(ctx, vsid, host, ip.proto, (ip.src, 0), (ip.dst, ident), miss) {
+    let (id, flow) = match dip_side_binding(
+        ctx,
+        vsid,
+        host,
+        ip.proto,
+        (ip.src, 0),
+        (ip.dst, ident),
+        miss,
+    ) {
         Ok(found) => found,
         Err(v) => return Some(v),
     };
@@ -163,5 +208,11 @@ pub(super) fn reply(ctx: &mut Ctx, arrival: &Arrival, ip: &IpPacket, out: &mut [
         hop: true,
     };
     let v = ctx.send(arrival, path.into(), ip, &rw, Matched::of(&flow), out);
-    Some(fix_v6_checksum(v, ip, out, flow.forward.vip, flow.forward.client))
+    Some(fix_v6_checksum(
+        v,
+        ip,
+        out,
+        flow.forward.vip,
+        flow.forward.client,
+    ))
 }

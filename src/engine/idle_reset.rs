@@ -76,7 +76,14 @@ fn client_path(policy: &Snapshot, flow: &Flow) -> Result<Path, DropReason> {
         .ok_or(DropReason::UnknownCa)?;
     let subnet = policy.subnet(vsid).ok_or(DropReason::UnknownVsid)?;
     let host = policy.get_host(record.host).ok_or(DropReason::NoPath)?;
-    tunnel_to(policy, host, fwd.vsid, flow.flow_id, subnet.lb_mac, record.mac)
+    tunnel_to(
+        policy,
+        host,
+        fwd.vsid,
+        flow.flow_id,
+        subnet.lb_mac,
+        record.mac,
+    )
 }
 
 /// Writes the RST of `flow` to its client (`to_client`) or to its DIP into `out`;
@@ -115,12 +122,14 @@ pub(super) fn write(
         )
     };
     let v6 = dst.is_ipv6();
-    let ip_len = if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN };
+    let ip_len = if v6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::HEADER_LEN
+    };
     let len = ip_len + tcp::HEADER_LEN;
     let off = path.write_headers(out, emit::ip_ethertype(v6), len, ident)?;
-    let pkt = out
-        .get_mut(off..off + len)
-        .ok_or(DropReason::NoPath)?;
+    let pkt = out.get_mut(off..off + len).ok_or(DropReason::NoPath)?;
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => ipv4::Repr {
             src_addr: s,
@@ -154,6 +163,10 @@ pub(super) fn write(
         window_len: 0,
         payload_len: 0,
     }
-    .emit(&mut tcp::Packet::new_unchecked(&mut pkt[ip_len..]), src, dst);
+    .emit(
+        &mut tcp::Packet::new_unchecked(&mut pkt[ip_len..]),
+        src,
+        dst,
+    );
     Ok((path.egress(), off + len))
 }

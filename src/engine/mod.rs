@@ -303,6 +303,10 @@ impl Engine {
         self.counters = self.counters.remap(&self.policy, &policy);
         self.shard.set_limits(shard_limits(&policy));
         self.shard.set_rules(idle_reset::rules_of(&policy));
+        // Resets still queued name pools of the old snapshot: the worker sends them
+        // before it adopts a new one, so whatever is left here could only go astray.
+        self.resetting = None;
+        while self.shard.take_reset().is_some() {}
         self.routes = route::Routes::build(&policy);
         self.policy = policy;
         forgotten
@@ -349,9 +353,14 @@ impl Engine {
             };
             self.ident = self.ident.wrapping_add(1);
             // A flow whose path is gone (its pool removed by a reload) is skipped.
-            if let Ok(sent) =
-                idle_reset::write(&self.policy, &self.routes, &flow, to_client, self.ident, out)
-            {
+            if let Ok(sent) = idle_reset::write(
+                &self.policy,
+                &self.routes,
+                &flow,
+                to_client,
+                self.ident,
+                out,
+            ) {
                 return Some(sent);
             }
         }

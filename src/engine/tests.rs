@@ -14,6 +14,8 @@ use crate::craft::{self, Outer, Transport};
 use crate::policy::{LookupRecord, Snapshot, VipPool};
 use crate::wire::{ethernet, gre, ipv4, ipv6, tcp, udp};
 
+mod rules;
+
 const SEC: u64 = 1_000_000_000;
 const SYN: u8 = tcp::flags::SYN;
 const SYN_ACK: u8 = tcp::flags::SYN | tcp::flags::ACK;

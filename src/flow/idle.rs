@@ -25,13 +25,9 @@ pub struct RuleIdle {
 
 /// How long `flow` may stay idle under `rules` (indexed by pool) and `defaults`.
 pub fn timeout(rules: &[RuleIdle], defaults: &Timeouts, flow: &Flow) -> u32 {
-    let own = rules
-        .get(flow.pool as usize)
-        .map_or(0, |r| r.idle);
+    let own = rules.get(flow.pool as usize).map_or(0, |r| r.idle);
     match flow.state {
-        State::Established | State::FinForward | State::FinReturn | State::Datagram
-            if own != 0 =>
-        {
+        State::Established | State::FinForward | State::FinReturn | State::Datagram if own != 0 => {
             own
         }
         s => defaults.for_state(s),
@@ -54,3 +50,74 @@ pub fn wants_reset(rules: &[RuleIdle], flow: &Flow) -> bool {
 pub const ACK_FROM_CLIENT: u8 = 1;
 pub const ACK_FROM_DIP: u8 = 2;
 pub const ACKS_BOTH: u8 = ACK_FROM_CLIENT | ACK_FROM_DIP;
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::flow::{ForwardKey, ReturnKey};
+
+    fn flow(pool: u32, state: State) -> Flow {
+        let a = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+        let f = ForwardKey {
+            vsid: 0,
+            proto: 6,
+            client: a,
+            client_port: 1,
+            vip: a,
+            vip_port: 2,
+        };
+        let r = ReturnKey {
+            vsid: 5001,
+            proto: 6,
+            dip: a,
+            dip_port: 2,
+            peer: a,
+            peer_port: 1,
+        };
+        Flow::new(f, r, 0, pool, 0, state)
+    }
+
+    #[test]
+    fn a_rules_timeout_covers_established_and_udp_only() {
+        let rules = [
+            RuleIdle::default(),
+            RuleIdle {
+                idle: 2,
+                reset: true,
+            },
+        ];
+        let d = Timeouts::default();
+        assert_eq!(timeout(&rules, &d, &flow(0, State::Established)), 300);
+        assert_eq!(timeout(&rules, &d, &flow(1, State::Established)), 2);
+        assert_eq!(timeout(&rules, &d, &flow(1, State::Datagram)), 2);
+        assert_eq!(timeout(&rules, &d, &flow(1, State::SynSent)), 20);
+        assert_eq!(timeout(&rules, &d, &flow(1, State::Closing)), 10);
+        assert_eq!(
+            timeout(&rules, &d, &flow(9, State::Established)),
+            300,
+            "unknown pool"
+        );
+    }
+
+    #[test]
+    fn only_established_flows_with_both_acks_are_reset() {
+        let rules = [RuleIdle {
+            idle: 2,
+            reset: true,
+        }];
+        let mut f = flow(0, State::Established);
+        assert!(!wants_reset(&rules, &f), "no sequence numbers known yet");
+        f.acks_seen = ACK_FROM_CLIENT;
+        assert!(!wants_reset(&rules, &f));
+        f.acks_seen = ACKS_BOTH;
+        assert!(wants_reset(&rules, &f));
+        assert!(
+            !wants_reset(&[RuleIdle::default()], &f),
+            "rule without tcp_reset"
+        );
+        f.state = State::Closing;
+        assert!(!wants_reset(&rules, &f), "already closing");
+    }
+}

@@ -10,8 +10,8 @@ pub mod shard;
 pub mod state;
 pub mod steer;
 
-pub use shard::{Flow, FlowId, FlowShard, ForwardKey, InsertError, ReturnKey, ShardLimits};
 pub use idle::RuleIdle;
+pub use shard::{Flow, FlowId, FlowShard, ForwardKey, InsertError, ReturnKey, ShardLimits};
 pub use state::{Direction, State, Timeouts};
 
 /// Nanoseconds on the caller's clock. The engine never reads a clock itself, so that

@@ -2,7 +2,7 @@
 //! client's packets and by the key of the DIP's replies.
 //!
 //! Why a slab plus two `HashTable<u32>` rather than two maps of full keys: each binding
-//! is stored once (~108 bytes) and each index costs ~5 bytes a slot, which keeps a flow
+//! is stored once (~116 bytes) and each index costs ~5 bytes a slot, which keeps a flow
 //! under the 128 bytes the design allows, and both directions find the same entry.
 //! The table is bounded (per shard and per tenant) and never evicts a live binding to
 //! make room: a full table refuses the new flow, so established connections survive a
@@ -183,7 +183,7 @@ pub struct FlowShard {
     /// Per pool: idle timeout and reset of its rule (`idle.rs`).
     rules: Vec<RuleIdle>,
     /// Expired flows whose ends the engine must reset, oldest first.
-    resets: Vec<Flow>,
+    resets: std::collections::VecDeque<Flow>,
 }
 
 /// Seconds from nanoseconds, as bindings keep them.
@@ -206,7 +206,7 @@ impl FlowShard {
             sweep_cursor: 0,
             port_cursor: 0,
             rules: Vec::new(),
-            resets: Vec::new(),
+            resets: std::collections::VecDeque::new(),
         }
     }
 
@@ -253,7 +253,7 @@ impl FlowShard {
             if self.resets.capacity() == 0 {
                 self.resets.reserve_exact(idle::MAX_PENDING_RESETS);
             }
-            self.resets.push(flow);
+            self.resets.push_back(flow);
         }
         self.remove(id);
     }
@@ -283,11 +283,7 @@ impl FlowShard {
 
     /// The next expired flow to reset, if any (between batches, by the engine).
     pub fn take_reset(&mut self) -> Option<Flow> {
-        if self.resets.is_empty() {
-            None
-        } else {
-            Some(self.resets.remove(0))
-        }
+        self.resets.pop_front()
     }
 
     /// Expired flows waiting for their resets.

@@ -11,11 +11,11 @@ use hashbrown::{HashMap, HashSet};
 
 use super::diag::{ConfigError, Diagnostic};
 use super::ids::{HostId, PoolId, Protocol, SubnetId, TenantId, Vsid};
-use super::rules::IcmpEcho;
 use super::model::{
     Balancer, Host, LookupRecord, RoutingDomain, SnatRange, Tenant, VipPool, VirtualSubnet,
 };
 use super::outbound::OutboundRule;
+use super::rules::IcmpEcho;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = HashSet<K, foldhash::fast::RandomState>;
@@ -289,6 +289,9 @@ impl Snapshot {
     /// different tenants may share an address.
     /// A rule for this port wins over an all-ports rule of the address (port 0).
     pub fn find_vip(&self, vsid: Vsid, addr: IpAddr, proto: Protocol, port: u16) -> Option<PoolId> {
+        if port == 0 {
+            return None; // no service listens on port 0; 0 keys the all-ports rules
+        }
         self.vips
             .get(&(vsid, addr, proto, port))
             .or_else(|| self.vips.get(&(vsid, addr, proto, 0)))

@@ -326,7 +326,11 @@ fn rules(s: &Snapshot, out: &mut String) {
             .filter(|p| (p.frontend, p.address) == (frontend, address))
         {
             let mut row = if first {
-                vec![frontend.to_string(), address.to_string(), echo.name().to_owned()]
+                vec![
+                    frontend.to_string(),
+                    address.to_string(),
+                    echo.name().to_owned(),
+                ]
             } else {
                 vec![String::new(); 3]
             };

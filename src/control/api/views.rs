@@ -193,3 +193,64 @@ pub(super) fn subnets(s: &Snapshot) -> Value {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    #[test]
+    fn vip_views_carry_each_rules_mode() {
+        let example = include_str!("../../../lb-config/example.toml");
+        let red = "[[tenant]]\nname = \"red\"";
+        let extra = r#"
+[[tenant.vip]]
+name = "blue-ha"
+frontend = "public"
+address = "203.0.113.30"
+protocol = "all"
+port = 0
+backend_vsid = 5001
+distribution = "source_ip"
+idle_timeout = "4m"
+tcp_reset = true
+icmp_echo = "drop"
+dips = [{ ca = "10.0.0.5" }]
+
+[[tenant.inbound_nat]]
+name = "blue-ssh"
+frontend = "public"
+address = "203.0.113.10"
+protocol = "tcp"
+port = "2222-2223"
+backend_vsid = 5001
+targets = [{ ca = "10.0.0.5", port = 22 }, { ca = "10.0.0.6", port = 22 }]
+"#;
+        let text = example.replacen(red, &format!("{extra}\n{red}"), 1);
+        let s = Snapshot::from_toml(&text, "t.toml").unwrap();
+        let (_, ha) = s.pool_named("blue-ha").unwrap();
+        let v = vip_json(&s, ha, None);
+        assert_eq!(v["protocol"], "all");
+        assert_eq!(v["port"], 0);
+        let r = &v["rule"];
+        assert_eq!(
+            (&r["kind"], &r["all_ports"], &r["distribution"]),
+            (&json!("lb"), &json!(true), &json!("source_ip"))
+        );
+        assert_eq!(
+            (&r["idle_timeout_s"], &r["tcp_reset"], &r["icmp_echo"]),
+            (&json!(240), &json!(true), &json!("drop"))
+        );
+        assert!(r["inbound_nat"].is_null());
+        let (_, ssh) = s.pool_named("blue-ssh:2223").unwrap();
+        let v = vip_json(&s, ssh, None);
+        assert_eq!((&v["protocol"], &v["port"]), (&json!("tcp"), &json!(2223)));
+        assert_eq!(v["rule"]["kind"], "nat");
+        assert!(v["rule"]["idle_timeout_s"].is_null());
+        assert_eq!(
+            v["rule"]["inbound_nat"],
+            json!({"rule": "blue-ssh", "first": 2222, "last": 2223})
+        );
+        let (_, web) = s.pool_named("blue-web").unwrap();
+        assert_eq!(vip_json(&s, web, None)["rule"]["icmp_echo"], "answer");
+    }
+}

@@ -182,7 +182,12 @@ impl Validator<'_> {
     }
 
     /// `"public"` or the VSID of one of the tenant's own subnets.
-    pub(super) fn frontend(&mut self, f: &S<toml::Value>, path: String, tenant: TenantId) -> Option<Vsid> {
+    pub(super) fn frontend(
+        &mut self,
+        f: &S<toml::Value>,
+        path: String,
+        tenant: TenantId,
+    ) -> Option<Vsid> {
         match f.get_ref() {
             toml::Value::String(s) if s == "public" => Some(Vsid::PUBLIC),
             toml::Value::Integer(n) => {
@@ -199,7 +204,13 @@ impl Validator<'_> {
     }
 
     /// A CA VIP is a CA inside its subnet, and no VM may hold it.
-    pub(super) fn check_ca_vip_address(&mut self, frontend: Vsid, addr: IpAddr, s: &S<String>, path: String) {
+    pub(super) fn check_ca_vip_address(
+        &mut self,
+        frontend: Vsid,
+        addr: IpAddr,
+        s: &S<String>,
+        path: String,
+    ) {
         if frontend.is_public() {
             return;
         }

@@ -194,12 +194,7 @@ impl Validator<'_> {
                 if let Some(seen) = keys.get(&key) {
                     let msg = format!(
                         "frontend {} {} {}/{} overlaps `{}` (line {})",
-                        pool.frontend,
-                        pool.address,
-                        pool.protocol,
-                        pool.port,
-                        seen.name,
-                        seen.line
+                        pool.frontend, pool.address, pool.protocol, pool.port, seen.name, seen.line
                     );
                     self.error(r.port.span(), field(&base, "port"), msg);
                     continue;
@@ -280,14 +275,15 @@ impl Validator<'_> {
         };
         let idle_timeout = self.idle_timeout(&r.idle_timeout, base);
         let tcp_reset = r.tcp_reset.as_ref().is_some_and(|b| *b.get_ref());
-        if tcp_reset && protocol == Some(Protocol::Udp) {
-            if let Some(b) = &r.tcp_reset {
-                self.error(
-                    b.span(),
-                    field(base, "tcp_reset"),
-                    "a UDP rule has no TCP connection to reset",
-                );
-            }
+        if let Some(b) = &r.tcp_reset
+            && tcp_reset
+            && protocol == Some(Protocol::Udp)
+        {
+            self.error(
+                b.span(),
+                field(base, "tcp_reset"),
+                "a UDP rule has no TCP connection to reset",
+            );
         }
         let targets = r.targets.get_ref();
         if let Some((first, last)) = ports {
@@ -312,9 +308,7 @@ impl Validator<'_> {
             };
             let vip_port = ports.map(|(first, _)| first.saturating_add(i as u16));
             let path = format!("{base}.targets[{i}]");
-            if let Some(d) =
-                self.dip(&raw, &path, tenant, frontend, backend, address, vip_port)
-            {
+            if let Some(d) = self.dip(&raw, &path, tenant, frontend, backend, address, vip_port) {
                 dips.push((i, d));
             }
         }
@@ -482,6 +476,11 @@ mod tests {
             for port in [1, 80, 65535] {
                 assert_eq!(p.find_vip(Vsid::PUBLIC, a, proto, port), Some(id));
             }
+            assert_eq!(
+                p.find_vip(Vsid::PUBLIC, a, proto, 0),
+                None,
+                "port 0 is no port"
+            );
         }
         assert_eq!(p.icmp_echo(Vsid::PUBLIC, a), (IcmpEcho::Forward, Some(id)));
         let web: IpAddr = "203.0.113.10".parse().unwrap();
@@ -489,7 +488,10 @@ mod tests {
         let (ssh_id, ssh) = p.pool_named("blue-ssh").unwrap();
         assert_eq!(ssh.rule.kind(), "nat");
         assert_eq!((ssh.dips.len(), ssh.dips[0].port), (1, 22));
-        assert_eq!(p.find_vip(Vsid::PUBLIC, web, Protocol::Tcp, 2222), Some(ssh_id));
+        assert_eq!(
+            p.find_vip(Vsid::PUBLIC, web, Protocol::Tcp, 2222),
+            Some(ssh_id)
+        );
         assert_eq!(p.find_vip(Vsid::PUBLIC, web, Protocol::Udp, 2222), None);
         for (port, ca) in [(3390, "10.0.0.6"), (3391, "10.0.0.7")] {
             let (_, pool) = p.pool_named(&format!("blue-rdp:{port}")).unwrap();
@@ -502,7 +504,14 @@ mod tests {
         let text = crate::policy::summary(&p);
         assert!(text.contains("rules by VIP address (8)"), "{text}");
         let line = text.lines().find(|l| l.contains(" all ports ")).unwrap();
-        for cell in ["203.0.113.30", "forward", "all ports", "five_tuple", "2s", "yes"] {
+        for cell in [
+            "203.0.113.30",
+            "forward",
+            "all ports",
+            "five_tuple",
+            "2s",
+            "yes",
+        ] {
             assert!(line.contains(cell), "{cell}: {line}");
         }
         let line = text.lines().find(|l| l.contains("blue-rdp:3391")).unwrap();
@@ -514,29 +523,94 @@ mod tests {
     #[test]
     fn a_nat_frontend_that_overlaps_a_rule_is_refused() {
         let over_lb = SSH.replace("port = 2222", "port = 80");
-        let msg = one_error(&with_blue(&over_lb), "port = 80\nbackend_vsid = 5001\ntargets", "tenant[0].inbound_nat[0].port");
+        let msg = one_error(
+            &with_blue(&over_lb),
+            "port = 80\nbackend_vsid = 5001\ntargets",
+            "tenant[0].inbound_nat[0].port",
+        );
         assert!(msg.contains("blue-web"), "{msg}");
         let over_nat = format!("{SSH}{}", RANGE.replace("3390-3391", "2221-2222"));
         let text = with_blue(&over_nat);
-        let msg = one_error(&text, "port = \"2221-2222\"", "tenant[0].inbound_nat[1].port");
+        let msg = one_error(
+            &text,
+            "port = \"2221-2222\"",
+            "tenant[0].inbound_nat[1].port",
+        );
         assert!(msg.contains("blue-ssh"), "{msg}");
         // The same port in UDP, or next to an all-ports rule, is no overlap.
-        load(&with_blue(&format!("{HA}{SSH}{}", SSH.replace("blue-ssh", "blue-ssh-udp").replace("\"tcp\"", "\"udp\""))));
-        load(&with_blue(&format!("{HA}{}", SSH.replace("203.0.113.10", "203.0.113.30"))));
+        load(&with_blue(&format!(
+            "{HA}{SSH}{}",
+            SSH.replace("blue-ssh", "blue-ssh-udp")
+                .replace("\"tcp\"", "\"udp\"")
+        )));
+        load(&with_blue(&format!(
+            "{HA}{}",
+            SSH.replace("203.0.113.10", "203.0.113.30")
+        )));
     }
 
     #[test]
     fn rule_options_are_checked_where_written() {
         let cases: [(String, &str, &str); 9] = [
-            (HA.replace("port = 0", "port = 80"), "port = 80\nbackend_vsid = 5001\nidle", "tenant[0].vip[4].port"),
-            (HA.replace("\"all\"", "\"tcp\""), "port = 0", "tenant[0].vip[4].port"),
-            (HA.replace("\"all\"", "\"icmp\"").replace("port = 0", "port = 7"), "\"icmp\"", "tenant[0].vip[4].protocol"),
-            (HA.replace("\"2s\"", "\"1500ms\""), "\"1500ms\"", "tenant[0].vip[4].idle_timeout"),
-            (HA.replace("\"forward\"", "\"reply\""), "\"reply\"", "tenant[0].vip[4].icmp_echo"),
-            (HA.replace("{ ca = \"10.0.0.6\" }", "{ ca = \"10.0.0.6\", port = 8080 }"), "{ ca = \"10.0.0.6\", port = 8080 }", "tenant[0].vip[4].dips[1].port"),
-            (RANGE.replace("3390-3391", "3390-3392"), "targets = [{ ca = \"10.0.0.6\", port = 3389 }", "tenant[0].inbound_nat[0].targets"),
-            (SSH.replace("\"tcp\"", "\"udp\"").replace("targets", "tcp_reset = true\ntargets"), "tcp_reset = true\ntargets", "tenant[0].inbound_nat[0].tcp_reset"),
-            (format!("{HA}{}", HA.replace("blue-ha", "blue-ha2").replace("\"forward\"", "\"drop\"").replace("protocol = \"all\"\nport = 0", "protocol = \"udp\"\nport = 53").replace("tcp_reset = true\n", "")), "icmp_echo = \"drop\"", "tenant[0].vip[5].icmp_echo"),
+            (
+                HA.replace("port = 0", "port = 80"),
+                "port = 80\nbackend_vsid = 5001\nidle",
+                "tenant[0].vip[4].port",
+            ),
+            (
+                HA.replace("\"all\"", "\"tcp\""),
+                "port = 0",
+                "tenant[0].vip[4].port",
+            ),
+            (
+                HA.replace("\"all\"", "\"icmp\"")
+                    .replace("port = 0", "port = 7"),
+                "\"icmp\"",
+                "tenant[0].vip[4].protocol",
+            ),
+            (
+                HA.replace("\"2s\"", "\"1500ms\""),
+                "\"1500ms\"",
+                "tenant[0].vip[4].idle_timeout",
+            ),
+            (
+                HA.replace("\"forward\"", "\"reply\""),
+                "\"reply\"",
+                "tenant[0].vip[4].icmp_echo",
+            ),
+            (
+                HA.replace(
+                    "{ ca = \"10.0.0.6\" }",
+                    "{ ca = \"10.0.0.6\", port = 8080 }",
+                ),
+                "{ ca = \"10.0.0.6\", port = 8080 }",
+                "tenant[0].vip[4].dips[1].port",
+            ),
+            (
+                RANGE.replace("3390-3391", "3390-3392"),
+                "targets = [{ ca = \"10.0.0.6\", port = 3389 }",
+                "tenant[0].inbound_nat[0].targets",
+            ),
+            (
+                SSH.replace("\"tcp\"", "\"udp\"")
+                    .replace("targets", "tcp_reset = true\ntargets"),
+                "tcp_reset = true\ntargets",
+                "tenant[0].inbound_nat[0].tcp_reset",
+            ),
+            (
+                format!(
+                    "{HA}{}",
+                    HA.replace("blue-ha", "blue-ha2")
+                        .replace("\"forward\"", "\"drop\"")
+                        .replace(
+                            "protocol = \"all\"\nport = 0",
+                            "protocol = \"udp\"\nport = 53"
+                        )
+                        .replace("tcp_reset = true\n", "")
+                ),
+                "icmp_echo = \"drop\"",
+                "tenant[0].vip[5].icmp_echo",
+            ),
         ];
         for (extra, needle, field) in cases {
             let text = with_blue(&extra);
@@ -552,9 +626,16 @@ mod tests {
             "name = \"blue-vip1\"\nicmp_echo = \"forward\"\nfrontend = 5001",
             1,
         );
-        one_error(&text, "icmp_echo = \"forward\"", "tenant[0].vip[2].icmp_echo");
+        one_error(
+            &text,
+            "icmp_echo = \"forward\"",
+            "tenant[0].vip[2].icmp_echo",
+        );
         let two = format!("{HA}{}", HA.replace("blue-ha", "blue-ha2"));
         let errors = refuse(&with_blue(&two));
-        assert!(errors.iter().any(|e| e.message.contains("duplicate VIP")), "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.message.contains("duplicate VIP")),
+            "{errors:#?}"
+        );
     }
 }
