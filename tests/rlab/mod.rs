@@ -310,6 +310,21 @@ impl Slow {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Like [`Slow::finish`], but a download still running at `deadline` is stopped and
+    /// counted as stalled.
+    pub fn finish_by(mut self, sha: &str, deadline: Instant) -> Result<(), String> {
+        while self.running() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let _ = std::fs::remove_file(&self.file);
+                return Err(format!("from {}: stalled", self.served_by));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.finish(sha)
+    }
+
     /// Waits for the end; `Ok` when the whole file arrived intact, else why not.
     pub fn finish(mut self, sha: &str) -> Result<(), String> {
         let status = self.child.wait().unwrap();
