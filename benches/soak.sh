@@ -56,9 +56,11 @@ VIP1_NS="${PREFIX}blue-5"
 
 JOBS=()
 cleanup() {
+  # Only our loops: the restarted LB and servers are the lab's to stop (by namespace).
   for j in "${JOBS[@]}"; do kill "$j" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for j in "${JOBS[@]}"; do wait "$j" 2>/dev/null || true; done
   "$NVLB" lab --down --prefix "$PREFIX" >"$OUT/lab-down.txt" 2>&1 || true
+  echo "soak: lab removed ($OUT/lab-down.txt has the LB's counters)"
 }
 trap cleanup EXIT
 
@@ -90,6 +92,7 @@ done
 kill -TERM "$LB_PID"
 while [ -e "/proc/$LB_PID" ]; do sleep 0.05; done
 ip netns exec "$LB_NS" "${LB_ARGS[@]}" --metrics "$METRICS" 2>"$OUT/lb.err" >/dev/null &
+disown $!
 for _ in $(seq 200); do grep -q "nvlb: ready" "$OUT/lb.err" && break; sleep 0.05; done
 LB_PID=$(pid_in "$LB_NS" run)
 sleep 3   # health checks of the new LB
@@ -143,6 +146,7 @@ flaps() {
     echo flap >>"$STATE/flaps"
     sleep 15
     ip netns exec "$ns" "${args[@]}" >/dev/null 2>&1 &
+    disown $!
   done
 }
 

@@ -466,6 +466,18 @@ fn claim(entries: &mut [u16], w: &mut Walker, size: u32) -> Result<(), MaglevErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_table_size_refuses_what_build_would_refuse_and_defaults_to_65537() {
+        // Only refusals here: the setting is process-wide and other tests compile
+        // policies concurrently.
+        assert_eq!(
+            set_policy_table_size(1000),
+            Err(MaglevError::NotPrime(1000))
+        );
+        assert!(set_policy_table_size(MAX_TABLE_SIZE + 1).is_err());
+        assert_eq!(policy_table_size(), DEFAULT_TABLE_SIZE);
+    }
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 

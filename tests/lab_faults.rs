@@ -127,7 +127,7 @@ fn a_host_simulator_killed_and_restarted_fails_only_its_vms_flows() {
     thread::sleep(Duration::from_secs(3));
     let program = args.remove(0);
     let restarted = Instant::now();
-    let _host = Command::new("ip")
+    let mut host = Command::new("ip")
         .args(["netns", "exec", &host_ns, &program])
         .args(&args)
         .stdin(Stdio::null())
@@ -187,6 +187,9 @@ fn a_host_simulator_killed_and_restarted_fails_only_its_vms_flows() {
         .sum();
     assert!(answered_by_5 > 0, "blue-5 answers again after the restart");
     lab.down();
+    // The teardown stopped it with the namespace; reap it.
+    let _ = host.kill();
+    let _ = host.wait();
 }
 
 /// A batch's result, for `rlab::failures` over a selection.

@@ -457,7 +457,10 @@ fn spoofed_pas_for_new_flows_and_replies() {
         &craft::ip_packet(rec.ca, vip, 64, t, b"x"),
     );
     // From its own host the flow is forwarded; from another declared host it is not.
-    expect_forward(&p, &from_host(&p, usize::from(rec.host), subnet.vsid.get(), &inner));
+    expect_forward(
+        &p,
+        &from_host(&p, usize::from(rec.host), subnet.vsid.get(), &inner),
+    );
     let spoofed = from_host(&p, other_host, subnet.vsid.get(), &inner);
     expect_drop(&p, &[], &spoofed, DropReason::SpoofedPa);
 
