@@ -9,7 +9,7 @@
 #     DIP blue-6 flaps, see below) and 10 to red-web (public VIP, never touched), from
 #     the Internet client; 5 to blue-vip1 (CA VIP, full NAT) from a Blue tier-1 VM;
 #   - long-lived downloads: one after another, the lab's 10 MiB file at 200 kB/s
-#     (about 52 s each) through red-web and through blue-vip1, checked by SHA-256;
+#     (curl --limit-rate) through red-web and through blue-vip1, checked by SHA-256;
 #   - a reload every 5 s (blue-web's weight of 10.0.0.8 toggled 2 <-> 3, SIGHUP);
 #   - a DIP flap every 60 s: blue-6's HTTP server killed, restarted 15 s later (the
 #     health check takes it down and up again).

@@ -11,8 +11,11 @@
 //! Shown: the LB's resident memory grows by less than its two full flow tables; Blue
 //! sees no failed request and no broken download; Red's excess is dropped and counted
 //! (`tenant_quota`); Red never holds more than its quota; Blue's new flows bind during
-//! the flood; once the flood's bindings time out, Red is answered again. The figures
-//! are printed (`FLOOD:` lines) for docs/reliability.md.
+//! the flood; once the flood's bindings time out, Red is answered again. Then a Red VM
+//! sends 60 000 SYNs to Red's CA VIP (full NAT) from raw sockets: Red's source-NAT
+//! ports run out (`nat_ports_exhausted`) while Blue's CA-VIP requests, on Blue's own
+//! ports, keep binding. The figures are printed (`FLOOD:` lines) for
+//! docs/reliability.md.
 //!
 //! The router blackholes the spoofed range, as the Internet would lose answers to
 //! addresses nobody owns: Red's VMs answer each SYN, the LB sees the SYN-ACK and holds
@@ -180,7 +183,10 @@ fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
         );
         thread::sleep(Duration::from_secs(1));
     };
-    // Blue went on through the flood and Red's recovery.
+    // Part two: Red's VM opens new flows to its CA VIP (red-vip1, full NAT) faster than
+    // Red's source-NAT ports free up, while Blue's CA-VIP load (its own ports) goes on.
+    let (nat_drops, nat_syns, nat_time) = nat_flood(&lab);
+    // Blue went on through the flood, Red's recovery and the NAT flood.
     stop.store(true, Ordering::Relaxed);
     let public = blue_public.join().unwrap();
     let ca = blue_ca.join().unwrap();
@@ -232,7 +238,15 @@ fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
         std::mem::size_of::<Flow>(),
         table / 1024
     );
+    println!(
+        "FLOOD: Red's VM sent {nat_syns} SYNs to red-vip1 in {nat_time:.1?}: \
+         nat_ports_exhausted {nat_drops} (Red's range: 10000 ports over {WORKERS} workers)"
+    );
     assert!(sent >= SYNS * 99 / 100, "sent {sent}");
+    assert!(
+        nat_drops > 0,
+        "Red's source-NAT ports ran out and were counted"
+    );
     assert!(pf == 0 && cf == 0, "Blue failed: {pwhy:?} {cwhy:?}");
     assert!(broken.is_empty(), "broken downloads: {broken:?}");
     assert!(
@@ -260,4 +274,73 @@ fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
         metric(&page2, "nvlb_tenant_active_flows", &["tenant=\"red\""])
     );
     lab.down();
+}
+
+/// Raw TCP SYNs from a VM (its kernel fills the IP header and answers each SYN-ACK with
+/// a reset, so each binding holds its source-NAT port for the closing timeout).
+const SYN_SCRIPT: &str = r#"
+import socket, struct, sys
+src, dst, dport, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+sa, da = socket.inet_aton(src), socket.inet_aton(dst)
+def csum(b):
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xFFFF)
+    t += t >> 16
+    return ~t & 0xFFFF
+for i in range(n):
+    sport = 30000 + i % 30000
+    h = struct.pack("!HHIIBBHHH", sport, dport, 0x4E560000 + i, 0, 5 << 4, 0x02, 64240, 0, 0)
+    c = csum(sa + da + struct.pack("!BBH", 0, 6, len(h)) + h)
+    s.sendto(h[:16] + struct.pack("!H", c) + h[18:], (dst, 0))
+"#;
+
+/// Red's tier-1 VM floods red-vip1 with new flows; the `nat_ports_exhausted` drops it
+/// caused, the SYNs sent and how long it took.
+fn nat_flood(lab: &Lab) -> (u64, u64, Duration) {
+    let pool = lab
+        .topo
+        .pools
+        .iter()
+        .find(|p| p.name == "red-vip1")
+        .expect("red-vip1");
+    let ns = lab
+        .topo
+        .source_netns(pool.source.expect("a Red VM reaches red-vip1"));
+    let vm = lab
+        .topo
+        .vms
+        .iter()
+        .find(|v| v.netns == ns)
+        .expect("the VM of that namespace");
+    let src = vm.v4.as_ref().expect("an IPv4 CA").addr.to_string();
+    let before = lab.metrics();
+    let n: u64 = 60_000;
+    let t = Instant::now();
+    let out = common::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "python3",
+            "-c",
+            SYN_SCRIPT,
+            &src,
+            &pool.address.to_string(),
+            &pool.port.to_string(),
+            &n.to_string(),
+        ],
+    );
+    let took = t.elapsed();
+    assert!(out.status.success(), "{}", rlab::text(&out.stderr));
+    thread::sleep(Duration::from_millis(500));
+    let after = lab.metrics();
+    let reason = ["reason=\"nat_ports_exhausted\""];
+    let drops = metric(&after, "nvlb_drops_total", &reason).saturating_sub(metric(
+        &before,
+        "nvlb_drops_total",
+        &reason,
+    ));
+    (drops, n, took)
 }
