@@ -78,6 +78,36 @@ pub const DEFAULT_TABLE_SIZE: u32 = 65537;
 /// slot: 32 MiB at this bound).
 pub const MAX_TABLE_SIZE: u32 = 1 << 24;
 
+/// The table size policy validation builds pools with. Only the fuzz harnesses change
+/// it (see [`set_policy_table_size`]): the `nvlb` binary never does, so `nvlb check`,
+/// `nvlb run` and the API always build [`DEFAULT_TABLE_SIZE`] tables.
+static POLICY_TABLE_SIZE: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(DEFAULT_TABLE_SIZE);
+
+/// The table size a policy compiled now gets: [`DEFAULT_TABLE_SIZE`] unless a fuzz
+/// harness asked for less.
+pub fn policy_table_size() -> u32 {
+    POLICY_TABLE_SIZE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Fuzzing only: makes every policy compiled afterwards in this process build `size`
+/// tables, so that a fuzz input costs microseconds instead of a 65537-slot build per
+/// pool (docs/reliability.md). Refuses a size that is not prime or above the bound.
+#[doc(hidden)]
+pub fn set_policy_table_size(size: u32) -> Result<(), MaglevError> {
+    if size > MAX_TABLE_SIZE {
+        return Err(MaglevError::TooLarge {
+            size,
+            max: MAX_TABLE_SIZE,
+        });
+    }
+    if !is_prime(size) {
+        return Err(MaglevError::NotPrime(size));
+    }
+    POLICY_TABLE_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
 /// Most backends one table can index: slots hold a `u16` and `u16::MAX` marks "empty".
 pub const MAX_BACKENDS: usize = u16::MAX as usize;
 
@@ -436,6 +466,18 @@ fn claim(entries: &mut [u16], w: &mut Walker, size: u32) -> Result<(), MaglevErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_table_size_refuses_what_build_would_refuse_and_defaults_to_65537() {
+        // Only refusals here: the setting is process-wide and other tests compile
+        // policies concurrently.
+        assert_eq!(
+            set_policy_table_size(1000),
+            Err(MaglevError::NotPrime(1000))
+        );
+        assert!(set_policy_table_size(MAX_TABLE_SIZE + 1).is_err());
+        assert_eq!(policy_table_size(), DEFAULT_TABLE_SIZE);
+    }
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -15,3 +15,19 @@ pub mod seeds;
 
 /// The lab's policy (the guide's Figures 4-6), compiled into the targets.
 pub const EXAMPLE: &str = include_str!("../../lb-config/example.toml");
+
+/// Maglev table size of every policy the config and api targets compile: prime and
+/// small, so that an input costs microseconds instead of a 65537-slot table per pool
+/// (about 70 % of the time at the default, by perf). What is fuzzed — parsing,
+/// validation, the API's routes and persistence, an engine built from the policy — does
+/// not depend on the size; the default-size tables are covered by nvlb's own tests.
+pub const FUZZ_TABLE_SIZE: u32 = 1021;
+
+/// Switches this process to [`FUZZ_TABLE_SIZE`] tables (idempotent). The targets call
+/// it; the replay tests do not, so a finding also replays at the default size.
+pub fn small_tables() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        nvlb::maglev::set_policy_table_size(FUZZ_TABLE_SIZE).expect("1021 is prime");
+    });
+}

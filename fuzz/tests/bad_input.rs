@@ -246,6 +246,7 @@ fn gre_and_vsid_mistakes() {
     for (word, why) in [
         (0xA000u16, "C bit (the key then reads as the checksum)"),
         (0x3000, "S bit"),
+        (0xB000, "C and S bits together"),
         (0x0000, "no key"),
         (0x2001, "version 1"),
         (0x2800, "RFC 1701 strict source route"),
@@ -425,4 +426,87 @@ fn too_big_for_the_pa_network() {
     };
     check::output(&p, &frame, &out[..len], Emitted::Reply { egress }).unwrap();
     assert_eq!(e.shard().len(), 0, "a binding for a packet never forwarded");
+}
+
+/// Spoofed PAs: a declared host sending for a CA that policy places on another host,
+/// both as a new flow to a CA VIP (a VM of another host as client) and as a DIP's reply
+/// to an established public-VIP flow (from a host that is not the DIP's).
+#[test]
+fn spoofed_pas_for_new_flows_and_replies() {
+    let p = policy();
+    let subnet = &p.subnets()[0];
+    let rec = p
+        .lookups()
+        .iter()
+        .find(|r| r.vsid == subnet.vsid && r.ca.is_ipv4())
+        .unwrap();
+    let other_host = (0..p.hosts().len())
+        .find(|&h| h != usize::from(rec.host) && p.hosts()[h].pa_v4.is_some())
+        .unwrap();
+    let t = Transport::Tcp {
+        src_port: 1000,
+        dst_port: 8080,
+        flags: tcp::flags::SYN,
+        seq: 1,
+        ack: 0,
+    };
+    let vip: IpAddr = "10.0.0.100".parse().unwrap();
+    let inner = craft::ip_frame(
+        rec.mac,
+        subnet.lb_mac,
+        &craft::ip_packet(rec.ca, vip, 64, t, b"x"),
+    );
+    // From its own host the flow is forwarded; from another declared host it is not.
+    expect_forward(
+        &p,
+        &from_host(&p, usize::from(rec.host), subnet.vsid.get(), &inner),
+    );
+    let spoofed = from_host(&p, other_host, subnet.vsid.get(), &inner);
+    expect_drop(&p, &[], &spoofed, DropReason::SpoofedPa);
+
+    // A public-VIP flow to some DIP; its SYN-ACK from a host that is not the DIP's.
+    let pool = public_pool(&p, false);
+    let syn = on_external(&p, &syn_to(pool, 4242));
+    let mut e = Engine::new(p.clone(), 0, 1);
+    let mut out = vec![0u8; 4096];
+    let Verdict::Forward { len, .. } = e.process(SEC, &syn, &mut out) else {
+        panic!("the SYN must be forwarded");
+    };
+    let sent = out[..len].to_vec();
+    let fr = nvlb_fuzz::decode::frame(&sent, nvlb_fuzz::decode::Strict::Exact).unwrap();
+    let tun = fr.tunnel.unwrap();
+    let dip_ca = fr.ip.unwrap().dst;
+    let dip = p
+        .lookup(nvlb::policy::Vsid::new(tun.vsid).unwrap(), dip_ca)
+        .unwrap();
+    let reply = craft::ip_packet(
+        dip_ca,
+        client(false),
+        64,
+        Transport::Tcp {
+            src_port: pool.dips.iter().find(|d| d.ca == dip_ca).unwrap().port,
+            dst_port: 4242,
+            flags: tcp::flags::SYN | tcp::flags::ACK,
+            seq: 9,
+            ack: 2,
+        },
+        b"",
+    );
+    let inner = craft::ip_frame(dip.mac, p.subnet(dip.vsid).unwrap().lb_mac, &reply);
+    let wrong = (0..p.hosts().len())
+        .find(|&h| h != usize::from(dip.host) && p.hosts()[h].pa_v4.is_some())
+        .unwrap();
+    expect_drop(
+        &p,
+        std::slice::from_ref(&syn),
+        &from_host(&p, wrong, tun.vsid, &inner),
+        DropReason::SpoofedPa,
+    );
+    // The same reply from the DIP's own host is translated back to the client.
+    let v = e.process(
+        SEC,
+        &from_host(&p, usize::from(dip.host), tun.vsid, &inner),
+        &mut out,
+    );
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
 }

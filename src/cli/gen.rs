@@ -97,6 +97,10 @@ pub struct Args {
     /// No live progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// SYN flood: every packet is the SYN of a new flow from a random (spoofed) client
+    /// address (198.18.0.0/15, 2001:2::/48) and port, at public VIPs only.
+    #[arg(long, conflicts_with_all = ["reflect", "provider", "new_flows"])]
+    pub syn_flood: bool,
 }
 
 /// Frame sizes from `--sizes`.
@@ -191,6 +195,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         batch: usize::from(a.batch),
         drain: a.drain,
         progress: !a.quiet && !a.json,
+        syn_flood: a.syn_flood,
     };
     watch_signals()?;
     let summary = match loadgen::run::run(Arc::clone(&policy), plan, &opts, &STOP) {

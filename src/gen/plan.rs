@@ -261,6 +261,105 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// A SYN flood packet: the first packet (SYN) of a new flow of slot `slot`'s
+    /// target from client address `src` and port `port`, as [`Plan::build`] writes it,
+    /// with the source address replaced (IPv4 header and L4 checksums patched, RFC
+    /// 1624). Only public-VIP targets (plain IP) can be spoofed: a CA VIP's client is
+    /// a VM the LB checks against its host, so this returns 0 for those, and for an
+    /// address of the other family.
+    pub fn build_spoofed(
+        &self,
+        out: &mut [u8],
+        slot: u32,
+        src: IpAddr,
+        port: u16,
+        size_index: usize,
+        now_ns: u64,
+    ) -> usize {
+        let Some(t) = self.target_of(slot) else {
+            return 0;
+        };
+        if t.side != Side::External || src.is_ipv6() != t.client.is_ipv6() {
+            return 0;
+        }
+        let Some(tp) = t.templates.get(size_index % t.templates.len().max(1)) else {
+            return 0;
+        };
+        let l4 = tp.l4;
+        let n = self.build(out, slot, port, 0, size_index, Kind::Open, now_ns);
+        let Some(frame) = out.get_mut(..n) else {
+            return 0;
+        };
+        let ip = ethernet::HEADER_LEN;
+        let (at, len) = if src.is_ipv6() {
+            (ip + 8, 16)
+        } else {
+            (ip + 12, 4)
+        };
+        let new = match src {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let Some(old) = frame.get(at..at + len).map(<[u8]>::to_vec) else {
+            return 0;
+        };
+        let delta = checksum::delta_bytes(&old, &new);
+        if let Some(x) = frame.get_mut(at..at + len) {
+            x.copy_from_slice(&new);
+        }
+        if !src.is_ipv6() {
+            let c = checksum::apply_delta(get16(frame, ip + 10), delta);
+            put16(frame, ip + 10, c);
+        }
+        let csum_at = l4 + if t.protocol == Protocol::Tcp { 16 } else { 6 };
+        let mut c = checksum::apply_delta(get16(frame, csum_at), delta);
+        if t.protocol == Protocol::Udp && c == 0 {
+            c = 0xffff;
+        }
+        put16(frame, csum_at, c);
+        n
+    }
+}
+
+/// A small, fast pseudo-random sequence (xorshift64*) for spoofed sources: the flood
+/// needs variety, not quality, and no dependency.
+#[derive(Clone, Debug)]
+pub struct Spoof {
+    state: u64,
+}
+
+impl Spoof {
+    pub fn new(seed: u64) -> Spoof {
+        Spoof { state: seed | 1 }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A client address in 198.18.0.0/15 (RFC 2544's benchmarking range) or, for IPv6,
+    /// 2001:2::/48 (RFC 5180), and a source port in 1024..=65535.
+    pub fn client(&mut self, v6: bool) -> (IpAddr, u16) {
+        let r = self.next_u64();
+        let port = FIRST_PORT.wrapping_add((r % u64::from(PORTS)) as u16);
+        let host = r >> 16;
+        let addr = if v6 {
+            let base = CLIENT_V6.to_bits() & !((1u128 << 80) - 1);
+            IpAddr::V6(Ipv6Addr::from_bits(base | u128::from(host)))
+        } else {
+            let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+            IpAddr::V4(Ipv4Addr::from(base | ((host as u32) & 0x1_ffff)))
+        };
+        (addr, port)
+    }
+}
+
 fn get16(b: &[u8], at: usize) -> u16 {
     match b.get(at..at + 2) {
         Some(x) => u16::from_be_bytes([x[0], x[1]]),

@@ -47,6 +47,9 @@ pub struct Options {
     pub drain: Duration,
     /// Print a live progress line on stderr.
     pub progress: bool,
+    /// SYN flood: every packet is the SYN of a new flow from a random (spoofed) client
+    /// address and port of the benchmarking ranges; public VIPs only.
+    pub syn_flood: bool,
 }
 
 /// Counters the threads share while running.
@@ -99,7 +102,13 @@ pub fn run(
     let mut receivers = Vec::new();
     let ext_sock = ext.clone();
     let prov_sock = prov.clone();
-    for sock in [ext, prov].into_iter().flatten() {
+    // A flood's answers go to the spoofed clients, not to us: nothing to receive (and
+    // the interface's other traffic must not count as answers).
+    for sock in [ext, prov]
+        .into_iter()
+        .flatten()
+        .filter(|_| !opts.syn_flood)
+    {
         let (plan, live, rx_stop) = (Arc::clone(&plan), Arc::clone(&live), Arc::clone(&rx_stop));
         receivers.push(thread::spawn(move || {
             receive(&sock, &plan, &live, &rx_stop, epoch)
@@ -316,6 +325,10 @@ impl Sender {
         let (mut sent, mut renewed, mut cursor, mut renew_cursor) = (0u64, 0u64, 0usize, 0usize);
         let start = Instant::now();
         let nsizes = plan.sizes.len().max(1);
+        let seed = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(1)
+            ^ ((self.k as u64 + 1) << 48)
+            ^ u64::from(std::process::id());
+        let mut spoof = super::plan::Spoof::new(seed);
         loop {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -374,8 +387,13 @@ impl Sender {
                 let size = (slot as usize).wrapping_add(*seq as usize) % nsizes;
                 let port = plan.port_of(slot, g, flows);
                 if let (Some(buf), Some(len)) = (b.bufs.get_mut(b.n), b.lens.get_mut(b.n)) {
-                    *len = plan.build(buf, slot, port, *seq, size, kind, now_ns);
-                    b.n += 1;
+                    *len = if o.syn_flood {
+                        let (src, sport) = spoof.client(target.client.is_ipv6());
+                        plan.build_spoofed(buf, slot, src, sport, size, now_ns)
+                    } else {
+                        plan.build(buf, slot, port, *seq, size, kind, now_ns)
+                    };
+                    b.n += usize::from(*len > 0);
                 }
                 *seq = seq.wrapping_add(1);
                 cursor = (cursor + 1) % slots.len();

@@ -313,3 +313,44 @@ fn the_reflector_refuses_what_the_dips_host_would_refuse() {
         Skip::NotTcpUdp
     );
 }
+
+#[test]
+fn a_spoofed_syn_is_a_new_flow_from_its_random_client_with_valid_checksums() {
+    use super::plan::Spoof;
+    let p = policy();
+    let plan = plan(&p);
+    let mut engine = Engine::new(Arc::clone(&p), 0, 1);
+    let mut spoof = Spoof::new(7);
+    let mut clients = std::collections::HashSet::new();
+    let mut forwarded = 0;
+    for (slot, t) in (0u32..).zip(&plan.targets) {
+        for _ in 0..20 {
+            let (src, port) = spoof.client(t.client.is_ipv6());
+            let mut b = vec![0u8; 2048];
+            let n = plan.build_spoofed(&mut b, slot, src, port, 1, 1_000);
+            if t.side != super::plan::Side::External {
+                assert_eq!(n, 0, "{}: a CA VIP's client cannot be spoofed", t.name);
+                continue;
+            }
+            let f = &b[..n];
+            let l = layers::parse(f).expect("layers");
+            assert_eq!((l.src, l.src_port, l.dst), (src, port, t.vip), "{}", t.name);
+            assert!(l4_checksum_ok(f), "{}: spoofed checksum", t.name);
+            if let std::net::IpAddr::V4(a) = src {
+                assert_eq!(a.octets()[..1], [198]);
+                assert_eq!(checksum::data(&f[14..34]), 0, "IPv4 header checksum");
+            }
+            clients.insert((src, port));
+            // Each is a new flow to the LB (a SYN it binds), never a malformed drop.
+            let before = engine.counters().new_flows;
+            let mut out = vec![0u8; 2048];
+            match engine.process(5_000, f, &mut out) {
+                Verdict::Forward { .. } => forwarded += 1,
+                v => panic!("{}: {v:?}", t.name),
+            }
+            assert_eq!(engine.counters().new_flows, before + 1, "{}", t.name);
+        }
+    }
+    assert!(forwarded > 0);
+    assert!(clients.len() > forwarded / 2, "sources vary");
+}

@@ -3,8 +3,9 @@
 //!
 //! Requests are answered by [`Api::handle`] on this thread; a change may take a few
 //! milliseconds (a Maglev table, an fsync), which delays only other API calls. This
-//! module must never run on, or block, a data-plane thread, and never read a body
-//! larger than [`MAX_BODY`].
+//! module must never run on, or block, a data-plane thread, never read a body larger
+//! than [`MAX_BODY`], never wait more than [`HEADER_TIMEOUT`] for a request head, and
+//! never serve more than [`MAX_CONNECTIONS`] connections at once.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,8 +22,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::{Api, MAX_BODY, Response};
 
-/// A client that sends no complete request head within this long is dropped.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that sends no complete request head within this long is dropped (a
+/// slowloris client trickling header bytes holds a connection at most this long).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once. One more is answered 503 and closed at once, so that a
+/// client opening connections without end cannot exhaust the LB's file descriptors or
+/// memory; operators' tools use one connection per call.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Binds `addr` now (so that a bad or busy address is an error before the LB says it is
 /// ready) and serves `api` on it from a thread of its own, for the life of the process.
@@ -48,6 +55,7 @@ async fn serve(api: Arc<Api>, listener: std::net::TcpListener) {
             return;
         }
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -58,8 +66,14 @@ async fn serve(api: Arc<Api>, listener: std::net::TcpListener) {
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            api.record(503);
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
         let api = api.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| answer(api.clone(), req));
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -68,6 +82,26 @@ async fn serve(api: Arc<Api>, listener: std::net::TcpListener) {
                 .await;
         });
     }
+}
+
+/// Answers a connection over [`MAX_CONNECTIONS`] with 503 without reading it, and
+/// closes it; the write is bounded by a timeout so a client that reads nothing cannot
+/// keep even this task.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!(
+        "{{\n  \"error\": \"too many connections: at most {MAX_CONNECTIONS} at once\"\n}}\n"
+    );
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
 async fn answer(

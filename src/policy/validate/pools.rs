@@ -154,7 +154,7 @@ impl Validator<'_> {
         if self.errors.len() != errors_before {
             return None;
         }
-        let table = match super::super::overlay::table_of(&dips, maglev::DEFAULT_TABLE_SIZE) {
+        let table = match super::super::overlay::table_of(&dips, maglev::policy_table_size()) {
             Ok(t) => t,
             Err(e) => {
                 self.error(
