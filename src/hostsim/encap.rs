@@ -146,7 +146,16 @@ fn plan(view: &HostView, vm: &Vm, frame: &[u8], out: &mut [u8]) -> Result<Plan, 
     } else {
         return Err(DropReason::UnknownDestination);
     };
-    let outer = view.outer_to(peer).ok_or(DropReason::NoOuterFamily)?;
+    let mut outer = view.outer_to(peer).ok_or(DropReason::NoOuterFamily)?;
+    // Scale-out: what a VM sends to one instance's SNAT CA (a full-NAT reply, a probe's
+    // answer) must reach that instance, not whichever one ECMP picks for the shared PA.
+    if peer == Peer::Lb
+        && let Some(pa) = view
+            .policy()
+            .snat_owner_pa(vm.vsid, ip.dst, outer.dst.is_ipv6())
+    {
+        outer.dst = pa;
+    }
     Ok(Plan::Forward(Forward {
         to: To::Tunnel(Tunnel {
             vsid: vm.vsid.get(),
