@@ -27,6 +27,8 @@ const BULK: usize = 640 * 1024;
 /// Bytes per second each slow client reads: 640 KiB take 20 s.
 const RATE: usize = 32 * 1024;
 const CONNECTIONS: usize = 200;
+/// One lab at a time: the machine is small and the figures are timings.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The slow clients: N connections spread over the VIPs, each GET /bulk read at RATE
 /// bytes/s through an 8 KiB receive buffer (so the server's sending follows the
@@ -167,6 +169,7 @@ fn connections_survive_an_instance_loss_and_an_instance_added_back() {
     if skip() {
         return;
     }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let prefix = format!("nvsa{}-", std::process::id() % 10_000);
     let opts = Options {
         prefix: prefix.clone(),
@@ -270,6 +273,7 @@ fn three_instances_answer_every_ipv4_vip_from_the_cli() {
     if skip() {
         return;
     }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let prefix = format!("nvsb{}-", std::process::id() % 10_000);
     let out = Command::new(NVLB)
         .args([
