@@ -256,8 +256,19 @@ fn connections_survive_an_instance_loss_and_an_instance_added_back() {
     assert!(failed.len() <= moved as usize, "{failed:#?}");
     assert!(ok * 100 >= CONNECTIONS * 99, "{failed:#?}");
 
-    let lbs = lab.down();
-    assert!(!lbs.is_empty());
+    // --- Only the data plane of instance 1 (now the only one) dies; its health hook
+    // withdraws while its BIRD lives on.
+    assert_eq!(lab.next_hops(vip).unwrap(), [1]);
+    let at = lab.kill_data_plane(1);
+    lab.wait_next_hops(vip, <[usize]>::is_empty, Duration::from_secs(5))
+        .expect("the hook withdraws instance 1's VIP route");
+    println!(
+        "data plane killed, BIRD alive: VIP route withdrawn {:.2} s later (health hook)",
+        at.elapsed().as_secs_f64()
+    );
+    assert!(at.elapsed() < hold, "the hook took {:?}", at.elapsed());
+
+    lab.down();
     assert!(
         common::namespaces_with(&prefix).is_empty(),
         "namespaces left"

@@ -72,6 +72,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Ctrl-C and SIGTERM set the stop flag; the lab notices it, tears down and exits.
     shutdown::install()?;
     if let Some(n) = a.instances {
+        if a.ovs_hosts > 0 || a.upload || a.capture.is_some() || a.prometheus || a.without_hosts {
+            eprintln!(
+                "nvlb lab: --instances does not combine with --ovs-hosts, --upload, --capture, \
+                 --prometheus or --without-hosts"
+            );
+            return Ok(ExitCode::from(2));
+        }
         let opts = lab::scaleout::Options {
             prefix: a.prefix,
             instances: n,

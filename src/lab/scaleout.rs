@@ -731,6 +731,18 @@ impl ScaleLab {
         Ok(at)
     }
 
+    /// Only instance `i`'s data plane dies (SIGKILL); its BIRD and health hook live on,
+    /// so the hook withdraws the service routes. Returns when the signal is sent.
+    pub fn kill_data_plane(&mut self, i: usize) -> Instant {
+        let lb = self.take(&format!("lb{i}"));
+        let at = Instant::now();
+        if let Some(d) = lb {
+            signal(&d, libc::SIGKILL);
+            let _ = d.stop(Duration::from_secs(1));
+        }
+        at
+    }
+
     /// Stops instance `i` in order (SIGTERM) and returns its final counters (stdout).
     pub fn stop_instance(&mut self, i: usize) -> String {
         let mut out = String::new();
