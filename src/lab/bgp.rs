@@ -10,7 +10,7 @@
 //! anything to an instance.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The router's AS; instance i (1-based) is `ROUTER_AS + i`.
 pub const ROUTER_AS: u32 = 65000;
@@ -36,6 +36,11 @@ pub struct Peer {
     pub vip_next_hop: Ipv4Addr,
     /// Next hop of the PAs: its PA-side data address, the same way.
     pub pa_next_hop: Ipv4Addr,
+    /// The same for IPv6 VIPs: a second session over IPv6 on the BGP link, and the
+    /// instance's IPv6 neighbour address on its external link.
+    pub router6: Ipv6Addr,
+    pub local6: Ipv6Addr,
+    pub vip_next_hop6: Ipv6Addr,
 }
 
 fn timers() -> String {
@@ -55,7 +60,8 @@ pub fn router_config(peers: &[Peer]) -> String {
     }
     s.push_str(
         "protocol device { scan time 1; }\n\
-         protocol kernel {\n  ipv4 { import none; export all; };\n  merge paths on;\n}\n",
+         protocol kernel {\n  ipv4 { import none; export all; };\n  merge paths on;\n}\n\
+         protocol kernel {\n  ipv6 { import none; export all; };\n  merge paths on;\n}\n",
     );
     for p in peers {
         let _ = write!(
@@ -66,6 +72,17 @@ pub fn router_config(peers: &[Peer]) -> String {
             r = p.router,
             ra = ROUTER_AS,
             l = p.local,
+            la = peer_as(p.index),
+            t = timers(),
+        );
+        let _ = write!(
+            s,
+            "protocol bgp lb{i}v6 {{\n  local {r} as {ra};\n  neighbor {l} as {la};\n{t}  \
+             ipv6 {{ import all; export none; }};\n}}\n",
+            i = p.index,
+            r = p.router6,
+            ra = ROUTER_AS,
+            l = p.local6,
             la = peer_as(p.index),
             t = timers(),
         );
@@ -83,6 +100,7 @@ pub fn peer_as(index: usize) -> u32 {
 pub fn instance_config(
     p: &Peer,
     vips: &[Ipv4Addr],
+    vips6: &[Ipv6Addr],
     anycast_pa: Ipv4Addr,
     own_pa: Ipv4Addr,
 ) -> String {
@@ -109,6 +127,24 @@ pub fn instance_config(
         pa = p.pa_next_hop,
         vip = p.vip_next_hop,
     );
+    let _ = write!(
+        s,
+        "protocol static {SERVICE_PROTOCOL}6 {{\n  ipv6;\n  disabled;\n"
+    );
+    for v in vips6 {
+        let _ = writeln!(s, "  route {v}/128 blackhole;");
+    }
+    let _ = write!(
+        s,
+        "}}\nprotocol bgp up6 {{\n  local {l} as {la};\n  neighbor {r} as {ra};\n{t}  ipv6 {{\n    \
+         import none;\n    export filter {{ bgp_next_hop = {vip}; accept; }};\n  }};\n}}\n",
+        l = p.local6,
+        la = peer_as(p.index),
+        r = p.router6,
+        ra = ROUTER_AS,
+        t = timers(),
+        vip = p.vip_next_hop6,
+    );
     s
 }
 
@@ -118,9 +154,9 @@ pub fn instance_config(
 pub const HOOK: &str = r#"sock="$1"; url="$2"; up=0
 while :; do
   if curl -sf -m 1 -o /dev/null "$url"; then
-    if [ $up = 0 ] && birdc -s "$sock" enable svc >/dev/null; then up=1; echo "nvlb-bgp: announced" >&2; fi
+    if [ $up = 0 ] && birdc -s "$sock" enable svc >/dev/null && birdc -s "$sock" enable svc6 >/dev/null; then up=1; echo "nvlb-bgp: announced" >&2; fi
   else
-    if [ $up = 1 ] && birdc -s "$sock" disable svc >/dev/null; then up=0; echo "nvlb-bgp: withdrawn" >&2; fi
+    if [ $up = 1 ] && birdc -s "$sock" disable svc >/dev/null && birdc -s "$sock" disable svc6 >/dev/null; then up=0; echo "nvlb-bgp: withdrawn" >&2; fi
   fi
   sleep 0.2
 done
@@ -137,6 +173,9 @@ mod tests {
             local: Ipv4Addr::new(100, 66, i, 2),
             vip_next_hop: Ipv4Addr::new(100, 64, i, 2),
             pa_next_hop: Ipv4Addr::new(100, 65, i, 2),
+            router6: Ipv6Addr::new(0xfd66, 0, 0, i.into(), 0, 0, 0, 1),
+            local6: Ipv6Addr::new(0xfd66, 0, 0, i.into(), 0, 0, 0, 2),
+            vip_next_hop6: Ipv6Addr::new(0xfd64, 0, 0, i.into(), 0, 0, 0, 2),
         }
     }
 
@@ -147,21 +186,31 @@ mod tests {
         assert!(c.contains("neighbor 100.66.1.2 as 65001"), "{c}");
         assert!(c.contains("neighbor 100.66.2.2 as 65002"), "{c}");
         assert!(c.contains("hold time 3"), "{c}");
-        assert_eq!(c.matches("export none").count(), 2, "{c}");
+        assert_eq!(c.matches("export none").count(), 4, "{c}");
+        assert!(c.contains("neighbor fd66:0:0:2::2 as 65002"), "{c}");
     }
 
     #[test]
     fn an_instance_announces_vips_via_its_external_hop_and_pas_via_its_pa_hop() {
         let vip = Ipv4Addr::new(203, 0, 113, 10);
+        let vip6: Ipv6Addr = "2001:db8:203::10".parse().unwrap();
         let c = instance_config(
             &peer(2),
             &[vip],
+            &[vip6],
             Ipv4Addr::new(192, 168, 6, 10),
             Ipv4Addr::new(192, 168, 6, 32),
         );
         assert!(c.contains("route 203.0.113.10/32 blackhole"), "{c}");
         assert!(c.contains("bgp_next_hop = 100.65.2.2"), "{c}");
         assert!(c.contains("bgp_next_hop = 100.64.2.2"), "{c}");
+        assert!(c.contains("route 2001:db8:203::10/128 blackhole"), "{c}");
+        assert!(c.contains("bgp_next_hop = fd64:0:0:2::2"), "{c}");
+        let svc6 = c.split("protocol static svc6").nth(1).unwrap();
+        assert!(
+            svc6.trim_start().starts_with("{\n  ipv6;\n  disabled;"),
+            "{c}"
+        );
         // The service routes start withdrawn: only the hook announces them.
         let svc = c.split("protocol static svc").nth(1).unwrap();
         assert!(

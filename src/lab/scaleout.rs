@@ -17,7 +17,7 @@
 //! did not start (killing an instance signals only that instance's own daemons).
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -159,8 +159,10 @@ pub struct Plan {
     pub router_pa: Addr,
     pub pa_gateway_mac: MacAddr,
     pub anycast_pa: Ipv4Addr,
-    /// Public IPv4 VIPs: what the instances announce.
+    /// Public IPv4 VIPs: what the instances announce (with the gateway PA).
     pub vips: Vec<Ipv4Addr>,
+    /// Public IPv6 VIPs, announced over each instance's IPv6 session.
+    pub vips6: Vec<Ipv6Addr>,
 }
 
 impl Plan {
@@ -196,6 +198,9 @@ impl Plan {
                         local: Ipv4Addr::new(100, 66, n, 2),
                         vip_next_hop: Ipv4Addr::new(100, 64, n, 2),
                         pa_next_hop: Ipv4Addr::new(100, 65, n, 2),
+                        router6: Ipv6Addr::new(0xfd66, 0, 0, n.into(), 0, 0, 0, 1),
+                        local6: Ipv6Addr::new(0xfd66, 0, 0, n.into(), 0, 0, 0, 2),
+                        vip_next_hop6: Ipv6Addr::new(0xfd64, 0, 0, n.into(), 0, 0, 0, 2),
                     },
                     own_pa,
                     rt_ext: format!("rt-e{i}"),
@@ -214,11 +219,12 @@ impl Plan {
             .find(|&l| !taken(l))
             .unwrap_or(1);
         let mut vips: Vec<Ipv4Addr> = Vec::new();
+        let mut vips6: Vec<Ipv6Addr> = Vec::new();
         for p in policy.pools().iter().filter(|p| p.is_public()) {
-            if let IpAddr::V4(v) = p.address
-                && !vips.contains(&v)
-            {
-                vips.push(v);
+            match p.address {
+                IpAddr::V4(v) if !vips.contains(&v) => vips.push(v),
+                IpAddr::V6(v) if !vips6.contains(&v) => vips6.push(v),
+                _ => {}
             }
         }
         Ok(Plan {
@@ -232,6 +238,7 @@ impl Plan {
             pa_gateway_mac: b.provider.gateway_mac.unwrap_or(PA_GATEWAY_MAC),
             anycast_pa,
             vips,
+            vips6,
         })
     }
 
@@ -349,6 +356,13 @@ pub fn build(p: &Plan, ethtool: bool) -> Result<(), Error> {
         add_addr(r, &l.rt_pa, &hop_net(peer.pa_next_hop))?;
         add_addr(r, &l.rt_bgp, &on_link(peer.router.into(), 24))?;
         add_addr(&l.netns, "lb-bgp", &on_link(peer.local.into(), 24))?;
+        // IPv6 only on the BGP link of the instance (its data links stay silent).
+        sysctl_in(&l.netns, &["net.ipv6.conf.lb-bgp.disable_ipv6=0"])?;
+        add_addr(r, &l.rt_bgp, &on_link(peer.router6.into(), 64))?;
+        add_addr(&l.netns, "lb-bgp", &on_link(peer.local6.into(), 64))?;
+        let o = peer.vip_next_hop6.segments();
+        let hop6 = Ipv6Addr::new(o[0], o[1], o[2], o[3], 0, 0, 0, 1);
+        add_addr(r, &l.rt_ext, &on_link(hop6.into(), 64))?;
         for dev in [&l.rt_ext, &l.rt_pa, &l.rt_bgp] {
             ip_in(r, &["link", "set", dev, "up"])?;
         }
@@ -357,8 +371,9 @@ pub fn build(p: &Plan, ethtool: bool) -> Result<(), Error> {
         }
         // The instance's data side has no kernel: the router knows its MACs.
         for (hop, mac, dev) in [
-            (peer.vip_next_hop, &ext, &l.rt_ext),
-            (peer.pa_next_hop, &pmac, &l.rt_pa),
+            (IpAddr::V4(peer.vip_next_hop), &ext, &l.rt_ext),
+            (IpAddr::V6(peer.vip_next_hop6), &ext, &l.rt_ext),
+            (IpAddr::V4(peer.pa_next_hop), &pmac, &l.rt_pa),
         ] {
             let hop = hop.to_string();
             ip_in(
@@ -540,6 +555,9 @@ impl ScaleLab {
         for v in lab.plan.vips.clone() {
             lab.wait_next_hops(v, |h| h.len() == n, Duration::from_secs(20))?;
         }
+        for v in lab.plan.vips6.clone() {
+            lab.wait_next_hops(v, |h| h.len() == n, Duration::from_secs(20))?;
+        }
         let pa = lab.plan.anycast_pa;
         lab.wait_next_hops(pa, |h| h.len() == n, Duration::from_secs(20))?;
         progress(&format!(
@@ -659,7 +677,13 @@ impl ScaleLab {
         self.push(d);
         ready?;
         let conf = self.dir.join(format!("bird{i}.conf"));
-        let text = bgp::instance_config(&l.peer, &self.plan.vips, self.plan.anycast_pa, l.own_pa);
+        let text = bgp::instance_config(
+            &l.peer,
+            &self.plan.vips,
+            &self.plan.vips6,
+            self.plan.anycast_pa,
+            l.own_pa,
+        );
         std::fs::write(&conf, text).map_err(io_err(&conf))?;
         let sock = self.dir.join(format!("bird{i}.ctl"));
         let mut d = Daemon::spawn(
@@ -753,9 +777,11 @@ impl ScaleLab {
     }
 
     /// The instances (1-based) the router's kernel route to `dst` goes through now.
-    pub fn next_hops(&self, dst: Ipv4Addr) -> Result<Vec<usize>, Error> {
+    pub fn next_hops(&self, dst: impl Into<IpAddr>) -> Result<Vec<usize>, Error> {
+        let dst: IpAddr = dst.into();
         let d = dst.to_string();
-        let out = ip_in(&self.plan.t.router, &["-4", "route", "show", &d])?;
+        let family = if dst.is_ipv6() { "-6" } else { "-4" };
+        let out = ip_in(&self.plan.t.router, &[family, "route", "show", &d])?;
         let devs: Vec<&str> = out
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -779,10 +805,11 @@ impl ScaleLab {
     /// it took.
     pub fn wait_next_hops(
         &self,
-        dst: Ipv4Addr,
+        dst: impl Into<IpAddr>,
         want: impl Fn(&[usize]) -> bool,
         limit: Duration,
     ) -> Result<Duration, Error> {
+        let dst: IpAddr = dst.into();
         let start = Instant::now();
         loop {
             let hops = self.next_hops(dst)?;
@@ -801,11 +828,17 @@ impl ScaleLab {
 
     /// The router's multipath routes, as `ip route` prints them (for the report).
     pub fn routes(&self) -> String {
-        ip_in(
-            &self.plan.t.router,
-            &["-4", "route", "show", "proto", "bird"],
-        )
-        .unwrap_or_default()
+        let mut s = String::new();
+        for family in ["-4", "-6"] {
+            s.push_str(
+                &ip_in(
+                    &self.plan.t.router,
+                    &[family, "route", "show", "proto", "bird"],
+                )
+                .unwrap_or_default(),
+            );
+        }
+        s
     }
 
     /// Stops everything, removes the namespaces; each instance's final counters.
@@ -862,8 +895,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// `nvlb lab --instances N` as a user runs it: the lab up, requests to every public
-/// IPv4 VIP and every CA VIP, the router's routes, each instance's counters.
+/// `nvlb lab --instances N` as a user runs it: the lab up, requests to every VIP, the router's routes, each instance's counters.
 pub fn run(
     opts: &Options,
     requests: usize,
@@ -878,16 +910,6 @@ pub fn run(
     let mut problems = Vec::new();
     for p in &lab.plan.t.pools {
         let Some(source) = p.source else { continue };
-        // CA VIPs of either family travel inside NVGRE over IPv4 PAs; public IPv6
-        // VIPs would need IPv6 routes on the router, which the lab does not announce.
-        if p.address.is_ipv6() && p.public {
-            let _ = writeln!(
-                text,
-                "{}: not tried (the scale-out lab announces IPv4 VIPs only)",
-                p.name
-            );
-            continue;
-        }
         let ns = lab.plan.t.source_netns(source).to_string();
         progress(&format!(
             "{}: {requests} requests to {} from {ns}",
