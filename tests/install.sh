@@ -12,6 +12,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ethtool >/dev/null 2>&1 || [ -x /sbin/ethtool ] || [ -x /usr/sbin/ethtool ] || need+=(ethtool)
 # Open vSwitch (userspace datapath): the real NVGRE peer of `nvlb lab --ovs-hosts`.
 command -v ovs-vswitchd >/dev/null 2>&1 || [ -x /usr/sbin/ovs-vswitchd ] || need+=(openvswitch-switch)
+# BIRD 2 (bird, birdc): the BGP speakers of the scale-out lab (`nvlb lab --instances N`,
+# tests/lab_scaleout.rs). Debian's package starts no service here.
+command -v bird >/dev/null 2>&1 || [ -x /usr/sbin/bird ] || need+=(bird2)
 # Prometheus and promtool: `nvlb lab --prometheus`, tests/lab_metrics.rs, tests/promtool.sh.
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # matplotlib: dashboards/render.py draws the panels in docs/ from Prometheus data.

@@ -25,6 +25,8 @@ pub struct Args {
     pub capture: Option<PathBuf>,
     pub bulk_bytes: usize,
     pub prometheus: bool,
+    /// `--instances N`: the scale-out lab (`nvlb::lab::scaleout`).
+    pub instances: Option<usize>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -69,6 +71,26 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     // Ctrl-C and SIGTERM set the stop flag; the lab notices it, tears down and exits.
     shutdown::install()?;
+    if let Some(n) = a.instances {
+        if a.ovs_hosts > 0 || a.upload || a.capture.is_some() || a.prometheus || a.without_hosts {
+            eprintln!(
+                "nvlb lab: --instances does not combine with --ovs-hosts, --upload, --capture, \
+                 --prometheus or --without-hosts"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        let opts = lab::scaleout::Options {
+            prefix: a.prefix,
+            instances: n,
+            nvlb: std::env::current_exe()?,
+            base_policy: text,
+            bulk_bytes: a.bulk_bytes,
+        };
+        let outcome = lab::scaleout::run(&opts, a.requests, a.keep, &mut |m| {
+            eprintln!("nvlb lab: {m}")
+        })?;
+        return Ok(finish(&outcome));
+    }
     let opts = Options {
         prefix: a.prefix,
         requests: a.requests,
@@ -83,19 +105,24 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         prometheus: a.prometheus,
     };
     let outcome = lab::run(&policy, &opts, &mut |m| eprintln!("nvlb lab: {m}"))?;
+    Ok(finish(&outcome))
+}
+
+/// Prints a lab's report and says whether everything was answered.
+fn finish(outcome: &lab::Outcome) -> ExitCode {
     print!("{}", outcome.report);
     if let Some(k) = &outcome.kept {
         print!("\n{k}");
     }
     if outcome.problems.is_empty() {
         println!("OK: every request answered by a DIP of its pool, every healthy DIP used");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         println!("FAILED:");
         for p in &outcome.problems {
             println!("  {p}");
         }
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     }
 }
 

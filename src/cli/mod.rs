@@ -95,6 +95,10 @@ enum Command {
         /// The API's tokens file ([[token]] name, scope, sha256; see docs/api.md).
         #[arg(long, value_name = "FILE")]
         api_tokens: Option<PathBuf>,
+        /// Run as this `[[balancer.instance]]` of a scale-out group: its own PA and SNAT
+        /// CAs, the shared pools (docs/scale-out.md).
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
     },
     /// Ask a running `nvlb run` to re-read its policy file (through its API, operator
     /// token); prints what changed, or every error with file:line (and the old policy
@@ -177,6 +181,11 @@ enum Command {
         /// of dashboards/; the report adds what it saw. With --keep it keeps running.
         #[arg(long)]
         prometheus: bool,
+        /// Scale-out: N (2-16) LB instances of one policy behind a router with ECMP and
+        /// BIRD (BGP), each announcing the VIPs and the gateway PA while it is healthy
+        /// (docs/scale-out.md; needs bird2).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(2..=16))]
+        instances: Option<u8>,
     },
     /// The lab's web server (run inside a VM namespace by `nvlb lab`).
     #[command(name = "lab-serve", hide = true)]
@@ -296,6 +305,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             capture,
             bulk_bytes,
             prometheus,
+            instances,
         } => lab::run(lab::Args {
             config,
             keep,
@@ -309,6 +319,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             capture,
             bulk_bytes: usize::try_from(bulk_bytes).unwrap_or(nvlb::lab::BULK_BYTES),
             prometheus,
+            instances: instances.map(usize::from),
         }),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man { dir } => manual::man(dir.as_deref()),
@@ -333,7 +344,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             api,
             api_tokens,
             metrics,
-        } => run::run(
+            instance,
+        } => run::run_as(
+            instance.as_deref(),
             &config,
             ctl::ApiOptions {
                 addr: api.0,

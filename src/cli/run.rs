@@ -29,6 +29,20 @@ use nvlb::policy::DipKey;
 /// view of the control plane up to date.
 const TICK: Duration = Duration::from_millis(200);
 
+/// `nvlb run --instance NAME`: every policy this process loads is that instance's view.
+pub fn run_as(
+    instance: Option<&str>,
+    config: &Path,
+    api: super::ctl::ApiOptions,
+    opts: Options,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(name) = instance {
+        nvlb::policy::instance::select(name);
+    }
+    run(config, api, opts, metrics)
+}
+
 pub fn run(
     config: &Path,
     api: super::ctl::ApiOptions,

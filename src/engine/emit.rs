@@ -66,6 +66,12 @@ pub fn outer_addresses(policy: &Snapshot, host: &Host) -> Option<(IpAddr, IpAddr
     None
 }
 
+/// The MAC NVGRE to `host` is sent to: the provider port's `gateway_mac` when the PA
+/// network is routed (scale-out: a router ECMPs the anycast PA), else the host's own.
+pub fn next_hop_mac(policy: &Snapshot, host: &Host) -> MacAddr {
+    policy.balancer().provider.gateway_mac.unwrap_or(host.mac)
+}
+
 /// A tunnel from the LB to `host` in `vsid`, with the given inner MACs.
 pub fn tunnel_to(
     policy: &Snapshot,
@@ -82,7 +88,7 @@ pub fn tunnel_to(
         outer_src,
         outer_dst,
         outer_src_mac: policy.balancer().provider.mac,
-        outer_dst_mac: host.mac,
+        outer_dst_mac: next_hop_mac(policy, host),
         inner_src_mac,
         inner_dst_mac,
     }))

@@ -33,7 +33,7 @@ use crate::wire::{MacAddr, ethernet, gre, ip_proto};
 
 pub use counters::Counters;
 pub use drop::DropReason;
-pub use emit::{Path, Tunnel, outer_addresses};
+pub use emit::{Path, Tunnel, next_hop_mac, outer_addresses};
 pub use idle_reset::MAX_RESET_FRAME;
 use packet::IpPacket;
 
@@ -472,7 +472,10 @@ fn nvgre(ctx: &mut Ctx, outer: &IpPacket, out: &mut [u8]) -> Result<Verdict, Dro
         host_pa: outer.src,
         // Answers go to the host policy declares for this PA, never to whatever MAC
         // sent the frame (a spoofer's); forwarding uses the same MAC (emit::tunnel_to).
-        host_mac: ctx.policy.get_host(host).ok_or(DropReason::UnknownPa)?.mac,
+        host_mac: emit::next_hop_mac(
+            ctx.policy,
+            ctx.policy.get_host(host).ok_or(DropReason::UnknownPa)?,
+        ),
         inner_src_mac: inner.src_addr(),
     };
     let v6 = match inner.ethertype() {

@@ -397,7 +397,7 @@ fn route(policy: &Snapshot, dip: &Dip, check: &HealthCheck) -> Option<Route> {
             outer_src,
             outer_dst,
             outer_src_mac: policy.balancer().provider.mac,
-            outer_dst_mac: host.mac,
+            outer_dst_mac: crate::engine::next_hop_mac(policy, host),
             inner_src_mac: subnet.lb_mac,
             inner_dst_mac: dip.mac,
         },

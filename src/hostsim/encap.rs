@@ -159,7 +159,16 @@ fn plan(view: &HostView, vm: &Vm, frame: &[u8], out: &mut [u8]) -> Result<Plan, 
     } else {
         return Err(DropReason::UnknownDestination);
     };
-    let outer = view.outer_to(peer).ok_or(DropReason::NoOuterFamily)?;
+    let mut outer = view.outer_to(peer).ok_or(DropReason::NoOuterFamily)?;
+    // Scale-out: what a VM sends to one instance's SNAT CA (a full-NAT reply, a probe's
+    // answer) must reach that instance, not whichever one ECMP picks for the shared PA.
+    if peer == Peer::Lb
+        && let Some(pa) = view
+            .policy()
+            .snat_owner_pa(vm.vsid, ip.dst, outer.dst.is_ipv6())
+    {
+        outer.dst = pa;
+    }
     Ok(Plan::Forward(Forward {
         to: To::Tunnel(Tunnel {
             vsid: vm.vsid.get(),
@@ -526,5 +535,38 @@ mod tests {
         assert!(ids.len() > 16, "64 flows spread: {}", ids.len());
         let ip = IpPacket::parse(&a[ethernet::HEADER_LEN..], false).unwrap();
         assert_eq!(flow_id(&ip), flow_id(&ip));
+    }
+
+    #[test]
+    fn to_an_instances_snat_ca_goes_to_that_instances_own_pa() {
+        let text = format!(
+            "{}\n[[balancer.instance]]\nname = \"a\"\nprovider_addresses = [\"192.168.6.31\"]\n\
+             snat = [{{ vsid = 5001, ca = \"10.0.0.241\", ports = \"20000-29999\" }}]\n",
+            include_str!("../../lb-config/example.toml")
+        );
+        let policy = std::sync::Arc::new(crate::policy::Snapshot::from_toml(&text, "x").unwrap());
+        let v = HostView::new(
+            policy,
+            "host1",
+            "pa0",
+            &[spec("5001,00:1d:d8:b7:1c:01,vm-b5")],
+        )
+        .unwrap();
+        // The instance's SNAT CA: its own PA. The shared one: the shared (anycast) PA.
+        for (dst, pa) in [
+            ("10.0.0.241", "192.168.6.31"),
+            ("10.0.0.250", "192.168.6.10"),
+        ] {
+            let mut frame = syn_ack("10.0.0.5", dst, VM, LB_MAC);
+            let (verdict, out) = run(&v, &mut frame, Meta::default());
+            let Verdict::Encapsulate { len, .. } = verdict else {
+                panic!("{verdict:?}");
+            };
+            let (_, odst, omac, _, _) = open(&out[..len]);
+            assert_eq!(odst.to_string(), pa, "to {dst}");
+            assert_eq!(omac.to_string(), "02:00:00:00:06:0a");
+        }
+        // And NVGRE from the instance's PA is the LB's.
+        assert_eq!(v.sender("192.168.6.31".parse().unwrap()), Some(Peer::Lb));
     }
 }

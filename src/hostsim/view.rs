@@ -381,7 +381,7 @@ impl HostView {
 
     /// Who sent NVGRE from outer source `addr`, if anyone this host accepts it from.
     pub fn sender(&self, addr: IpAddr) -> Option<Peer> {
-        if self.policy.balancer().provider.owns(addr) {
+        if self.policy.balancer().provider.owns(addr) || self.policy.is_instance_pa(addr) {
             Some(Peer::Lb)
         } else {
             self.policy.host_by_pa(addr).map(Peer::Host)

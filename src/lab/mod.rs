@@ -11,6 +11,7 @@
 //! addresses inside namespaces it made itself, and it never leaves a namespace behind
 //! unless asked to (`--keep`): errors, panics and Ctrl-C all tear down.
 
+pub mod bgp;
 pub mod capture;
 pub mod cmd;
 pub mod internet;
@@ -20,6 +21,7 @@ pub mod overrides;
 pub mod ovs;
 pub mod procs;
 pub mod report;
+pub mod scaleout;
 pub mod servers;
 pub mod teardown;
 pub mod topology;
@@ -90,6 +92,8 @@ pub enum Error {
     Interrupted,
     #[error("Open vSwitch host: {0}")]
     Ovs(String),
+    #[error("scale-out lab: {0}")]
+    ScaleOut(String),
 }
 
 /// A stop was requested (Ctrl-C, SIGTERM): the data plane's process-wide flag.
@@ -157,6 +161,7 @@ pub fn package_of(tool: &str) -> &'static str {
         "prometheus" => "prometheus",
         "ethtool" => "ethtool",
         "ovs-vsctl" | "ovsdb-server" | "ovs-vswitchd" | "ovsdb-tool" => "openvswitch-switch",
+        "bird" | "birdc" => "bird2",
         _ => "the package that provides it",
     }
 }

@@ -63,7 +63,7 @@ pub fn build(t: &Topology, ethtool: bool) -> Result<(), Error> {
     Ok(())
 }
 
-fn add_addr(ns: &str, dev: &str, a: &Addr) -> Result<(), Error> {
+pub(super) fn add_addr(ns: &str, dev: &str, a: &Addr) -> Result<(), Error> {
     let cidr = a.cidr();
     let mut args = vec!["addr", "add", cidr.as_str(), "dev", dev];
     if a.addr.is_ipv6() {
@@ -74,7 +74,7 @@ fn add_addr(ns: &str, dev: &str, a: &Addr) -> Result<(), Error> {
     ip_in(ns, &args).map(drop)
 }
 
-fn add_default_route(ns: &str, gateway: IpAddr) -> Result<(), Error> {
+pub(super) fn add_default_route(ns: &str, gateway: IpAddr) -> Result<(), Error> {
     let family = if gateway.is_ipv6() { "-6" } else { "-4" };
     let gw = gateway.to_string();
     ip_in(ns, &[family, "route", "add", "default", "via", &gw]).map(drop)
@@ -181,7 +181,7 @@ fn build_pa_network(t: &Topology) -> Result<(), Error> {
     ip_in(&t.pa, &["link", "set", "br-pa", "up"]).map(drop)
 }
 
-fn build_vm(t: &Topology, vm: &super::topology::Vm) -> Result<(), Error> {
+pub(super) fn build_vm(t: &Topology, vm: &super::topology::Vm) -> Result<(), Error> {
     let Some(host) = t.hosts.get(vm.host) else {
         return Ok(());
     };

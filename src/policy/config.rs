@@ -29,6 +29,27 @@ pub(crate) struct RawBalancer {
     pub flows: Option<S<RawFlows>>,
     pub reload: Option<S<RawReload>>,
     pub health: Option<S<RawBalancerHealth>>,
+    #[serde(default)]
+    pub instance: Vec<S<RawInstance>>,
+}
+
+/// `[[balancer.instance]]`: one instance of a scale-out group.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInstance {
+    pub name: S<String>,
+    pub provider_addresses: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub snat: Vec<S<RawInstanceSnat>>,
+}
+
+/// One SNAT CA of an instance in one VSID.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInstanceSnat {
+    pub vsid: S<i64>,
+    pub ca: S<String>,
+    pub ports: S<String>,
 }
 
 /// `[balancer.health]`: what health probes of every pool share.

@@ -11,6 +11,7 @@
 mod config;
 mod diag;
 mod ids;
+pub mod instance;
 mod mac;
 mod model;
 mod outbound;
@@ -29,8 +30,8 @@ pub use ids::{
 pub use mac::MacParseError;
 pub use model::{
     Balancer, Dip, DipKey, DipState, Distribution, FlowLimits, HealthCheck, HealthProbe,
-    HealthSettings, Host, LookupRecord, Port, ReloadPolicy, RemovedDips, RoutingDomain, SnatRange,
-    Tenant, VipPool, VirtualSubnet,
+    HealthSettings, Host, Instance, LookupRecord, Port, ReloadPolicy, RemovedDips, RoutingDomain,
+    SnatRange, Tenant, VipPool, VirtualSubnet,
 };
 pub use outbound::{OUTBOUND_POOL_TAG, OutboundRule, OutboundSource};
 pub use prefix::{IpPrefix, PrefixError};

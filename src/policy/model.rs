@@ -22,6 +22,24 @@ pub struct Balancer {
     pub flows: FlowLimits,
     pub reload: ReloadPolicy,
     pub health: HealthSettings,
+    /// `[[balancer.instance]]`: the identities of several nvlb instances that share this
+    /// policy behind ECMP (docs/scale-out.md); empty for a single balancer.
+    pub instances: Vec<Instance>,
+}
+
+/// One nvlb instance among several that share a policy (`nvlb run --instance NAME`).
+/// Everything balanced is shared; only what must come back to this instance and no
+/// other is its own: a PA (where hosts send replies to its SNAT CAs and its health
+/// probes) and its source-NAT CAs.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Instance {
+    pub name: String,
+    /// Its own PAs, at most one per family, each of a family the shared provider port
+    /// has: the outer source of the NVGRE it sends.
+    pub provider_addresses: Vec<IpAddr>,
+    /// Its own source-NAT CAs, per VSID; in a VSID and family listed here they replace
+    /// the subnet's shared `snat`.
+    pub snat: Vec<(Vsid, SnatRange)>,
 }
 
 /// What every pool's health probes share (`[balancer.health]`).

@@ -351,6 +351,8 @@ fn rules(s: &Snapshot, out: &mut String) {
                 port,
                 if p.rule.nat.is_some() {
                     "-".to_owned()
+                } else if p.floating_ip {
+                    format!("{} floating_ip", p.distribution.name())
                 } else {
                     p.distribution.name().to_owned()
                 },

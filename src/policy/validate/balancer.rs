@@ -50,6 +50,7 @@ impl Validator<'_> {
             flows,
             reload,
             health,
+            instances: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 mod balancer;
 mod health;
 mod outbound;
+mod instances;
 mod pools;
 pub use pools::MAX_WEIGHT;
 mod rules;
@@ -59,7 +60,7 @@ pub(crate) fn compile(text: &str, origin: &str) -> Result<Snapshot, ConfigError>
         probe_ports_span: None,
         health_settings: HealthSettings::default(),
     };
-    let balancer = v.balancer(&raw.balancer);
+    let mut balancer = v.balancer(&raw.balancer);
     let hosts = v.hosts(&raw.host, &balancer.provider);
     v.subnets(&raw.tenant);
     v.check_probe_ports(&balancer.health);
@@ -67,12 +68,13 @@ pub(crate) fn compile(text: &str, origin: &str) -> Result<Snapshot, ConfigError>
     let pools = v.pools(&raw.tenant);
     let outbound = v.outbound(&raw.tenant, &pools);
     v.check_floating_hosts(&raw.tenant, &pools, &hosts);
+    balancer.instances = v.instances(&raw.balancer, &balancer, &hosts);
     if !v.errors.is_empty() {
         let mut errors = v.errors;
         errors.sort_by_key(|d| (d.line, d.column));
         return Err(ConfigError { errors });
     }
-    Ok(Snapshot::assemble(Parts {
+    let snapshot = Snapshot::assemble(Parts {
         balancer,
         tenants: v.tenants,
         routing_domains: v.routing_domains,
@@ -82,7 +84,23 @@ pub(crate) fn compile(text: &str, origin: &str) -> Result<Snapshot, ConfigError>
         pools,
         outbound,
         warnings: v.warnings,
-    }))
+    });
+    // `nvlb run --instance NAME`: every load (start, reload, API edit) sees the
+    // instance's own view of the shared file.
+    match super::instance::selected() {
+        Some(name) => snapshot.for_instance(name).ok_or_else(|| ConfigError {
+            errors: vec![Diagnostic {
+                file: origin.to_string(),
+                line: 0,
+                column: 0,
+                field: "balancer.instance".into(),
+                message: format!(
+                    "no [[balancer.instance]] is named {name:?} (nvlb run --instance)"
+                ),
+            }],
+        }),
+        None => Ok(snapshot),
+    }
 }
 
 /// Where a subnet's parts were written, for messages about later conflicts.
