@@ -27,5 +27,8 @@ pub(super) fn client_packet(ctx: &mut Ctx, id: FlowId, pool: u32, tcp_flags: Opt
             Some(tcp::flags::SYN | tcp::flags::ACK),
             ctx.now,
         );
+        // And the client's ACK, now that it follows a SYN-ACK, completes the handshake.
+        ctx.shard
+            .touch(id, Direction::Forward, Some(tcp::flags::ACK), ctx.now);
     }
 }

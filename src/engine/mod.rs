@@ -10,8 +10,8 @@
 mod balance;
 pub mod counters;
 pub mod drop;
-mod echo_rule;
 mod dsr;
+mod echo_rule;
 mod emit;
 mod headers;
 mod icmp;

@@ -281,7 +281,8 @@ fn public_vip_both_directions_v4_and_v6() {
         assert_eq!(rig.engine.counters().new_flows, 1);
         assert_eq!(
             rig.engine.shard().flow(0).state,
-            crate::flow::State::Established
+            crate::flow::State::SynReceived,
+            "established only by the client's ACK"
         );
     }
 }
@@ -611,8 +612,19 @@ fn bindings_expire_by_state() {
     // translated, from policy, but finds and revives no binding).
     assert!(matches!(rig.run(21 * SEC, &reply), Verdict::Forward { .. }));
     assert_eq!(rig.engine.shard().len(), 0);
+    // Answered but never acknowledged by the client (a spoofed SYN at a server that
+    // answers every SYN): still the SYN timeout, counted from the SYN-ACK.
     let (_, o) = rig.forward(30 * SEC, &from_internet(&p, c, 1234, vip, SYN, 64));
     rig.forward(31 * SEC, &answer(&p, &o, SYN_ACK));
+    assert_eq!(rig.engine.expire(51 * SEC, 100), 0);
+    assert_eq!(
+        rig.engine.expire(52 * SEC, 100),
+        1,
+        "swept 21 s after the SYN-ACK"
+    );
+    let (_, o) = rig.forward(60 * SEC, &from_internet(&p, c, 1234, vip, SYN, 64));
+    rig.forward(61 * SEC, &answer(&p, &o, SYN_ACK));
+    rig.forward(61 * SEC, &from_internet(&p, c, 1234, vip, ACK, 64));
     // Established: idle up to 300 s is fine.
     rig.forward(300 * SEC, &answer(&p, &o, ACK));
     assert_eq!(

@@ -614,6 +614,8 @@ mod tests {
         assert!(s.is_empty(), "expired binding removed on lookup");
         let id = s.insert(f, 2000).unwrap();
         s.touch(id, Direction::Return, Some(0x12), 2000);
+        assert_eq!(s.flow(id).state, State::SynReceived);
+        s.touch(id, Direction::Forward, Some(0x10), 2000);
         assert_eq!(s.flow(id).state, State::Established);
         assert_eq!(s.find_return(&f.ret, 2300), Some(id));
         assert_eq!(

@@ -34,6 +34,11 @@ pub enum State {
     Closing,
     /// UDP (or any datagram protocol): only idle time matters.
     Datagram,
+    /// TCP: the DIP answered the SYN, the client has not acknowledged yet. Still on the
+    /// SYN timeout: a flood of spoofed SYNs at servers that answer every one of them
+    /// must not pin a binding for the established timeout (found by the SYN-flood lab
+    /// test: until then a SYN-ACK alone established the flow).
+    SynReceived,
 }
 
 /// Idle timeouts per state, in whole seconds (flow timestamps are kept in seconds).
@@ -64,7 +69,7 @@ impl Timeouts {
     /// How long a flow in `state` may stay idle.
     pub fn for_state(&self, state: State) -> u32 {
         match state {
-            State::SynSent => self.tcp_syn,
+            State::SynSent | State::SynReceived => self.tcp_syn,
             State::Established | State::FinForward | State::FinReturn => self.tcp_established,
             State::Closing => self.tcp_closing,
             State::Datagram => self.udp,
@@ -106,11 +111,22 @@ impl State {
             return State::Closing;
         }
         let fin = f & flags::FIN != 0;
+        let syn = f & flags::SYN != 0;
+        let ack = f & flags::ACK != 0;
         match (self, dir, fin) {
+            (State::SynSent, Direction::Return, false) if syn => State::SynReceived,
             (State::SynSent, Direction::Return, false) => State::Established,
             (State::SynSent, Direction::Forward, false) => State::SynSent,
-            (State::SynSent | State::Established, Direction::Forward, true) => State::FinForward,
-            (State::SynSent | State::Established, Direction::Return, true) => State::FinReturn,
+            // The client's ACK of the SYN-ACK: the handshake is complete.
+            (State::SynReceived, Direction::Forward, false) if ack && !syn => State::Established,
+            (
+                State::SynSent | State::SynReceived | State::Established,
+                Direction::Forward,
+                true,
+            ) => State::FinForward,
+            (State::SynSent | State::SynReceived | State::Established, Direction::Return, true) => {
+                State::FinReturn
+            }
             (State::FinForward, Direction::Return, true)
             | (State::FinReturn, Direction::Forward, true) => State::Closing,
             (s, _, _) => s,
@@ -129,7 +145,13 @@ mod tests {
         let s = s.next(Direction::Forward, Some(flags::SYN));
         assert_eq!(s, State::SynSent, "a retransmitted SYN does not establish");
         let s = s.next(Direction::Return, Some(flags::SYN | flags::ACK));
-        assert_eq!(s, State::Established);
+        assert_eq!(s, State::SynReceived, "a SYN-ACK alone does not establish");
+        let s = s.next(Direction::Return, Some(flags::SYN | flags::ACK));
+        assert_eq!(s, State::SynReceived, "a retransmitted SYN-ACK neither");
+        let s = s.next(Direction::Forward, Some(flags::SYN));
+        assert_eq!(s, State::SynReceived, "nor a retransmitted SYN");
+        let s = s.next(Direction::Forward, Some(flags::ACK));
+        assert_eq!(s, State::Established, "the client's ACK does");
         let s = s.next(Direction::Forward, Some(flags::FIN | flags::ACK));
         assert_eq!(s, State::FinForward);
         let s = s.next(Direction::Forward, Some(flags::ACK));
@@ -151,6 +173,7 @@ mod tests {
     fn timeouts_follow_state() {
         let t = Timeouts::default();
         assert_eq!(t.for_state(State::SynSent), 20);
+        assert_eq!(t.for_state(State::SynReceived), 20);
         assert_eq!(t.for_state(State::Established), 300);
         assert_eq!(t.for_state(State::Closing), 10);
         assert_eq!(t.for_state(State::Datagram), 30);

@@ -129,7 +129,8 @@ fn outbound_translation_both_ways() {
     assert_eq!(rig.engine.counters().new_flows, 1);
     assert_eq!(
         rig.engine.shard().flow(0).state,
-        crate::flow::State::Established
+        crate::flow::State::SynReceived,
+        "established only by the VM's ACK"
     );
     // The same connection keeps its port.
     let (_, again) = rig.forward(

@@ -383,11 +383,11 @@ fn a_rules_idle_timeout_applies_to_its_flows_only() {
     let quiet = addr("203.0.113.31");
     let (_, o) = rig.forward(SEC, &tcp_in(&p, c, 40000, quiet, 80, SYN, 1, 0));
     rig.forward(SEC, &dip_tcp(&p, &o, SYN_ACK, 7, 2));
-    let (_, w) = rig.forward(
-        SEC,
-        &tcp_in(&p, c, 40001, addr("203.0.113.10"), 80, SYN, 1, 0),
-    );
+    rig.forward(SEC, &tcp_in(&p, c, 40000, quiet, 80, ACK, 2, 8));
+    let web = addr("203.0.113.10");
+    let (_, w) = rig.forward(SEC, &tcp_in(&p, c, 40001, web, 80, SYN, 1, 0));
     rig.forward(SEC, &dip_tcp(&p, &w, SYN_ACK, 7, 2));
+    rig.forward(SEC, &tcp_in(&p, c, 40001, web, 80, ACK, 2, 8));
     rig.forward(SEC, &udp_in(&p, c, 5353, quiet, 53));
     assert_eq!(rig.engine.shard().len(), 3);
     // 2 s idle for blue-quiet's TCP, 3 s for its UDP; blue-web keeps the 300 s default.

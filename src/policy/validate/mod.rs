@@ -7,8 +7,8 @@
 
 mod balancer;
 mod health;
-mod outbound;
 mod instances;
+mod outbound;
 mod pools;
 pub use pools::MAX_WEIGHT;
 mod rules;
