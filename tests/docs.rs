@@ -380,8 +380,16 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "tests/run.sh (the container test, run by .ci/run)",
     ),
     (
+        "nvlb lab --instances",
+        "tests/lab_scaleout.rs (runs `nvlb lab --instances 3` as a user would)",
+    ),
+    (
         "nvlb lab",
         "tests/lab.rs, tests/lab_ovs.rs, tests/lab_paths.rs",
+    ),
+    (
+        "bash benches/soak.sh",
+        "benches/soak.sh itself: a bench, not CI (docs/reliability.md records its runs; tests/lab_faults.rs covers the same faults)",
     ),
     (
         "ip netns exec",
