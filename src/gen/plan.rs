@@ -55,6 +55,22 @@ pub enum PlanError {
     Empty,
     #[error("frame size {0} is out of range (1..=9000)")]
     Size(usize),
+    #[error("VIP pool {0:?} {1}: the generator cannot load it")]
+    Unsupported(String, &'static str),
+}
+
+/// Why a pool cannot be a target, if it cannot: an all-ports rule has no port to aim
+/// at, and a floating-IP VIP's replies bypass the LB, so the reflector's answers
+/// (sent back through the LB, as every other DIP's) would be dropped there and counted
+/// as loss that is not the LB's.
+fn unsupported(pool: &crate::policy::VipPool) -> Option<&'static str> {
+    if pool.rule.all_ports {
+        Some("is an all-ports rule (no port to send to)")
+    } else if pool.floating_ip {
+        Some("is a floating-IP (direct server return) VIP")
+    } else {
+        None
+    }
 }
 
 /// How a target's frames reach the LB.
@@ -129,6 +145,9 @@ impl Plan {
             if !pool.is_public() && !sel.ca_vips {
                 return Err(PlanError::NeedsProvider(name.clone()));
             }
+            if let Some(why) = unsupported(pool) {
+                return Err(PlanError::Unsupported(name.clone(), why));
+            }
         }
         let mut targets = Vec::new();
         for (i, pool) in policy.pools().iter().enumerate() {
@@ -137,7 +156,8 @@ impl Plan {
             if !sel.vips.is_empty() && !named {
                 continue;
             }
-            if sel.v6.is_some_and(|v6| v6 != pool.address.is_ipv6())
+            if unsupported(pool).is_some()
+                || sel.v6.is_some_and(|v6| v6 != pool.address.is_ipv6())
                 || sel.protocol.is_some_and(|p| p != pool.protocol)
                 || (!pool.is_public() && (!sel.ca_vips || sel.public_only))
             {

@@ -10,7 +10,7 @@ use crate::wire::checksum;
 
 use super::layers;
 use super::payload::{self, Probe, flags};
-use super::plan::{Kind, Plan, Selection};
+use super::plan::{Kind, Plan, PlanError, Selection};
 use super::reflect::{Hosts, Skip, reflect};
 use super::run::{Answer, classify};
 
@@ -353,4 +353,37 @@ fn a_spoofed_syn_is_a_new_flow_from_its_random_client_with_valid_checksums() {
     }
     assert!(forwarded > 0);
     assert!(clients.len() > forwarded / 2, "sources vary");
+}
+
+#[test]
+fn all_ports_and_floating_ip_pools_are_skipped_or_refused_by_name() {
+    let text = format!(
+        "{}\n[[tenant.vip]]\nname = \"red-all\"\nfrontend = \"public\"\naddress = \"203.0.113.40\"\nprotocol = \"all\"\nport = 0\nbackend_vsid = 6001\ndips = [ {{ ca = \"10.0.0.5\" }} ]\n\n[[tenant.vip]]\nname = \"red-dsr\"\nfrontend = \"public\"\naddress = \"203.0.113.41\"\nprotocol = \"tcp\"\nport = 80\nbackend_vsid = 6001\nfloating_ip = true\ndips = [ {{ ca = \"10.0.0.6\" }} ]\n",
+        include_str!("../../lb-config/example.toml")
+    )
+    .replace("name = \"host1\"\n", "name = \"host1\"\ngateway_mac = \"02:00:00:00:06:01\"\n")
+    .replace("name = \"host2\"\n", "name = \"host2\"\ngateway_mac = \"02:00:00:00:06:01\"\n")
+    .replace("name = \"host3\"\n", "name = \"host3\"\ngateway_mac = \"02:00:00:00:06:01\"\n")
+    .replace("name = \"host4\"\n", "name = \"host4\"\ngateway_mac = \"02:00:00:00:06:01\"\n")
+    .replace("name = \"host5\"\n", "name = \"host5\"\ngateway_mac = \"02:00:00:00:06:01\"\n");
+    let p = Snapshot::from_toml(&text, "t.toml").expect("policy with all-ports and DSR VIPs");
+    let all = Plan::new(&p, &Selection::default(), &[128]).expect("plan");
+    let names: Vec<_> = (0..64)
+        .filter_map(|s| all.target_of(s).map(|t| t.name.clone()))
+        .collect();
+    assert!(names.iter().any(|n| n == "red-web"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "red-all" || n == "red-dsr"),
+        "{names:?}"
+    );
+    for name in ["red-all", "red-dsr"] {
+        let sel = Selection {
+            vips: vec![name.into()],
+            ..Selection::default()
+        };
+        assert!(
+            matches!(Plan::new(&p, &sel, &[128]), Err(PlanError::Unsupported(n, _)) if n == name),
+            "{name}"
+        );
+    }
 }
