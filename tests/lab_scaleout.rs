@@ -164,6 +164,88 @@ fn skip() -> bool {
     false
 }
 
+/// Asks every instance's management API (`nvlb ctl pick`, in the instance's namespace,
+/// with the lab's operator token) which DIP it gives each of `n` new flows of `pool`,
+/// and returns the answers per instance. Nothing is sent: the answer is computed by
+/// the same functions the engine balances with (src/control/api/pick.rs).
+fn picks(
+    netns: &[String],
+    token: &std::path::Path,
+    pool: &str,
+    clients: &[String],
+) -> Vec<Vec<String>> {
+    netns
+        .iter()
+        .map(|ns| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, NVLB, "ctl", "--json", "--token-file"])
+                .arg(token)
+                .args(["pick", pool])
+                .args(clients)
+                .output()
+                .expect("nvlb ctl pick");
+            assert!(
+                out.status.success(),
+                "{ns}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            v["dips"]
+                .as_array()
+                .expect("dips")
+                .iter()
+                .map(|d| d.as_str().unwrap_or("none").to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Issue 9's test 1: the DIP chosen for each of 10 000 flows of blue-web (and 2 000 of
+/// red-web6) is the same on every instance, asked through each instance's API.
+fn every_instance_picks_the_same_dips(netns: &[String], token: &std::path::Path) {
+    let v4: Vec<String> = (0..10_000u32)
+        .map(|i| {
+            let a = std::net::Ipv4Addr::from(0x6440_0000u32 + i * 13);
+            format!("{a}:{}", 1024 + (i * 7919) % 60_000)
+        })
+        .collect();
+    let v6: Vec<String> = (0..2_000u32)
+        .map(|i| {
+            format!(
+                "[2001:db8:77::{:x}]:{}",
+                i * 31 + 1,
+                1024 + (i * 104_729) % 60_000
+            )
+        })
+        .collect();
+    for (pool, clients) in [("blue-web", &v4), ("red-web6", &v6)] {
+        let answers = picks(netns, token, pool, clients);
+        let first = &answers[0];
+        assert_eq!(first.len(), clients.len(), "{pool}");
+        let used: std::collections::BTreeSet<&String> = first.iter().collect();
+        assert!(
+            used.len() >= 2 && !used.contains(&"none".to_string()),
+            "{pool}: {used:?}"
+        );
+        for (i, other) in answers.iter().enumerate().skip(1) {
+            let differ = first.iter().zip(other).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                differ,
+                0,
+                "{pool}: instance {} picks another DIP than instance 1 for {differ} of {} flows",
+                i + 1,
+                clients.len()
+            );
+        }
+        println!(
+            "PICK: {pool}: {} flows, {} instances, 0 differ, DIPs used {used:?}",
+            clients.len(),
+            answers.len()
+        );
+    }
+}
+
 #[test]
 fn connections_survive_an_instance_loss_and_an_instance_added_back() {
     if skip() {
@@ -183,6 +265,9 @@ fn connections_survive_an_instance_loss_and_an_instance_added_back() {
     let vip = lab.plan.vips[0];
     let url = format!("http://{vip}:80");
     println!("router routes:\n{}", lab.routes());
+
+    let netns: Vec<String> = lab.plan.lbs.iter().map(|l| l.netns.clone()).collect();
+    every_instance_picks_the_same_dips(&netns, &lab.dir.join(nvlb::lab::API_TOKEN_FILE));
 
     // Both instances serve: new connections through ECMP all answered.
     let r = traffic::requests(&lab.plan.t.client, &url, 60, 5, &lab.dir, "warm").unwrap();
@@ -332,6 +417,33 @@ fn three_instances_answer_every_vip_from_the_cli() {
             .unwrap_or(0);
         assert!(flows > 0, "lb{i} took no flows: {section}");
     }
+    assert!(
+        common::namespaces_with(&prefix).is_empty(),
+        "namespaces left"
+    );
+}
+
+/// Issue 9's test 1 with three instances (the two-instance case is part of the
+/// connection test above): every instance's API names the same DIP for every flow.
+#[test]
+fn three_instances_pick_the_same_dip_for_every_flow() {
+    if skip() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = format!("nvsc{}-", std::process::id() % 10_000);
+    let opts = Options {
+        prefix: prefix.clone(),
+        instances: 3,
+        nvlb: NVLB.into(),
+        base_policy: nvlb::lab::EXAMPLE_POLICY.to_string(),
+        bulk_bytes: 4096,
+    };
+    let lab = ScaleLab::up(&opts, &mut |m| eprintln!("lab: {m}")).expect("scale-out lab up");
+    let netns: Vec<String> = lab.plan.lbs.iter().map(|l| l.netns.clone()).collect();
+    assert_eq!(netns.len(), 3);
+    every_instance_picks_the_same_dips(&netns, &lab.dir.join(nvlb::lab::API_TOKEN_FILE));
+    lab.down();
     assert!(
         common::namespaces_with(&prefix).is_empty(),
         "namespaces left"

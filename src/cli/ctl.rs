@@ -53,6 +53,19 @@ pub enum Ctl {
     Health,
     /// Active flows per tenant and pool.
     Flows,
+    /// Which DIP the running policy gives new flows from CLIENT:PORT... (nothing is sent).
+    Pick {
+        pool: String,
+        /// Clients as IP:PORT ([IPv6]:PORT).
+        #[arg(required = true)]
+        clients: Vec<String>,
+        /// The VIP port (all-ports rules need it).
+        #[arg(long)]
+        port: Option<u16>,
+        /// `tcp` or `udp` (all-ports rules; default: the pool's).
+        #[arg(long)]
+        protocol: Option<String>,
+    },
     /// Add, remove, drain a DIP or change its weight (written to the policy file).
     #[command(subcommand)]
     Dip(DipCmd),
@@ -245,6 +258,17 @@ pub fn run(conn: &Conn, cmd: Ctl) -> anyhow::Result<ExitCode> {
         Ctl::Pools { pool: Some(p) } => ("GET", format!("/v1/pools/{p}"), None, Show::Pool),
         Ctl::Health => ("GET", "/v1/health".into(), None, Show::Health),
         Ctl::Flows => ("GET", "/v1/flows".into(), None, Show::Flows),
+        Ctl::Pick {
+            pool,
+            clients,
+            port,
+            protocol,
+        } => (
+            "POST",
+            format!("/v1/pools/{pool}/pick"),
+            Some(json!({ "clients": clients, "port": port, "protocol": protocol })),
+            Show::Pick,
+        ),
         Ctl::Dip(DipCmd::Add {
             pool,
             ca,
@@ -445,6 +469,7 @@ enum Show {
     Pool,
     Health,
     Flows,
+    Pick,
     Lookups,
     Subnets,
     Change,
@@ -564,6 +589,16 @@ fn render(show: Show, v: &Value) -> String {
             }
             r.push(vec!["total".into(), "-".into(), cell(&v["total"])]);
             table(&["KIND", "NAME", "FLOWS"], r)
+        }
+        Show::Pick => {
+            let clients = v["clients"].as_array().cloned().unwrap_or_default();
+            let dips = v["dips"].as_array().cloned().unwrap_or_default();
+            let r = clients
+                .iter()
+                .zip(dips.iter())
+                .map(|(c, d)| vec![cell(c), cell(&v["vip"]), cell(d)])
+                .collect();
+            table(&["CLIENT", "VIP", "DIP"], r)
         }
         Show::Lookups => table(
             &["TENANT", "VSID", "CA", "HOST", "PA", "MAC"],

@@ -8,8 +8,7 @@
 //! the client directly, bypassing the reverse translation.
 
 use crate::flow::{Direction, Flow, FlowId, ForwardKey, InsertError, ReturnKey, State, steer};
-use crate::maglev;
-use crate::policy::{Distribution, Protocol};
+use crate::policy::Protocol;
 
 use super::drop::DropReason;
 use super::nat::Rewrite;
@@ -132,15 +131,9 @@ fn new_flow(
         client_host = *host;
     }
     let state = State::initial(ports.tcp_flags);
-    // Affinity modes hash fewer fields (specified in maglev.rs) so that every
-    // connection of a client lands on the same DIP, on every instance.
-    let (proto, sport, dport) = match pool.distribution {
-        Distribution::FiveTuple => (ip.proto, ports.src, ports.dst),
-        Distribution::SourceIpProtocol => (ip.proto, 0, 0),
-        Distribution::SourceIp => (0, 0, 0),
-    };
-    let hash = maglev::flow_hash(vsid.get(), proto, ip.src, sport, ip.dst, dport);
-    let dip_index = pool.table.lookup(hash).ok_or(DropReason::NoHealthyDip)?;
+    // The same function answers the API's `pick` call (policy/pick.rs).
+    let hash = pool.flow_hash(vsid.get(), ip.proto, ip.src, ports.src, ip.dst, ports.dst);
+    let dip_index = pool.pick(hash).ok_or(DropReason::NoHealthyDip)?;
     let dip = pool
         .dips
         .get(usize::from(dip_index))

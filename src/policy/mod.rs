@@ -16,6 +16,7 @@ mod mac;
 mod model;
 mod outbound;
 mod overlay;
+mod pick;
 mod prefix;
 mod rules;
 mod snapshot;

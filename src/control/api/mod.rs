@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod client;
 pub mod edit;
+mod pick;
 pub mod server;
 mod views;
 
@@ -445,6 +446,12 @@ impl Api {
                     })
                     .map(|d| applied(d, 201))
                     .map_err(refused)
+            }
+            ("POST", ["v1", "pools", pool, "pick"]) => {
+                let s = c.policy();
+                let p = self.pool_for(&s, scope, pool)?;
+                let v = parse_body(body)?;
+                Ok(Response::ok(pick::pick(p, c.generation(), &v)?))
             }
             (m @ ("PATCH" | "DELETE"), ["v1", "pools", pool, "dips", ca, rest @ ..]) => {
                 self.pool_for(&c.policy(), scope, pool)?;

@@ -452,3 +452,132 @@ fn over_http_bodies_are_limited_and_answers_are_json() {
         "{file}"
     );
 }
+
+/// `pick` answers what the engine does: 500 SYNs from the Internet to blue-web and
+/// blue-web6 through an `Engine` over the same policy land on the DIPs the API names.
+#[test]
+fn pick_names_the_dip_the_engine_forwards_to() {
+    use crate::craft::{Transport, ip_frame, ip_packet};
+    use crate::engine::{Engine, Verdict};
+    use crate::wire::{ethernet, gre, ipv4, ipv6, tcp};
+    use std::net::IpAddr;
+
+    let s = setup("pick", false);
+    let policy = Snapshot::from_toml(EXAMPLE, "example.toml").unwrap();
+    let ext = policy.balancer().external.clone();
+    let mut engine = Engine::new(Arc::new(policy.clone()), 0, 1);
+    for (pool, client) in [
+        ("blue-web", "192.0.2.100"),
+        ("blue-web6", "2001:db8:c::100"),
+    ] {
+        let (_, p) = policy.pool_named(pool).unwrap();
+        let client: IpAddr = client.parse().unwrap();
+        let ports: Vec<u16> = (0..250).map(|i| 20_000 + i * 7).collect();
+        let clients: Vec<String> = ports
+            .iter()
+            .map(|&port| std::net::SocketAddr::new(client, port).to_string())
+            .collect();
+        let body = json!({ "clients": clients }).to_string();
+        let (st, answer) = s.call(
+            Some("BLUE"),
+            "POST",
+            &format!("/v1/pools/{pool}/pick"),
+            &body,
+        );
+        assert_eq!(st, 200, "{answer}");
+        let named = answer["dips"].as_array().unwrap();
+        assert_eq!(named.len(), ports.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, &port) in ports.iter().enumerate() {
+            let ip = ip_packet(
+                client,
+                p.address,
+                64,
+                Transport::Tcp {
+                    src_port: port,
+                    dst_port: p.port,
+                    flags: tcp::flags::SYN,
+                    seq: 1,
+                    ack: 0,
+                },
+                &[],
+            );
+            let frame = ip_frame(ext.gateway_mac.unwrap(), ext.mac, &ip);
+            let mut out = vec![0u8; 2048];
+            let v = engine.process(1_000_000_000, &frame, &mut out);
+            let Verdict::Forward { len, .. } = v else {
+                panic!("{pool} {port}: {v:?}");
+            };
+            // Outer Ethernet, outer IP (v4 PA network), GRE with key, inner Ethernet.
+            let outer = ethernet::Frame::new_checked(&out[..len]).unwrap();
+            let o4 = ipv4::Packet::new_checked(outer.payload()).unwrap();
+            let g = gre::Packet::new_checked(o4.payload()).unwrap();
+            let inner = ethernet::Frame::new_checked(g.payload()).unwrap();
+            let (dst, l4) = if client.is_ipv6() {
+                let i6 = ipv6::Packet::new_checked(inner.payload()).unwrap();
+                (IpAddr::V6(i6.dst_addr()), i6.payload().to_vec())
+            } else {
+                let i4 = ipv4::Packet::new_checked(inner.payload()).unwrap();
+                (IpAddr::V4(i4.dst_addr()), i4.payload().to_vec())
+            };
+            let dport = tcp::Packet::new_checked(&l4[..]).unwrap().dst_port();
+            let got = std::net::SocketAddr::new(dst, dport).to_string();
+            assert_eq!(
+                named[i].as_str(),
+                Some(got.as_str()),
+                "{pool} client port {port}"
+            );
+            seen.insert(got);
+        }
+        assert_eq!(
+            seen.len(),
+            4,
+            "{pool}: every DIP picked for some flow: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn pick_refuses_what_it_cannot_answer_and_changes_nothing() {
+    let s = setup("pick-bad", false);
+    let gen0 = s.call(Some("OPS"), "GET", "/healthz", "").1["generation"].clone();
+    let path = "/v1/pools/blue-web/pick";
+    for (token, body, status, says) in [
+        ("RED", r#"{"clients": ["192.0.2.1:1"]}"#, 403, "not tenant"),
+        ("BLUE", r#"{}"#, 400, "clients: missing"),
+        ("BLUE", r#"{"clients": ["192.0.2.1"]}"#, 400, "clients[0]"),
+        ("BLUE", r#"{"clients": ["[2001:db8::1]:5"]}"#, 400, "family"),
+        (
+            "BLUE",
+            r#"{"clients": ["192.0.2.1:1"], "port": 81}"#,
+            400,
+            "port: 81",
+        ),
+        (
+            "BLUE",
+            r#"{"clients": ["192.0.2.1:1"], "protocol": "udp"}"#,
+            400,
+            "protocol",
+        ),
+        ("BLUE", r#"{"clients": [], "bogus": 1}"#, 400, "bogus"),
+    ] {
+        let (st, answer) = s.call(Some(token), "POST", path, body);
+        assert_eq!(st, status, "{body}: {answer}");
+        assert!(answer.to_string().contains(says), "{body}: {answer}");
+    }
+    let (st, answer) = s.call(
+        Some("BLUE"),
+        "POST",
+        path,
+        r#"{"clients": ["192.0.2.1:1"]}"#,
+    );
+    assert_eq!(st, 200, "{answer}");
+    let dip = answer["dips"][0].as_str().unwrap_or_default();
+    assert!(dip.parse::<std::net::SocketAddr>().is_ok(), "{answer}");
+    assert_eq!(
+        s.call(Some("OPS"), "GET", "/healthz", "").1["generation"],
+        gen0
+    );
+    assert_eq!(s.file(), EXAMPLE);
+    assert!(s.journal().is_empty());
+}
