@@ -558,6 +558,15 @@ fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
         return;
     }
     let mut lb = Lb::create("rule");
+    let example = std::fs::read_to_string(lb.policy()).unwrap();
+    let red = "[[tenant]]\nname = \"red\"";
+    let outbound = "[[tenant.outbound]]\nname = \"blue-out\"\naddress = \"203.0.113.11\"\n\
+                    pools = [\"blue-web\"]\nports = \"40000-49999\"\nports_per_dip = 2000\n\n";
+    std::fs::write(
+        lb.policy(),
+        example.replacen(red, &format!("{outbound}{red}"), 1),
+    )
+    .unwrap();
     lb.start();
     let before = std::fs::read_to_string(lb.policy()).unwrap();
     let set = lb.ctl(
@@ -620,8 +629,19 @@ fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
     );
     assert_eq!(std::fs::read_to_string(lb.policy()).unwrap(), file);
     assert_ne!(file, before);
-    // The outbound listing answers (the example has no outbound rules).
-    assert_eq!(lb.json(OPS, &["outbound"]), serde_json::json!([]));
+    // The outbound rule: Blue sees it with each DIP's block, Red sees none.
+    let out = lb.ctl(Some(BLUE), &["outbound"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    println!("{table}");
+    assert!(
+        table.contains("blue-out")
+            && table.contains("203.0.113.11")
+            && table.contains("40000-41999")
+            && table.contains("46000-47999"),
+        "{table}"
+    );
+    assert_eq!(lb.json(RED, &["outbound"]), serde_json::json!([]));
     let j = lb.journal();
     assert_eq!(j.len(), 3, "{j:?}");
     assert_eq!(j[0]["call"], "PATCH /v1/pools/blue-web");
