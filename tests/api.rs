@@ -551,3 +551,105 @@ fn an_established_flow_follows_its_vm_to_the_new_host() {
     assert_eq!(j.last().unwrap()["before"][0]["host"], host.as_str());
     lb.stop();
 }
+
+#[test]
+fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
+    if skip() {
+        return;
+    }
+    let mut lb = Lb::create("rule");
+    let example = std::fs::read_to_string(lb.policy()).unwrap();
+    let red = "[[tenant]]\nname = \"red\"";
+    let outbound = "[[tenant.outbound]]\nname = \"blue-out\"\naddress = \"203.0.113.11\"\n\
+                    pools = [\"blue-web\"]\nports = \"40000-49999\"\nports_per_dip = 2000\n\n";
+    std::fs::write(
+        lb.policy(),
+        example.replacen(red, &format!("{outbound}{red}"), 1),
+    )
+    .unwrap();
+    lb.start();
+    let before = std::fs::read_to_string(lb.policy()).unwrap();
+    let set = lb.ctl(
+        Some(BLUE),
+        &[
+            "pool",
+            "set",
+            "blue-web",
+            "--distribution",
+            "source_ip",
+            "--idle-timeout",
+            "4m",
+            "--tcp-reset",
+            "true",
+            "--icmp-echo",
+            "drop",
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    let out = String::from_utf8_lossy(&set.stdout);
+    assert!(out.contains("applied: generation 2"), "{out}");
+    assert!(
+        out.contains("pool blue-web (tenant blue)")
+            && out.contains(
+                "rule lb: distribution source_ip, idle_timeout 240s, tcp_reset true, icmp_echo drop"
+            ),
+        "{out}"
+    );
+    let pool = lb.json(BLUE, &["pools", "blue-web"]);
+    assert_eq!(pool["rule"]["distribution"], "source_ip");
+    assert_eq!(pool["rule"]["idle_timeout_s"], 240);
+    assert_eq!(pool["rule"]["tcp_reset"], true);
+    let file = std::fs::read_to_string(lb.policy()).unwrap();
+    assert!(
+        file.contains("distribution = \"source_ip\"\nidle_timeout = \"4m\"\ntcp_reset = true"),
+        "{file}"
+    );
+    assert!(file.contains("# Figure 6: Blue VIP1"));
+    // `none` removes the idle timeout again; --json gives the change and the pool.
+    let v = lb.json(BLUE, &["pool", "set", "blue-web", "--idle-timeout", "none"]);
+    assert!(v["pool"]["rule"]["idle_timeout_s"].is_null(), "{v}");
+    assert_eq!(v["applied"]["before"]["idle_timeout"], "\"4m\"");
+    // Another tenant's pool and a bad value: refused, the file unchanged.
+    let file = std::fs::read_to_string(lb.policy()).unwrap();
+    let other = lb.ctl(
+        Some(RED),
+        &["pool", "set", "blue-web", "--tcp-reset", "false"],
+    );
+    assert_eq!(other.status.code(), Some(1), "{}", text(&other));
+    assert!(stderr(&other).contains("403"), "{}", text(&other));
+    let bad = lb.ctl(
+        Some(BLUE),
+        &["pool", "set", "blue-web", "--distribution", "round_robin"],
+    );
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    let err = stderr(&bad);
+    assert!(
+        err.contains("422") && err.contains("policy.toml:") && err.contains("distribution"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(lb.policy()).unwrap(), file);
+    assert_ne!(file, before);
+    // The outbound rule: Blue sees it with each DIP's block, Red sees none.
+    let out = lb.ctl(Some(BLUE), &["outbound"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    println!("{table}");
+    assert!(
+        table.contains("blue-out")
+            && table.contains("203.0.113.11")
+            && table.contains("40000-41999")
+            && table.contains("46000-47999"),
+        "{table}"
+    );
+    assert_eq!(lb.json(RED, &["outbound"]), serde_json::json!([]));
+    let j = lb.journal();
+    assert_eq!(j.len(), 3, "{j:?}");
+    assert_eq!(j[0]["call"], "PATCH /v1/pools/blue-web");
+    lb.stop();
+    // A restart runs what was written.
+    lb.start();
+    let pool = lb.json(OPS, &["pools", "blue-web"]);
+    assert_eq!(pool["rule"]["distribution"], "source_ip");
+    assert_eq!(pool["rule"]["icmp_echo"], "drop");
+    lb.stop();
+}

@@ -77,6 +77,11 @@ pub enum Ctl {
     Subnet(SubnetCmd),
     /// Re-read the policy file (operator only); same as `nvlb reload`.
     Reload,
+    /// Change a pool's load-balancing rule settings (written to the policy file).
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Outbound (source NAT) rules and each source VM's block of ports.
+    Outbound,
     /// Any call: METHOD PATH [JSON BODY] (see docs/api.md).
     Call {
         method: String,
@@ -193,6 +198,87 @@ pub enum SubnetCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    /// Set any of the rule's settings, then print the pool.
+    Set {
+        pool: String,
+        /// five_tuple, source_ip_protocol or source_ip.
+        #[arg(long, value_name = "MODE")]
+        distribution: Option<String>,
+        /// A duration such as 4m, or `none` to fall back to the balancer's.
+        #[arg(long, value_name = "D|none")]
+        idle_timeout: Option<String>,
+        /// RST to both ends when a TCP flow times out idle.
+        #[arg(long, value_name = "true|false")]
+        tcp_reset: Option<bool>,
+        /// answer, forward or drop.
+        #[arg(long, value_name = "MODE")]
+        icmp_echo: Option<String>,
+        /// Keep the VIP as the destination the DIP sees.
+        #[arg(long, value_name = "true|false")]
+        floating_ip: Option<bool>,
+    },
+}
+
+/// `pool set`: the rule change, then the pool as it runs now.
+fn pool_set(conn: &Conn, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
+    let PoolCmd::Set {
+        pool,
+        distribution,
+        idle_timeout,
+        tcp_reset,
+        icmp_echo,
+        floating_ip,
+    } = cmd;
+    let mut b = json!({});
+    if let Some(d) = distribution {
+        b["distribution"] = json!(d);
+    }
+    if let Some(t) = idle_timeout {
+        b["idle_timeout"] = if t == "none" { Value::Null } else { json!(t) };
+    }
+    if let Some(r) = tcp_reset {
+        b["tcp_reset"] = json!(r);
+    }
+    if let Some(e) = icmp_echo {
+        b["icmp_echo"] = json!(e);
+    }
+    if let Some(f) = floating_ip {
+        b["floating_ip"] = json!(f);
+    }
+    let addr = conn.addr();
+    let token = conn.token()?;
+    let path = format!("/v1/pools/{pool}");
+    let mut answers = Vec::new();
+    for (method, body) in [("PATCH", Some(&b)), ("GET", None)] {
+        let (status, answer) = match client::call(&addr, token.as_deref(), method, &path, body) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("nvlb ctl: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if !(200..300).contains(&status) {
+            if conn.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            }
+            print_error(status, &answer, token.is_none());
+            return Ok(ExitCode::from(1));
+        }
+        answers.push(answer);
+    }
+    let pool = answers.pop().unwrap_or(Value::Null);
+    let change = answers.pop().unwrap_or(Value::Null);
+    if conn.json {
+        let both = json!({ "applied": change, "pool": pool });
+        println!("{}", serde_json::to_string_pretty(&both)?);
+    } else {
+        print!("{}{}", render(Show::Change, &change), pool_text(&pool));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 impl Conn {
     fn addr(&self) -> String {
         self.api
@@ -250,6 +336,8 @@ pub fn run(conn: &Conn, cmd: Ctl) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
+        Ctl::Pool(p) => return pool_set(conn, p),
+        Ctl::Outbound => ("GET", "/v1/outbound".into(), None, Show::Outbound),
         Ctl::Ping => ("GET", "/healthz".into(), None, Show::Raw),
         Ctl::Whoami => ("GET", "/v1/whoami".into(), None, Show::Whoami),
         Ctl::Tenants => ("GET", "/v1/tenants".into(), None, Show::Tenants),
@@ -472,6 +560,7 @@ enum Show {
     Pick,
     Lookups,
     Subnets,
+    Outbound,
     Change,
     Reload,
     Raw,
@@ -530,8 +619,10 @@ const DIP_HEAD: [&str; 8] = [
 ];
 
 fn pool_text(p: &Value) -> String {
+    let r = &p["rule"];
     format!(
-        "pool {} (tenant {}): {} {} {}/{}, flows {}\n{}",
+        "pool {} (tenant {}): {} {} {}/{}, flows {}\nrule {}: distribution {}, idle_timeout {}, \
+         tcp_reset {}, icmp_echo {}, floating_ip {}\n{}",
         cell(&p["name"]),
         cell(&p["tenant"]),
         cell(&p["frontend"]),
@@ -539,6 +630,15 @@ fn pool_text(p: &Value) -> String {
         cell(&p["protocol"]),
         cell(&p["port"]),
         cell(&p["flows"]),
+        cell(&r["kind"]),
+        cell(&r["distribution"]),
+        match r["idle_timeout_s"].as_u64() {
+            Some(s) => format!("{s}s"),
+            None => "-".into(),
+        },
+        cell(&r["tcp_reset"]),
+        cell(&r["icmp_echo"]),
+        cell(&r["floating_ip"]),
         table(&DIP_HEAD, rows(&p["dips"], &DIP_KEYS))
     )
 }
@@ -638,6 +738,35 @@ fn render(show: Show, v: &Value) -> String {
                     "PREFIXES",
                     "LB_MAC",
                     "SNAT",
+                ],
+                r,
+            )
+        }
+        Show::Outbound => {
+            let mut r: Vec<Vec<String>> = Vec::new();
+            for rule in v.as_array().into_iter().flatten() {
+                for (i, src) in rule["sources"].as_array().into_iter().flatten().enumerate() {
+                    let mut row = if i == 0 {
+                        ["name", "tenant", "address", "ports", "ports_per_dip"]
+                            .iter()
+                            .map(|k| cell(&rule[*k]))
+                            .chain([format!("{}s", cell(&rule["idle_timeout_s"]))])
+                            .collect()
+                    } else {
+                        vec![String::new(); 6]
+                    };
+                    row.extend(
+                        ["vsid", "ca", "block", "host"]
+                            .iter()
+                            .map(|k| cell(&src[*k])),
+                    );
+                    r.push(row);
+                }
+            }
+            table(
+                &[
+                    "RULE", "TENANT", "ADDRESS", "PORTS", "PER_DIP", "IDLE", "VSID", "SOURCE",
+                    "BLOCK", "HOST",
                 ],
                 r,
             )

@@ -267,6 +267,97 @@ pub fn set_dip(
     })
 }
 
+/// A pool's rule settings as the request gave them; `None` keeps what the file has.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSpec {
+    pub distribution: Option<String>,
+    /// `Some(None)`: remove the key (the balancer's idle timeout applies).
+    pub idle_timeout: Option<Option<String>>,
+    pub tcp_reset: Option<bool>,
+    pub icmp_echo: Option<String>,
+    pub floating_ip: Option<bool>,
+}
+
+impl RuleSpec {
+    pub fn is_empty(&self) -> bool {
+        self.distribution.is_none()
+            && self.idle_timeout.is_none()
+            && self.tcp_reset.is_none()
+            && self.icmp_echo.is_none()
+            && self.floating_ip.is_none()
+    }
+}
+
+/// The rule keys `set_rule` may change, in the order a new key is written.
+const RULE_KEYS: [&str; 5] = [
+    "distribution",
+    "idle_timeout",
+    "tcp_reset",
+    "icmp_echo",
+    "floating_ip",
+];
+
+/// The rule keys of a `[[tenant.vip]]` as they read in the file, for the journal.
+fn rule_text(pool: &str, vip: &Table) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("pool".into(), json!(pool));
+    for k in RULE_KEYS {
+        let v = vip.get(k).and_then(Item::as_value).map(|v| {
+            let mut bare = v.clone();
+            bare.decor_mut().clear();
+            json!(bare.to_string().trim())
+        });
+        m.insert(k.into(), v.unwrap_or(Value::Null));
+    }
+    Value::Object(m)
+}
+
+/// Writes `key = v`, keeping the old value's comments and spacing when the key exists.
+fn set_key(vip: &mut Table, key: &str, mut v: TVal) {
+    match vip.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) => {
+            *v.decor_mut() = old.decor().clone();
+            *old = v;
+        }
+        None => {
+            // A new key goes after the pool's last key, written `key = value`.
+            v.decor_mut().clear();
+            vip.insert(key, Item::Value(v));
+        }
+    }
+}
+
+/// Changes the rule settings of pool `pool` (a `[[tenant.vip]]` entry); an
+/// `idle_timeout` of `Some(None)` removes the key. Values are written as given: the
+/// validator judges them.
+pub fn set_rule(doc: &mut DocumentMut, pool: &str, spec: &RuleSpec) -> Result<Edited, EditError> {
+    let vip = vip_mut(doc, pool)?;
+    let before = rule_text(pool, vip);
+    if let Some(d) = &spec.distribution {
+        set_key(vip, "distribution", d.as_str().into());
+    }
+    match &spec.idle_timeout {
+        Some(Some(t)) => set_key(vip, "idle_timeout", t.as_str().into()),
+        Some(None) => {
+            vip.remove("idle_timeout");
+        }
+        None => {}
+    }
+    if let Some(b) = spec.tcp_reset {
+        set_key(vip, "tcp_reset", b.into());
+    }
+    if let Some(e) = &spec.icmp_echo {
+        set_key(vip, "icmp_echo", e.as_str().into());
+    }
+    if let Some(b) = spec.floating_ip {
+        set_key(vip, "floating_ip", b.into());
+    }
+    Ok(Edited {
+        before,
+        after: rule_text(pool, vip),
+    })
+}
+
 /// A lookup record as the request gave it.
 #[derive(Clone, Debug)]
 pub struct LookupSpec {

@@ -23,7 +23,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use self::auth::{Caller, Scope, Tokens};
-use self::edit::{DipSpec, LookupSpec, SubnetSpec};
+use self::edit::{DipSpec, LookupSpec, RuleSpec, SubnetSpec};
 use super::ChangeError;
 use super::persist::{Actor, Done, EditError, Persist, PersistError};
 use crate::policy::{ConfigError, Vsid};
@@ -403,6 +403,30 @@ impl Api {
                 let p = self.pool_for(&s, scope, pool)?;
                 Ok(Response::ok(views::pool_json(&s, c, p, flows.as_ref())))
             }
+            ("PATCH", ["v1", "pools", pool]) => {
+                let s = c.policy();
+                let p = self.pool_for(&s, scope, pool)?;
+                if let Some(nat) = &p.rule.nat {
+                    return Err(Response::error(
+                        409,
+                        format!(
+                            "pool {pool:?} is a port of inbound NAT rule {:?}: its settings are \
+                             edited in the policy file ([[tenant.inbound_nat]]), then reloaded",
+                            nat.rule
+                        ),
+                    ));
+                }
+                let v = parse_body(body)?;
+                let spec = rule_spec(&v)?;
+                let pool = pool.to_string();
+                self.persist
+                    .change(&actor, &call, now, |doc, _| {
+                        edit::set_rule(doc, &pool, &spec)
+                    })
+                    .map(|d| applied(d, 200))
+                    .map_err(refused)
+            }
+            ("GET", ["v1", "outbound"]) => Ok(Response::ok(views::outbound(&c.policy(), scope))),
             ("GET", ["v1", "health"]) => Ok(Response::ok(views::health(&c.policy(), c, scope))),
             ("GET", ["v1", "flows"]) => Ok(Response::ok(match &flows {
                 None => json!({ "available": false }),
@@ -655,12 +679,60 @@ fn known(rest: &[&str]) -> bool {
             | "pools"
             | "health"
             | "flows"
+            | "outbound"
             | "lookups"
             | "subnets"
             | "reload"]
             | ["pools" | "subnets", _]
             | ["pools", _, "dips", ..]
     )
+}
+
+/// The body of `PATCH /v1/pools/{pool}`: the rule settings to change.
+fn rule_spec(v: &Value) -> Result<RuleSpec, Bad> {
+    let f = Fields::of(
+        v,
+        "",
+        &[
+            "distribution",
+            "idle_timeout",
+            "tcp_reset",
+            "icmp_echo",
+            "floating_ip",
+        ],
+    )?;
+    // `null` means "remove the key" here, so it is told from a missing field.
+    let idle_timeout = match f.map.get("idle_timeout") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(t)) => Some(Some(t.clone())),
+        Some(_) => {
+            return Err(f.bad(
+                "idle_timeout",
+                "a duration string such as \"4m\", or null to remove it",
+            ));
+        }
+    };
+    for k in ["distribution", "tcp_reset", "icmp_echo", "floating_ip"] {
+        if f.map.get(k).is_some_and(Value::is_null) {
+            return Err(f.bad(k, "a value (only idle_timeout can be null)"));
+        }
+    }
+    let spec = RuleSpec {
+        distribution: f.str("distribution")?,
+        idle_timeout,
+        tcp_reset: f.bool("tcp_reset")?,
+        icmp_echo: f.str("icmp_echo")?,
+        floating_ip: f.bool("floating_ip")?,
+    };
+    if spec.is_empty() {
+        return Err(Bad(
+            "nothing to change: give distribution, idle_timeout, tcp_reset, icmp_echo \
+             and/or floating_ip"
+                .into(),
+        ));
+    }
+    Ok(spec)
 }
 
 fn lookup_specs(list: &[Value], name: &str) -> Result<Vec<LookupSpec>, Bad> {

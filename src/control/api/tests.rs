@@ -42,11 +42,15 @@ impl FlowStats for Fixed {
 }
 
 fn setup(tag: &str, flows: bool) -> Setup {
+    setup_with(tag, flows, EXAMPLE)
+}
+
+fn setup_with(tag: &str, flows: bool, policy: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("nvlb-api-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("policy.toml");
-    std::fs::write(&path, EXAMPLE).unwrap();
+    std::fs::write(&path, policy).unwrap();
     let control = Arc::new(Control::open(&path).unwrap());
     let tokens = [
         ("ops", "operator", "OPS"),
@@ -580,4 +584,290 @@ fn pick_refuses_what_it_cannot_answer_and_changes_nothing() {
     );
     assert_eq!(s.file(), EXAMPLE);
     assert!(s.journal().is_empty());
+}
+
+/// The example with a comment on blue-web's rule, an outbound rule and an inbound NAT
+/// rule for Blue.
+fn rules_example() -> String {
+    let red = "[[tenant]]\nname = \"red\"";
+    let extra = r#"
+[[tenant.outbound]]
+name = "blue-out"
+address = "203.0.113.11"
+pools = ["blue-web"]
+sources = [{ vsid = 5002, ca = "10.0.1.21" }]
+ports = "40000-49999"
+ports_per_dip = 2000
+idle_timeout = "2m"
+
+[[tenant.inbound_nat]]
+name = "blue-ssh"
+frontend = "public"
+address = "203.0.113.12"
+protocol = "tcp"
+port = "2222-2223"
+backend_vsid = 5001
+targets = [{ ca = "10.0.0.5", port = 22 }, { ca = "10.0.0.6", port = 22 }]
+"#;
+    EXAMPLE
+        .replacen(
+            "backend_vsid = 5001\ndips = [\n  { ca = \"10.0.0.5\", port = 80, weight = 1 },",
+            "backend_vsid = 5001\ndistribution = \"five_tuple\" # how blue-web spreads\n\
+             dips = [\n  { ca = \"10.0.0.5\", port = 80, weight = 1 },",
+            1,
+        )
+        .replacen(red, &format!("{extra}\n{red}"), 1)
+        // floating_ip needs a next hop off the PA network on every DIP's host.
+        .replace(
+            "\n[[host]]\nname = \"host",
+            "\n[[host]]\ngateway_mac = \"02:00:00:00:06:01\"\nname = \"host",
+        )
+}
+
+#[test]
+fn each_rule_setting_changes_the_file_and_the_running_pool() {
+    let text = rules_example();
+    assert!(text.contains("# how blue-web spreads"));
+    let s = setup_with("rule", false, &text);
+    let pool = |s: &Setup| {
+        let p = s.api.persist().control().policy();
+        p.pool_named("blue-web").unwrap().1.clone()
+    };
+    let before = pool(&s);
+    assert_eq!(before.distribution.name(), "five_tuple");
+    assert_eq!(before.rule.idle_timeout, None);
+    let patch = |body: &str| {
+        let (st, v) = s.call(Some("BLUE"), "PATCH", "/v1/pools/blue-web", body);
+        assert_eq!(st, 200, "{body}: {v}");
+        v
+    };
+    let v = patch(r#"{"distribution": "source_ip"}"#);
+    assert_eq!(v["before"]["distribution"], "\"five_tuple\"");
+    assert_eq!(v["after"]["distribution"], "\"source_ip\"");
+    assert_eq!(pool(&s).distribution.name(), "source_ip");
+    // The changed key keeps its place and its comment.
+    assert!(
+        s.file()
+            .contains("distribution = \"source_ip\" # how blue-web spreads\n"),
+        "{}",
+        s.file()
+    );
+    patch(r#"{"idle_timeout": "4m"}"#);
+    assert_eq!(
+        pool(&s).rule.idle_timeout,
+        Some(std::time::Duration::from_secs(240))
+    );
+    assert!(
+        s.file().contains("\nidle_timeout = \"4m\"\n"),
+        "{}",
+        s.file()
+    );
+    patch(r#"{"tcp_reset": true}"#);
+    assert!(pool(&s).rule.tcp_reset);
+    patch(r#"{"icmp_echo": "drop"}"#);
+    assert_eq!(pool(&s).rule.icmp_echo.name(), "drop");
+    patch(r#"{"floating_ip": true}"#);
+    assert!(pool(&s).floating_ip);
+    // Several at once, and null removes the idle timeout.
+    let v = patch(r#"{"idle_timeout": null, "tcp_reset": false, "icmp_echo": "forward"}"#);
+    assert_eq!(v["before"]["idle_timeout"], "\"4m\"");
+    assert!(v["after"]["idle_timeout"].is_null());
+    let p = pool(&s);
+    assert_eq!(p.rule.idle_timeout, None);
+    assert!(!p.rule.tcp_reset);
+    assert_eq!(p.rule.icmp_echo.name(), "forward");
+    assert!(!s.file().contains("idle_timeout = \"4m\""));
+    // The file is what runs, its comments kept, its DIPs untouched.
+    let file = Snapshot::from_toml(&s.file(), "f").unwrap();
+    let (_, f) = file.pool_named("blue-web").unwrap();
+    assert_eq!(
+        (f.distribution, f.floating_ip, f.rule.icmp_echo),
+        (p.distribution, p.floating_ip, p.rule.icmp_echo)
+    );
+    assert_eq!(f.dips, before.dips);
+    assert!(s.file().contains("# Figure 6: Blue VIP1"));
+    // The read views show the new mode.
+    let (_, v) = s.call(Some("BLUE"), "GET", "/v1/pools/blue-web", "");
+    assert_eq!(v["rule"]["distribution"], "source_ip");
+    assert_eq!(v["rule"]["floating_ip"], true);
+    assert_eq!(v["rule"]["icmp_echo"], "forward");
+    let j = s.journal();
+    assert_eq!(j.len(), 6);
+    assert!(j.iter().all(|e| e["result"] == "applied"));
+    assert_eq!(j[0]["call"], "PATCH /v1/pools/blue-web");
+    assert_eq!(s.api.persist().control().generation(), 7);
+}
+
+#[test]
+fn refused_rule_changes_leave_file_and_generation_alone() {
+    let text = rules_example();
+    let s = setup_with("rulebad", false, &text);
+    let generation = s.api.persist().control().generation();
+    let cases = [
+        (
+            "RED",
+            "/v1/pools/blue-web",
+            r#"{"tcp_reset": true}"#,
+            403,
+            "not tenant",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"tcp_rest": true}"#,
+            400,
+            "tcp_rest: unknown field",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"tcp_reset": "yes"}"#,
+            400,
+            "tcp_reset: expected true or false",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"floating_ip": 1}"#,
+            400,
+            "floating_ip: expected true or false",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"distribution": 5}"#,
+            400,
+            "distribution: expected a string",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"icmp_echo": null}"#,
+            400,
+            "icmp_echo: expected a value",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"idle_timeout": 240}"#,
+            400,
+            "idle_timeout: expected a duration",
+        ),
+        ("BLUE", "/v1/pools/blue-web", "{}", 400, "nothing to change"),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            "[1]",
+            400,
+            "expected a JSON object",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-ssh:2222",
+            r#"{"tcp_reset": true}"#,
+            409,
+            "inbound NAT rule \"blue-ssh\"",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/nope",
+            r#"{"tcp_reset": true}"#,
+            404,
+            "no pool",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"distribution": "round_robin"}"#,
+            422,
+            "refused",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"idle_timeout": "soon"}"#,
+            422,
+            "refused",
+        ),
+        (
+            "BLUE",
+            "/v1/pools/blue-web",
+            r#"{"icmp_echo": "reply"}"#,
+            422,
+            "refused",
+        ),
+        // floating_ip is for public VIPs only.
+        (
+            "BLUE",
+            "/v1/pools/blue-vip1",
+            r#"{"floating_ip": true}"#,
+            422,
+            "refused",
+        ),
+    ];
+    for (token, path, body, status, msg) in cases {
+        let (st, v) = s.call(Some(token), "PATCH", path, body);
+        assert_eq!(st, status, "{path} {body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(msg),
+            "{path} {body}: {v}"
+        );
+        if status == 422 {
+            let e = &v["errors"][0];
+            assert!(e["file"].as_str().unwrap().ends_with("policy.toml"), "{v}");
+            assert!(e["line"].as_u64().unwrap() > 0, "{v}");
+            assert!(
+                e["field"].as_str().unwrap().starts_with("tenant[0].vip["),
+                "{v}"
+            );
+        }
+    }
+    assert_eq!(s.file(), text);
+    assert_eq!(s.api.persist().control().generation(), generation);
+    // The refused attempts that reached the file are journaled as refused.
+    let j = s.journal();
+    assert_eq!(j.len(), 4, "{j:?}");
+    assert!(j.iter().all(|e| e["result"] == "refused"));
+}
+
+#[test]
+fn outbound_rules_are_listed_to_their_tenant() {
+    let s = setup_with("outbound", false, &rules_example());
+    let (st, v) = s.call(Some("BLUE"), "GET", "/v1/outbound", "");
+    assert_eq!(st, 200, "{v}");
+    let rules = v.as_array().unwrap();
+    assert_eq!(rules.len(), 1);
+    let r = &rules[0];
+    assert_eq!(
+        (&r["name"], &r["tenant"], &r["address"], &r["ports"]),
+        (
+            &json!("blue-out"),
+            &json!("blue"),
+            &json!("203.0.113.11"),
+            &json!("40000-49999")
+        )
+    );
+    assert_eq!(
+        (&r["ports_per_dip"], &r["idle_timeout_s"]),
+        (&json!(2000), &json!(120))
+    );
+    let snap = s.api.persist().control().policy();
+    let want = &snap.outbound_rules()[0];
+    let srcs = r["sources"].as_array().unwrap();
+    assert_eq!(srcs.len(), want.sources.len());
+    // blue-web's four DIPs first, then the named source, each with its own block.
+    assert_eq!(srcs.len(), 5);
+    assert_eq!(srcs[0]["block"], "40000-41999");
+    assert_eq!(srcs[4]["ca"], "10.0.1.21");
+    assert_eq!(srcs[4]["vsid"], 5002);
+    assert_eq!(srcs[4]["block"], "48000-49999");
+    for (j, w) in srcs.iter().zip(&want.sources) {
+        assert_eq!(j["ca"], w.ca.to_string());
+        assert_eq!(j["host"], snap.host(w.host).name);
+    }
+    let (_, red) = s.call(Some("RED"), "GET", "/v1/outbound", "");
+    assert_eq!(red, json!([]));
+    let (_, ops) = s.call(Some("OPS"), "GET", "/v1/outbound", "");
+    assert_eq!(ops, v);
+    assert_eq!(s.call(Some("OPS"), "POST", "/v1/outbound", "").0, 405);
 }

@@ -74,7 +74,8 @@ pub(super) fn vip_json(s: &Snapshot, p: &VipPool, flows: Option<&FlowCounts>) ->
     })
 }
 
-/// The rule's mode, read-only: changed only in the policy file (`nvlb reload`).
+/// The rule's mode; a load-balancing rule's settings change through
+/// `PATCH /v1/pools/{pool}`, an inbound NAT rule's only in the policy file.
 fn rule_json(p: &VipPool) -> Value {
     json!({
         "kind": p.rule.kind(),
@@ -83,6 +84,7 @@ fn rule_json(p: &VipPool) -> Value {
         "idle_timeout_s": p.rule.idle_timeout.map(|d| d.as_secs()),
         "tcp_reset": p.rule.tcp_reset,
         "icmp_echo": p.rule.icmp_echo.name(),
+        "floating_ip": p.floating_ip,
         "inbound_nat": p.rule.nat.as_ref().map(|n| json!({
             "rule": n.rule,
             "first": n.first,
@@ -189,6 +191,41 @@ pub(super) fn subnets(s: &Snapshot) -> Value {
                     "ca": r.ca.to_string(),
                     "ports": format!("{}-{}", r.first_port, r.last_port),
                 })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// Outbound rules `scope` may see, each with its source VMs and their blocks of ports.
+pub(super) fn outbound(s: &Snapshot, scope: &Scope) -> Value {
+    s.outbound_rules()
+        .iter()
+        .filter_map(|r| {
+            let tenant = s.tenant(r.tenant).map(|t| t.name.as_str())?;
+            scope.covers(tenant).then(|| {
+                let sources: Vec<Value> = r
+                    .sources
+                    .iter()
+                    .map(|src| {
+                        let (host, pa) = host_json(s, src.host);
+                        json!({
+                            "vsid": src.vsid.get(),
+                            "ca": src.ca.to_string(),
+                            "block": format!("{}-{}", src.first_port, src.last_port),
+                            "host": host,
+                            "pa": pa,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "name": r.name,
+                    "tenant": tenant,
+                    "address": r.address.to_string(),
+                    "ports": format!("{}-{}", r.first_port, r.last_port),
+                    "ports_per_dip": r.ports_per_dip,
+                    "idle_timeout_s": r.idle_timeout.as_secs(),
+                    "sources": sources,
+                })
             })
         })
         .collect()
