@@ -9,6 +9,7 @@
 
 use crate::flow::{Direction, Flow, FlowId, ForwardKey, InsertError, ReturnKey, State, steer};
 use crate::policy::Protocol;
+use crate::wire::tcp;
 
 use super::drop::DropReason;
 use super::nat::Rewrite;
@@ -42,7 +43,18 @@ pub(super) fn forward(
         vip_port: ports.dst,
     };
     let mut created = false;
-    let id = match ctx.shard.find_forward(&key, ctx.now) {
+    let mut found = ctx.shard.find_forward(&key, ctx.now);
+    if let Some(id) = found
+        && reopens(ports.tcp_flags, ctx.shard.flow(id).state)
+    {
+        // The client reuses the 4-tuple of a connection that has closed: a new
+        // connection, balanced afresh (the old binding may point at a DIP that has
+        // since gone down; found by tests/health.rs, a client port reused 5 s after
+        // the server's FIN went to the killed DIP).
+        ctx.shard.remove(id);
+        found = None;
+    }
+    let id = match found {
         Some(id) => {
             // A host may only speak for the CAs that policy places on it.
             if let Arrival::Tunnel { host, .. } = arrival
@@ -89,6 +101,16 @@ pub(super) fn forward(
         out,
     );
     unbind(ctx, created, id, v)
+}
+
+/// Whether a client's segment with `tcp_flags` opens a new connection on the 4-tuple
+/// of a binding in `state`: a SYN without ACK after both FINs or a RST. A SYN on a
+/// binding still opening is a retransmission; on an established one it is left to the
+/// DIP (which answers it with a challenge ACK, RFC 5961).
+fn reopens(tcp_flags: Option<u8>, state: State) -> bool {
+    let Some(f) = tcp_flags else { return false };
+    let syn_only = f & tcp::flags::SYN != 0 && f & (tcp::flags::ACK | tcp::flags::RST) == 0;
+    syn_only && state == State::Closing
 }
 
 /// A flow bound for this packet keeps its binding only if the packet went out: a first

@@ -1130,3 +1130,51 @@ fn answers_in_a_tunnel_go_to_the_declared_host_mac() {
 }
 
 mod outbound;
+
+/// A client that reuses the 4-tuple of a closed connection opens a new one: the SYN is
+/// balanced afresh instead of following the old binding (which may lead to a DIP that
+/// has gone down since: tests/health.rs saw a port reused 5 s after the server's FIN).
+#[test]
+fn a_syn_on_a_closed_binding_is_a_new_flow() {
+    let p = example();
+    let vip = pool(&p, "blue-web");
+    let mut rig = Rig::new(&p);
+    let c = client(false, 9);
+    let fin_ack = tcp::flags::FIN | tcp::flags::ACK;
+    let (_, o) = rig.forward(SEC, &from_internet(&p, c, 37498, vip, SYN, 64));
+    rig.forward(SEC, &answer(&p, &o, SYN_ACK));
+    rig.forward(SEC, &from_internet(&p, c, 37498, vip, ACK, 64));
+    rig.forward(SEC, &answer(&p, &o, fin_ack));
+    rig.forward(SEC, &from_internet(&p, c, 37498, vip, fin_ack, 64));
+    assert_eq!(
+        rig.engine.shard().flow(0).state,
+        crate::flow::State::Closing
+    );
+    assert_eq!(rig.engine.counters().new_flows, 1);
+    // A retransmitted SYN of an opening connection stays on its binding.
+    let (_, o2) = rig.forward(2 * SEC, &from_internet(&p, c, 40001, vip, SYN, 64));
+    rig.forward(2 * SEC, &from_internet(&p, c, 40001, vip, SYN, 64));
+    assert_eq!(rig.engine.counters().new_flows, 2);
+    // The old 4-tuple, now with its DIP down: the new SYN avoids it.
+    let old_dip = o.dst;
+    let down = p
+        .overlay(
+            |pool, d| {
+                if pool.name == "blue-web" && d.ca == old_dip {
+                    crate::policy::DipState::Down
+                } else {
+                    d.state
+                }
+            },
+            &[],
+        )
+        .unwrap();
+    rig.engine.set_policy(Arc::new(down));
+    let (_, again) = rig.forward(6 * SEC, &from_internet(&p, c, 37498, vip, SYN, 64));
+    assert_ne!(
+        again.dst, old_dip,
+        "balanced afresh, away from the down DIP"
+    );
+    assert_eq!(rig.engine.counters().new_flows, 3);
+    let _ = o2;
+}
