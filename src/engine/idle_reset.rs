@@ -48,13 +48,17 @@ pub(super) fn note(ctx: &mut Ctx, id: FlowId, dir: Direction, ip: &IpPacket, por
     let Some(f) = ports.tcp_flags else {
         return;
     };
-    if f & tcp::flags::ACK == 0 || f & tcp::flags::RST != 0 {
+    // Only flows of a `tcp_reset` rule ever need the numbers: the others pay one
+    // lookup of their pool's rule, not a header read and a write per segment.
+    if f & tcp::flags::ACK == 0 || f & tcp::flags::RST != 0 || !ctx.shard.resets_on_idle(id) {
         return;
     }
-    let at = ip.l4.saturating_add(8);
-    if let Some(b) = ip.bytes.get(at..at.saturating_add(4)) {
-        let ack = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        ctx.shard.note_ack(id, dir, ack);
+    if let Some(seg) = ip
+        .bytes
+        .get(ip.l4..)
+        .and_then(|b| tcp::Packet::new_checked(b).ok())
+    {
+        ctx.shard.note_ack(id, dir, seg.ack_number());
     }
 }
 

@@ -264,6 +264,14 @@ impl FlowShard {
         self.rules = rules;
     }
 
+    /// Whether flow `id` belongs to a rule that resets both ends when it times out idle.
+    pub fn resets_on_idle(&self, id: FlowId) -> bool {
+        self.slab
+            .get(id as usize)
+            .and_then(|f| self.rules.get(f.pool as usize))
+            .is_some_and(|r| r.reset)
+    }
+
     /// Records the acknowledgment number of a TCP segment that travelled in `dir`.
     pub fn note_ack(&mut self, id: FlowId, dir: Direction, ack: u32) {
         let Some(flow) = self.slab.get_mut(id as usize) else {
