@@ -16,9 +16,10 @@
 
 mod common;
 
-use std::io::Read as _;
+use common::Slow;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -178,92 +179,14 @@ fn all_answered(batches: &[common::Batch]) -> usize {
 }
 
 /// A slow bulk download through the VIP (10 MiB at 2 MB/s: about 5 s), in flight.
-struct Slow {
-    child: Child,
-    file: PathBuf,
-    served_by: String,
+fn slow(lab: &Lab, i: usize) -> Slow {
+    Slow::start(&lab.dir(), &lab.topo.client, VIP_URL, "2M", 40, i)
 }
 
-impl Slow {
-    /// Starts one and waits for its response headers, which name the VM serving it.
-    fn start(lab: &Lab, i: usize) -> Slow {
-        let file = lab.dir().join(format!("slow{i}.bin"));
-        let headers = lab.dir().join(format!("slow{i}.hdr"));
-        let _ = std::fs::remove_file(&headers);
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.topo.client,
-                "curl",
-                "--silent",
-                "--limit-rate",
-                "2M",
-                "--max-time",
-                "40",
-                "--dump-header",
-                &headers.display().to_string(),
-                "--output",
-                &file.display().to_string(),
-                "--write-out",
-                "%{http_code}\t%{exitcode}\t%{size_download}\n",
-                &format!("{VIP_URL}/bulk"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("curl");
-        let t = Instant::now();
-        let served_by = loop {
-            let h = std::fs::read_to_string(&headers).unwrap_or_default();
-            if let Some(v) = h.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("x-served-by")
-                    .then(|| v.trim().to_string())
-            }) {
-                break v;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "no headers: {h:?}");
-            thread::sleep(Duration::from_millis(20));
-        };
-        Slow {
-            child,
-            file,
-            served_by,
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.file);
-    }
-
-    /// Waits for the end: the whole file, intact.
-    fn check(mut self, sha: &str) {
-        let status = self.child.wait().unwrap();
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        println!("slow download from {}: {out:?} ({status})", self.served_by);
-        let f: Vec<&str> = out.trim_end().split('\t').collect();
-        assert_eq!(
-            (f.first().copied(), f.get(1).copied()),
-            (Some("200"), Some("0")),
-            "from {}: {out}",
-            self.served_by
-        );
-        assert_eq!(
-            traffic::sha256(&self.file).unwrap(),
-            sha,
-            "from {}",
-            self.served_by
-        );
-        let _ = std::fs::remove_file(&self.file);
+/// Waits for the end of `s`: the whole file, intact.
+fn check(s: Slow, sha: &str) {
+    if let Err(e) = s.finish(sha) {
+        panic!("slow download {e}");
     }
 }
 
@@ -275,7 +198,7 @@ fn slow_downloads(lab: &Lab, vm: &str, on: usize, off: usize) -> Vec<Slow> {
         if to_vm.len() >= on && others.len() >= off {
             break;
         }
-        let s = Slow::start(lab, i);
+        let s = slow(lab, i);
         if s.served_by == vm && to_vm.len() < on {
             to_vm.push(s);
         } else if s.served_by != vm && others.len() < off {
@@ -435,7 +358,7 @@ fn a_dip_live_migrates_to_another_host_under_load_without_a_failed_request() {
     );
     // Established connections survived, those to the moved VM included.
     for s in slow {
-        s.check(&bulk_sha);
+        check(s, &bulk_sha);
     }
     assert!(
         lab.log(from)
@@ -581,7 +504,7 @@ fn a_dip_added_under_load_answers_and_established_flows_stay() {
     );
     // Established connections to the other DIPs were untouched.
     for s in slow {
-        s.check(&bulk_sha);
+        check(s, &bulk_sha);
     }
     lab.down();
 }

@@ -105,7 +105,7 @@ fn a_host_simulator_killed_and_restarted_fails_only_its_vms_flows() {
     let client = lab.topo.client.clone();
     let sha = traffic::sha256(&lab.dir().join("bulk.bin")).unwrap();
     let slow: Vec<Slow> = (0..6)
-        .map(|i| Slow::start(&lab, &client, BLUE_URL, "1M", i))
+        .map(|i| Slow::start(&lab.dir(), &client, BLUE_URL, "1M", 170, i))
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let blue = load(&lab, &client, BLUE_URL, "blue", &stop);
@@ -230,9 +230,9 @@ fn a_reload_every_two_seconds_under_load_fails_nothing() {
     );
     assert_ne!(heavier, original);
     let mut slow: Vec<Slow> = (0..3)
-        .map(|i| Slow::start(&lab, &client, BLUE_URL, "300K", i))
+        .map(|i| Slow::start(&lab.dir(), &client, BLUE_URL, "300K", 170, i))
         .collect();
-    slow.push(Slow::start(&lab, &vip1_ns, vip1_url, "300K", 3));
+    slow.push(Slow::start(&lab.dir(), &vip1_ns, vip1_url, "300K", 170, 3));
     let stop = Arc::new(AtomicBool::new(false));
     let public = load(&lab, &client, BLUE_URL, "blue", &stop);
     let ca = load(&lab, &vip1_ns, vip1_url, "vip1", &stop);
@@ -288,10 +288,10 @@ fn an_lb_restart_keeps_public_vip_downloads_and_breaks_full_nat_ones() {
     let (vip1_ns, vip1_url) = blue_vip1(&lab);
     let sha = traffic::sha256(&lab.dir().join("bulk.bin")).unwrap();
     let public_slow: Vec<Slow> = (0..4)
-        .map(|i| Slow::start(&lab, &client, BLUE_URL, "500K", i))
+        .map(|i| Slow::start(&lab.dir(), &client, BLUE_URL, "500K", 170, i))
         .collect();
     let ca_slow: Vec<Slow> = (4..6)
-        .map(|i| Slow::start(&lab, &vip1_ns, vip1_url, "500K", i))
+        .map(|i| Slow::start(&lab.dir(), &vip1_ns, vip1_url, "500K", 170, i))
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let public = load(&lab, &client, BLUE_URL, "blue", &stop);

@@ -110,9 +110,9 @@ fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
 
     // Long-lived Blue transfers (10 MiB at 400 kB/s: about 26 s), then Blue load.
     let mut slow: Vec<Slow> = (0..3)
-        .map(|i| Slow::start(&lab, &client, BLUE_URL, "400K", i))
+        .map(|i| Slow::start(&lab.dir(), &client, BLUE_URL, "400K", 170, i))
         .collect();
-    slow.push(Slow::start(&lab, &vip1_ns, vip1_url, "400K", 3));
+    slow.push(Slow::start(&lab.dir(), &vip1_ns, vip1_url, "400K", 170, 3));
     let stop = Arc::new(AtomicBool::new(false));
     let blue_public = common::load_batches(client.clone(), BLUE_URL, 8, 5, lab.dir(), stop.clone());
     // Its own directory: batches name their answer files by batch number.

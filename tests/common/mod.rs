@@ -264,3 +264,115 @@ pub fn load_batches(
         batches
     })
 }
+
+/// A slow bulk download (a lab's `/bulk` file at `rate`), in flight in the background
+/// (tests/lab_control.rs, tests/lab_faults.rs, tests/lab_flood.rs).
+pub struct Slow {
+    child: Child,
+    file: std::path::PathBuf,
+    pub served_by: String,
+}
+
+impl Slow {
+    /// Starts one from namespace `ns` (files in `dir`, at most `max_time_s` seconds) and
+    /// waits for its response headers, which name the VM serving it.
+    pub fn start(
+        dir: &std::path::Path,
+        ns: &str,
+        base_url: &str,
+        rate: &str,
+        max_time_s: u32,
+        i: usize,
+    ) -> Slow {
+        let file = dir.join(format!("slow{i}.bin"));
+        let headers = dir.join(format!("slow{i}.hdr"));
+        let _ = std::fs::remove_file(&headers);
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "curl",
+                "--silent",
+                "--limit-rate",
+                rate,
+                "--max-time",
+                &max_time_s.to_string(),
+                "--dump-header",
+                &headers.display().to_string(),
+                "--output",
+                &file.display().to_string(),
+                "--write-out",
+                "%{http_code}\t%{exitcode}\t%{size_download}\n",
+                &format!("{base_url}/bulk"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("curl");
+        let t = Instant::now();
+        let served_by = loop {
+            let h = std::fs::read_to_string(&headers).unwrap_or_default();
+            if let Some(v) = h.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("x-served-by")
+                    .then(|| v.trim().to_string())
+            }) {
+                break v;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no headers: {h:?}");
+            thread::sleep(Duration::from_millis(20));
+        };
+        Slow {
+            child,
+            file,
+            served_by,
+        }
+    }
+
+    /// Stops it and removes its file.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Like [`Slow::finish`], but a download still running at `deadline` is stopped and
+    /// counted as stalled.
+    pub fn finish_by(mut self, sha: &str, deadline: Instant) -> Result<(), String> {
+        while self.running() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let _ = std::fs::remove_file(&self.file);
+                return Err(format!("from {}: stalled", self.served_by));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.finish(sha)
+    }
+
+    /// Waits for the end; `Ok` when the whole file arrived intact, else why not.
+    pub fn finish(mut self, sha: &str) -> Result<(), String> {
+        let status = self.child.wait().unwrap();
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        println!("slow download from {}: {out:?} ({status})", self.served_by);
+        let f: Vec<&str> = out.trim_end().split('\t').collect();
+        let result = if (f.first().copied(), f.get(1).copied()) != (Some("200"), Some("0")) {
+            Err(format!("from {}: {out:?}", self.served_by))
+        } else if nvlb::lab::traffic::sha256(&self.file).unwrap_or_default() != sha {
+            Err(format!("from {}: the file differs", self.served_by))
+        } else {
+            Ok(())
+        };
+        let _ = std::fs::remove_file(&self.file);
+        result
+    }
+}

@@ -6,14 +6,12 @@
 //! nothing with the test's prefix behind (also after a failed assertion).
 #![allow(dead_code)]
 
-use std::io::Read as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nvlb::lab::topology::Topology;
-use nvlb::lab::traffic;
 use nvlb::policy::Snapshot;
 
 use crate::common;
@@ -249,102 +247,7 @@ pub fn metric(page: &str, name: &str, labels: &[&str]) -> u64 {
         .sum()
 }
 
-/// A slow bulk download (the lab's 10 MiB file at `rate`), in flight in the background.
-pub struct Slow {
-    child: Child,
-    file: PathBuf,
-    pub served_by: String,
-}
-
-impl Slow {
-    /// Starts one from namespace `ns` and waits for its response headers, which name the
-    /// VM serving it.
-    pub fn start(lab: &Lab, ns: &str, base_url: &str, rate: &str, i: usize) -> Slow {
-        let file = lab.dir().join(format!("slow{i}.bin"));
-        let headers = lab.dir().join(format!("slow{i}.hdr"));
-        let _ = std::fs::remove_file(&headers);
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "curl",
-                "--silent",
-                "--limit-rate",
-                rate,
-                "--max-time",
-                "170",
-                "--dump-header",
-                &headers.display().to_string(),
-                "--output",
-                &file.display().to_string(),
-                "--write-out",
-                "%{http_code}\t%{exitcode}\t%{size_download}\n",
-                &format!("{base_url}/bulk"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("curl");
-        let t = Instant::now();
-        let served_by = loop {
-            let h = std::fs::read_to_string(&headers).unwrap_or_default();
-            if let Some(v) = h.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("x-served-by")
-                    .then(|| v.trim().to_string())
-            }) {
-                break v;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "no headers: {h:?}");
-            thread::sleep(Duration::from_millis(20));
-        };
-        Slow {
-            child,
-            file,
-            served_by,
-        }
-    }
-
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Like [`Slow::finish`], but a download still running at `deadline` is stopped and
-    /// counted as stalled.
-    pub fn finish_by(mut self, sha: &str, deadline: Instant) -> Result<(), String> {
-        while self.running() {
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let _ = std::fs::remove_file(&self.file);
-                return Err(format!("from {}: stalled", self.served_by));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        self.finish(sha)
-    }
-
-    /// Waits for the end; `Ok` when the whole file arrived intact, else why not.
-    pub fn finish(mut self, sha: &str) -> Result<(), String> {
-        let status = self.child.wait().unwrap();
-        let mut out = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            let _ = o.read_to_string(&mut out);
-        }
-        println!("slow download from {}: {out:?} ({status})", self.served_by);
-        let f: Vec<&str> = out.trim_end().split('\t').collect();
-        let result = if (f.first().copied(), f.get(1).copied()) != (Some("200"), Some("0")) {
-            Err(format!("from {}: {out:?}", self.served_by))
-        } else if traffic::sha256(&self.file).unwrap_or_default() != sha {
-            Err(format!("from {}: the file differs", self.served_by))
-        } else {
-            Ok(())
-        };
-        let _ = std::fs::remove_file(&self.file);
-        result
-    }
-}
+pub use crate::common::Slow;
 
 /// Failed requests over every batch, and how many were sent.
 pub fn failures(batches: &[common::Batch]) -> (usize, usize, Vec<String>) {
