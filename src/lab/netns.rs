@@ -147,7 +147,14 @@ fn build_pa_network(t: &Topology) -> Result<(), Error> {
         ],
     )?;
     ip_in(&t.lb, &["link", "set", "lb-pa", "up"])?;
-    let mut ports = vec!["pa-lb".to_string()];
+    bridge_hosts(t, "pa-lb", &mtu)
+}
+
+/// Every host's PA leg (`pa0`, MAC from policy) on the PA bridge `br-pa`, with `uplink`
+/// (the LB's or the router's end, already in the PA namespace) as one more port. Shared
+/// by the single-LB lab and the scale-out lab, whose hosts hang on the bridge alike.
+pub(super) fn bridge_hosts(t: &Topology, uplink: &str, mtu: &str) -> Result<(), Error> {
+    let mut ports = vec![uplink.to_string()];
     for h in &t.hosts {
         let mac = h.mac.to_string();
         ip_in(
@@ -159,14 +166,14 @@ fn build_pa_network(t: &Topology) -> Result<(), Error> {
                 "address",
                 &mac,
                 "mtu",
-                &mtu,
+                mtu,
                 "type",
                 "veth",
                 "peer",
                 "name",
                 &h.bridge_port,
                 "mtu",
-                &mtu,
+                mtu,
                 "netns",
                 &t.pa,
             ],

@@ -435,39 +435,7 @@ fn build_pa_side(p: &Plan, mtu: &str, pmac: &str) -> Result<(), Error> {
     )?;
     add_addr(&t.router, "rt-pa", &p.router_pa)?;
     ip_in(&t.router, &["link", "set", "rt-pa", "up"])?;
-    let mut ports = vec!["pa-rt".to_string()];
-    for h in &t.hosts {
-        let mac = h.mac.to_string();
-        ip_in(
-            &h.netns,
-            &[
-                "link",
-                "add",
-                "pa0",
-                "address",
-                &mac,
-                "mtu",
-                mtu,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &h.bridge_port,
-                "mtu",
-                mtu,
-                "netns",
-                &t.pa,
-            ],
-        )?;
-        ip_in(&h.netns, &["link", "set", "pa0", "up"])?;
-        ports.push(h.bridge_port.clone());
-    }
-    for port in &ports {
-        ip_in(&t.pa, &["link", "set", port, "master", "br-pa"])?;
-        ip_in(&t.pa, &["link", "set", port, "up"])?;
-    }
-    ip_in(&t.pa, &["link", "set", "br-pa", "up"])?;
-    Ok(())
+    super::netns::bridge_hosts(t, "pa-rt", mtu)
 }
 
 /// How to run the scale-out lab.
