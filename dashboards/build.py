@@ -154,7 +154,8 @@ overview = dashboard(
         ], unit="pps", stack=True, desc="Reasons are listed in docs/metrics.md."),
         panel("New flows per second", [
             (f"sum(rate(nvlb_new_flows_total[{RATE}]))", "new flows"),
-        ], unit="ops"),
+            (f"sum by (outcome) (rate(nvlb_idle_resets_total[{RATE}]))", "idle-reset RSTs {{outcome}}"),
+        ], unit="ops", desc="Idle-reset RSTs: two per TCP flow of a tcp_reset rule that timed out idle; not_sent means they were lost (docs/metrics.md)."),
         panel("Active flows per shard", [("sum by (shard) (nvlb_active_flows)", "shard {{shard}}")], stack=True),
         panel("Active flows per tenant", [("sum by (tenant) (nvlb_tenant_active_flows)", "{{tenant}}")], stack=True),
         panel("Flow table fill per shard", [

@@ -22,6 +22,12 @@ pub struct Counters {
     pub replied: u64,
     pub handoffs: u64,
     pub new_flows: u64,
+    /// RST segments sent to the ends of TCP flows that timed out idle under a
+    /// `tcp_reset` rule (two per flow: client, then DIP).
+    pub idle_resets_sent: u64,
+    /// RST segments such flows should have had but did not: their queue was full, a
+    /// policy change came first, or their path was gone.
+    pub idle_resets_unsent: u64,
     pub drops: [u64; REASONS],
     /// Per VIP pool, indexed like the snapshot's pools (empty until sized by
     /// [`Counters::for_policy`]; a pool index beyond it is simply not counted).
@@ -77,6 +83,8 @@ impl Default for Counters {
             replied: 0,
             handoffs: 0,
             new_flows: 0,
+            idle_resets_sent: 0,
+            idle_resets_unsent: 0,
             drops: [0; REASONS],
             pools: Vec::new(),
         }
@@ -112,6 +120,8 @@ impl Counters {
         out.replied = self.replied;
         out.handoffs = self.handoffs;
         out.new_flows = self.new_flows;
+        out.idle_resets_sent = self.idle_resets_sent;
+        out.idle_resets_unsent = self.idle_resets_unsent;
         out.drops = self.drops;
         for (old_pool, counts) in old.pools().iter().zip(&self.pools) {
             let Some((new_i, new_pool)) = new
@@ -198,6 +208,8 @@ impl Counters {
         self.replied += other.replied;
         self.handoffs += other.handoffs;
         self.new_flows += other.new_flows;
+        self.idle_resets_sent += other.idle_resets_sent;
+        self.idle_resets_unsent += other.idle_resets_unsent;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

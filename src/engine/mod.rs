@@ -305,8 +305,12 @@ impl Engine {
         self.shard.set_rules(idle_reset::rules_of(&policy));
         // Resets still queued name pools of the old snapshot: the worker sends them
         // before it adopts a new one, so whatever is left here could only go astray.
-        self.resetting = None;
-        while self.shard.take_reset().is_some() {}
+        let mut unsent = u64::from(self.resetting.take().is_some());
+        while self.shard.take_reset().is_some() {
+            unsent += 2;
+        }
+        self.counters.idle_resets_unsent += unsent;
+        self.count_unqueued_resets();
         self.routes = route::Routes::build(&policy);
         self.policy = policy;
         forgotten
@@ -330,7 +334,15 @@ impl Engine {
 
     /// Removes up to `budget` expired bindings; call between batches.
     pub fn expire(&mut self, now: Nanos, budget: usize) -> usize {
-        self.shard.sweep(seconds(now), budget)
+        let n = self.shard.sweep(seconds(now), budget);
+        self.count_unqueued_resets();
+        n
+    }
+
+    /// Moves the shard's count of flows it could not queue for resets (expired by a
+    /// sweep, here or on the packet path) into the counters: two segments each.
+    fn count_unqueued_resets(&mut self) {
+        self.counters.idle_resets_unsent += 2 * self.shard.take_unqueued_resets();
     }
 
     /// Whether expired flows wait for their TCP resets ([`Engine::next_reset`]).
@@ -353,7 +365,7 @@ impl Engine {
             };
             self.ident = self.ident.wrapping_add(1);
             // A flow whose path is gone (its pool removed by a reload) is skipped.
-            if let Ok(sent) = idle_reset::write(
+            match idle_reset::write(
                 &self.policy,
                 &self.routes,
                 &flow,
@@ -361,7 +373,11 @@ impl Engine {
                 self.ident,
                 out,
             ) {
-                return Some(sent);
+                Ok(sent) => {
+                    self.counters.idle_resets_sent += 1;
+                    return Some(sent);
+                }
+                Err(_) => self.counters.idle_resets_unsent += 1,
             }
         }
     }

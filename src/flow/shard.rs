@@ -184,6 +184,9 @@ pub struct FlowShard {
     rules: Vec<RuleIdle>,
     /// Expired flows whose ends the engine must reset, oldest first.
     resets: std::collections::VecDeque<Flow>,
+    /// Expired flows that asked for resets but found the queue full, since the engine
+    /// last took the count ([`FlowShard::take_unqueued_resets`]).
+    unqueued_resets: u64,
 }
 
 /// Seconds from nanoseconds, as bindings keep them.
@@ -207,6 +210,7 @@ impl FlowShard {
             port_cursor: 0,
             rules: Vec::new(),
             resets: std::collections::VecDeque::new(),
+            unqueued_resets: 0,
         }
     }
 
@@ -249,11 +253,15 @@ impl FlowShard {
     /// Removes an expired binding, keeping it for its resets if its rule asks for them.
     fn expire(&mut self, id: FlowId) {
         let flow = self.slab[id as usize];
-        if idle::wants_reset(&self.rules, &flow) && self.resets.len() < idle::MAX_PENDING_RESETS {
-            if self.resets.capacity() == 0 {
-                self.resets.reserve_exact(idle::MAX_PENDING_RESETS);
+        if idle::wants_reset(&self.rules, &flow) {
+            if self.resets.len() < idle::MAX_PENDING_RESETS {
+                if self.resets.capacity() == 0 {
+                    self.resets.reserve_exact(idle::MAX_PENDING_RESETS);
+                }
+                self.resets.push_back(flow);
+            } else {
+                self.unqueued_resets += 1;
             }
-            self.resets.push_back(flow);
         }
         self.remove(id);
     }
@@ -292,6 +300,12 @@ impl FlowShard {
     /// The next expired flow to reset, if any (between batches, by the engine).
     pub fn take_reset(&mut self) -> Option<Flow> {
         self.resets.pop_front()
+    }
+
+    /// How many expired flows were not queued for their resets (queue full) since the
+    /// last call; the engine counts them as resets not sent.
+    pub fn take_unqueued_resets(&mut self) -> u64 {
+        std::mem::take(&mut self.unqueued_resets)
     }
 
     /// Expired flows waiting for their resets.

@@ -265,6 +265,23 @@ fn totals(e: &mut Exposition, engine: &Counters, io: &IoCounters) {
     );
     e.sample("nvlb_new_flows_total", &[], engine.new_flows);
     e.family(
+        "nvlb_idle_resets_total",
+        Kind::Counter,
+        "RST segments for TCP flows that timed out idle under a tcp_reset rule, two per \
+         flow (client, DIP): sent, or not sent (reset queue full, policy changed first, \
+         path gone).",
+    );
+    e.sample(
+        "nvlb_idle_resets_total",
+        &[("outcome", "sent")],
+        engine.idle_resets_sent,
+    );
+    e.sample(
+        "nvlb_idle_resets_total",
+        &[("outcome", "not_sent")],
+        engine.idle_resets_unsent,
+    );
+    e.family(
         "nvlb_handoffs_total",
         Kind::Counter,
         "Frames a worker handed to the worker owning their flow.",

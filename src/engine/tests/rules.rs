@@ -485,6 +485,73 @@ fn an_idle_tcp_flow_is_reset_at_both_ends_with_accepted_numbers() {
     let _ = s;
     assert_eq!(rig.engine.expire(60 * SEC, 100), 1);
     assert!(!rig.engine.has_resets());
+    let counted = rig.engine.counters();
+    assert_eq!(
+        (counted.idle_resets_sent, counted.idle_resets_unsent),
+        (2, 0)
+    );
+
+    // The operator sees them on the metrics page, as a worker publishes them.
+    let metrics =
+        crate::metrics::LbMetrics::new(p.clone(), 1, Arc::new(crate::metrics::ControlStats::new()));
+    let mut publisher = metrics.publisher(0).unwrap();
+    publisher.tick(61 * SEC, &rig.engine, &Default::default(), true);
+    let page = metrics.render();
+    for line in [
+        "nvlb_idle_resets_total{outcome=\"sent\"} 2",
+        "nvlb_idle_resets_total{outcome=\"not_sent\"} 0",
+    ] {
+        assert!(page.lines().any(|l| l == line), "{line} not on the page");
+    }
+}
+
+/// Establishes a flow of the tcp_reset rule blue-quiet (203.0.113.31:80) from client
+/// port `sport`, with acknowledgment numbers seen both ways, at second 1.
+fn quiet_flow(rig: &mut Rig, p: &Snapshot, sport: u16) {
+    let c = client(false, 7);
+    let quiet = addr("203.0.113.31");
+    let (_, o) = rig.forward(SEC, &tcp_in(p, c, sport, quiet, 80, SYN, 1000, 0));
+    rig.forward(SEC, &dip_tcp(p, &o, SYN_ACK, 5000, 1001));
+    rig.forward(SEC, &tcp_in(p, c, sport, quiet, 80, ACK, 1001, 5001));
+}
+
+#[test]
+fn idle_resets_that_cannot_be_sent_are_counted() {
+    let p = rules_policy();
+    // More expiries at once than the reset queue holds: the excess is counted, two
+    // segments a flow, and the queued ones are sent.
+    let mut rig = Rig::new(&p);
+    let extra = 3;
+    let n = crate::flow::idle::MAX_PENDING_RESETS + extra;
+    for i in 0..n {
+        quiet_flow(&mut rig, &p, 20000 + i as u16);
+    }
+    assert_eq!(rig.engine.expire(10 * SEC, usize::MAX), n);
+    let mut sent = 0;
+    while rig.engine.next_reset(&mut rig.out).is_some() {
+        sent += 1;
+    }
+    assert_eq!(sent, 2 * crate::flow::idle::MAX_PENDING_RESETS);
+    let c = rig.engine.counters();
+    assert_eq!(
+        (c.idle_resets_sent, c.idle_resets_unsent),
+        (sent as u64, 2 * extra as u64)
+    );
+
+    // A policy change while resets wait: the waiting ones are counted, not sent, also
+    // the DIP's half of a flow whose client was already reset.
+    let mut rig = Rig::new(&p);
+    quiet_flow(&mut rig, &p, 30000);
+    quiet_flow(&mut rig, &p, 30001);
+    assert_eq!(rig.engine.expire(10 * SEC, 100), 2);
+    assert!(
+        rig.engine.next_reset(&mut rig.out).is_some(),
+        "first client's RST"
+    );
+    rig.engine.set_policy(rules_policy());
+    assert!(!rig.engine.has_resets());
+    let c = rig.engine.counters();
+    assert_eq!((c.idle_resets_sent, c.idle_resets_unsent), (1, 3));
 }
 
 #[test]
