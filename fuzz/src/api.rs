@@ -23,7 +23,7 @@ use nvlb::policy::Snapshot;
 const EXAMPLE: &str = include_str!("../../lb-config/example.toml");
 
 /// Routes the first input byte picks; past the end, the path comes from the input.
-const ROUTES: &[(&str, &str)] = &[
+pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/whoami"),
     ("GET", "/v1/pools"),
     ("GET", "/v1/pools/blue-web"),
@@ -38,10 +38,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
 ];
 
-const METHODS: &[&str] = &["GET", "POST", "PATCH", "PUT", "DELETE"];
+pub(crate) const METHODS: &[&str] = &["GET", "POST", "PATCH", "PUT", "DELETE"];
 
 /// Bearer tokens the second input byte picks (none, an unknown one, each scope).
-const TOKENS: &[Option<&str>] = &[None, Some("nope"), Some("OPS"), Some("BLUE"), Some("RED")];
+pub(crate) const TOKENS: &[Option<&str>] =
+    &[None, Some("nope"), Some("OPS"), Some("BLUE"), Some("RED")];
 
 struct World {
     path: PathBuf,
@@ -84,10 +85,29 @@ fn world() -> &'static Mutex<World> {
     })
 }
 
+/// The input that asks `method path` with `token` and `body`, in the form `run`
+/// decodes past the fixed routes: a route byte that picks the method, then the path, a
+/// newline and the body. `None` for a method or token the harness does not know.
+pub fn request(method: &str, path: &str, token: Option<&str>, body: &str) -> Option<Vec<u8>> {
+    let m = METHODS.iter().position(|x| *x == method)?;
+    let route = (ROUTES.len()..=255).find(|r| r % METHODS.len() == m)?;
+    let token = TOKENS.iter().position(|t| *t == token)?;
+    let mut v = vec![u8::try_from(route).ok()?, u8::try_from(token).ok()?];
+    v.extend_from_slice(path.as_bytes());
+    v.push(b'\n');
+    v.extend_from_slice(body.as_bytes());
+    Some(v)
+}
+
 /// Runs one fuzz input: `[route, token, body...]`; `Err` names the broken promise.
 pub fn run(data: &[u8]) -> Result<(), String> {
+    status(data).map(|_| ())
+}
+
+/// As [`run`], and the status the API answered (`None`: too short to be a request).
+pub fn status(data: &[u8]) -> Result<Option<u16>, String> {
     let (Some(&route), Some(&token)) = (data.first(), data.get(1)) else {
-        return Ok(());
+        return Ok(None);
     };
     let rest = data.get(2..).unwrap_or(&[]);
     let (method, path, body): (&str, String, &[u8]) = match ROUTES.get(usize::from(route)) {
@@ -117,7 +137,7 @@ pub fn run(data: &[u8]) -> Result<(), String> {
                     .install(Snapshot::clone(&w.pristine), Instant::now())
                     .map_err(|e| format!("cannot restore the example: {e}"))?;
             }
-            Ok(())
+            Ok(Some(answer.status))
         }
         400..=499 => {
             if after != before {
@@ -132,7 +152,7 @@ pub fn run(data: &[u8]) -> Result<(), String> {
                     answer.status
                 ));
             }
-            Ok(())
+            Ok(Some(answer.status))
         }
         s => Err(format!("{method} {path}: status {s}: {}", answer.body)),
     }

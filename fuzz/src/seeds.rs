@@ -158,11 +158,118 @@ pub fn api_seeds() -> Vec<Seed> {
         serde_json::to_string(&serde_json::Value::String(crate::EXAMPLE.to_string()))
             .unwrap_or_default(),
     ];
-    bodies
+    let mut seeds: Vec<Seed> = bodies
         .into_iter()
         .enumerate()
         .map(|(i, b)| (format!("body-{i}"), b.into_bytes()))
-        .collect()
+        .collect();
+    seeds.extend(api_requests());
+    seeds
+}
+
+/// One whole request for every call the API routes, with a body it accepts, so that
+/// the fuzzer starts from each route (the harness's fixed route list predates some).
+/// Not DELETE of a subnet: every subnet of the example has records, so the API refuses
+/// it (the fixed route list asks it).
+fn api_requests() -> Vec<Seed> {
+    const OPS: Option<&str> = Some("OPS");
+    const BLUE: Option<&str> = Some("BLUE");
+    let calls: &[(&str, &str, Option<&str>, &str)] = &[
+        ("GET", "/v1/tenants", OPS, ""),
+        ("GET", "/v1/vips", BLUE, ""),
+        ("GET", "/v1/pools", BLUE, ""),
+        ("GET", "/v1/pools/blue-web6", BLUE, ""),
+        ("GET", "/v1/outbound", OPS, ""),
+        ("GET", "/v1/health", OPS, ""),
+        ("GET", "/v1/flows", OPS, ""),
+        ("GET", "/v1/lookups", OPS, ""),
+        ("GET", "/v1/subnets", OPS, ""),
+        (
+            "PATCH",
+            "/v1/pools/blue-web",
+            OPS,
+            r#"{"distribution": "source_ip", "idle_timeout": "4m", "tcp_reset": true, "icmp_echo": "forward"}"#,
+        ),
+        (
+            "PATCH",
+            "/v1/pools/blue-web",
+            BLUE,
+            r#"{"idle_timeout": null, "distribution": "five_tuple", "icmp_echo": "drop", "floating_ip": false}"#,
+        ),
+        (
+            "POST",
+            "/v1/pools/blue-web/pick",
+            BLUE,
+            r#"{"clients": ["198.51.100.7:40000", "192.0.2.1:1"], "port": 80, "protocol": "tcp"}"#,
+        ),
+        (
+            "POST",
+            "/v1/pools/blue-web/dips",
+            OPS,
+            r#"{"ca": "10.0.0.5", "port": 8080, "vsid": 5001, "weight": 2, "drain": false}"#,
+        ),
+        (
+            "PATCH",
+            "/v1/pools/blue-web/dips/10.0.0.6/80?vsid=5001",
+            OPS,
+            r#"{"weight": 0, "drain": true}"#,
+        ),
+        (
+            "DELETE",
+            "/v1/pools/blue-web/dips/10.0.0.6?vsid=5001",
+            BLUE,
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/lookups",
+            OPS,
+            r#"{"set": [{"vsid": 5001, "ca": "10.0.0.9", "host": "host1", "mac": "02:00:00:00:05:09"}], "delete": []}"#,
+        ),
+        (
+            "PUT",
+            "/v1/subnets/5003",
+            OPS,
+            r#"{"tenant": "blue", "routing_domain": "blue-rd1", "prefixes": ["10.0.3.0/24"], "lb_mac": "02:00:00:00:b1:0c"}"#,
+        ),
+        ("POST", "/v1/reload", OPS, ""),
+    ];
+    let mut seeds: Vec<Seed> = calls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (m, path, token, body))| {
+            let input = crate::api::request(m, path, *token, body)?;
+            Some((format!("call-{i:02}-{}", m.to_lowercase()), input))
+        })
+        .collect();
+    // PUT replaces every record, so its body is the example's records and one more.
+    if let Some(input) = crate::api::request("PUT", "/v1/lookups", OPS, &all_records()) {
+        seeds.push(("call-put-lookups".to_string(), input));
+    }
+    seeds
+}
+
+/// The example's lookup records as the API takes them, plus one for a new VM.
+fn all_records() -> String {
+    let Ok(p) = nvlb::policy::Snapshot::from_toml(crate::EXAMPLE, "example.toml") else {
+        return String::new();
+    };
+    let mut records: Vec<serde_json::Value> = p
+        .lookups()
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "vsid": r.vsid.get(),
+                "ca": r.ca.to_string(),
+                "host": p.host(r.host).name,
+                "mac": r.mac.to_string(),
+            })
+        })
+        .collect();
+    records.push(serde_json::json!({
+        "vsid": 5001, "ca": "10.0.0.9", "host": "host2", "mac": "02:00:00:00:05:09"
+    }));
+    serde_json::json!({ "records": records }).to_string()
 }
 
 /// Writes seeds into `dir` (created), one file each; returns how many.

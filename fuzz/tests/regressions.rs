@@ -80,3 +80,22 @@ fn the_checks_catch_a_wrong_tenant_and_a_bad_checksum() {
     let err = nvlb_fuzz::check::output(&p, input, &bad_sum, what).unwrap_err();
     assert!(err.contains("checksum"), "{err}");
 }
+
+/// The API seeds that name a call are accepted by it: each starts the fuzzer inside a
+/// route's handler, past authorization and body parsing, not at a refusal.
+#[test]
+fn every_api_call_seed_is_accepted() {
+    let calls: Vec<_> = nvlb_fuzz::seeds::api_seeds()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("call-"))
+        .collect();
+    assert!(calls.len() >= 19, "{} call seeds", calls.len());
+    for (name, input) in calls {
+        let status = nvlb_fuzz::api::status(&input).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            matches!(status, Some(200..=299)),
+            "{name}: answered {status:?} to {}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+}
