@@ -8,23 +8,41 @@
 use std::net::IpAddr;
 
 use nvlb::engine::{Egress, Matched};
-use nvlb::policy::{Snapshot, Vsid};
-use nvlb::wire::{arp, ethernet, icmpv4, icmpv6, ip_proto};
+use nvlb::policy::{OUTBOUND_POOL_TAG, Snapshot, Vsid};
+use nvlb::wire::{arp, ethernet, icmpv4, icmpv6, ip_proto, tcp};
 
 use crate::decode::{self, Frame, Strict};
 
 /// What the engine said about the frame it emitted.
 #[derive(Clone, Copy, Debug)]
 pub enum Emitted {
-    Forward { egress: Egress, matched: Matched },
-    Reply { egress: Egress },
+    Forward {
+        egress: Egress,
+        matched: Matched,
+    },
+    Reply {
+        egress: Egress,
+    },
+    /// A TCP reset the LB built for a flow that timed out idle (`Engine::next_reset`):
+    /// no input frame, and it goes to an end of a flow, like a forward.
+    Reset {
+        egress: Egress,
+    },
 }
 
 impl Emitted {
     fn egress(&self) -> Egress {
         match *self {
-            Emitted::Forward { egress, .. } | Emitted::Reply { egress } => egress,
+            Emitted::Forward { egress, .. }
+            | Emitted::Reply { egress }
+            | Emitted::Reset { egress } => egress,
         }
+    }
+
+    /// Whether the frame goes to an end of a flow (a client, a DIP, the Internet)
+    /// rather than back to whoever sent the input.
+    fn reaches_flow_end(self) -> bool {
+        !matches!(self, Emitted::Reply { .. })
     }
 }
 
@@ -118,17 +136,14 @@ pub fn output(p: &Snapshot, input: &[u8], out: &[u8], what: Emitted) -> Result<(
             "inner source MAC is not the LB's MAC in VSID {}",
             t.vsid
         );
-        if let Emitted::Forward { .. } = what {
-            let rec = p.lookup(vsid, inner.dst).ok_or_else(|| {
-                format!(
-                    "forwarded to {} in VSID {}: no lookup record",
-                    inner.dst, t.vsid
-                )
-            })?;
+        if what.reaches_flow_end() {
+            let ca = destination_ca(p, &inner, what)?;
+            let rec = p
+                .lookup(vsid, ca)
+                .ok_or_else(|| format!("forwarded to {ca} in VSID {}: no lookup record", t.vsid))?;
             ensure!(
                 rec.host == host_id,
-                "CA {} of VSID {} lives on host {:?}, sent to {}",
-                inner.dst,
+                "CA {ca} of VSID {} lives on host {:?}, sent to {}",
                 t.vsid,
                 rec.host,
                 host.name
@@ -138,7 +153,7 @@ pub fn output(p: &Snapshot, input: &[u8], out: &[u8], what: Emitted) -> Result<(
                 "inner MAC is not the lookup record's"
             );
         }
-    } else if let Emitted::Forward { .. } = what {
+    } else if what.reaches_flow_end() {
         ensure!(
             egress == Egress::External,
             "plain IP forwarded on {egress:?}"
@@ -150,15 +165,30 @@ pub fn output(p: &Snapshot, input: &[u8], out: &[u8], what: Emitted) -> Result<(
         );
     }
 
-    if let Emitted::Forward { matched, .. } = what {
-        let pool = p
-            .get_pool(matched.pool)
-            .ok_or("matched pool out of range")?;
-        ensure!(pool.tenant == matched.tenant, "pool and tenant disagree");
+    if let Emitted::Reset { .. } = what {
+        let flags = tcp::Packet::new_checked(inner.l4)
+            .map(|t| t.flags())
+            .map_err(|e| format!("idle reset without a TCP header: {e}"))?;
         ensure!(
-            usize::from(matched.dip) < pool.dips.len(),
-            "matched DIP out of range"
+            inner.proto == ip_proto::TCP && flags & tcp::flags::RST != 0,
+            "idle reset without RST (protocol {}, flags {flags:#04x})",
+            inner.proto
         );
+    }
+
+    if let Emitted::Forward { matched, .. } = what {
+        if matched.pool & OUTBOUND_POOL_TAG != 0 {
+            outbound(p, &f, &inner, matched)?;
+        } else {
+            let pool = p
+                .get_pool(matched.pool)
+                .ok_or("matched pool out of range")?;
+            ensure!(pool.tenant == matched.tenant, "pool and tenant disagree");
+            ensure!(
+                usize::from(matched.dip) < pool.dips.len(),
+                "matched DIP out of range"
+            );
+        }
         if let Some(t) = input.and_then(|i: Frame| i.tunnel) {
             let from = Vsid::new(t.vsid).and_then(|v| p.subnet(v));
             ensure!(
@@ -194,6 +224,86 @@ pub fn output(p: &Snapshot, input: &[u8], out: &[u8], what: Emitted) -> Result<(
         !matches!(inner.src, IpAddr::V4(a) if a.is_broadcast()),
         "emitted from the broadcast address"
     );
+    Ok(())
+}
+
+/// The CA whose lookup record a frame to a flow's end must follow: its inner
+/// destination, except for a floating-IP VIP, whose frames keep the VIP as destination
+/// and go to the chosen DIP's record.
+fn destination_ca(p: &Snapshot, inner: &decode::Ip, what: Emitted) -> Result<IpAddr, String> {
+    let Emitted::Forward { matched, .. } = what else {
+        return Ok(inner.dst);
+    };
+    match p.get_pool(matched.pool) {
+        Some(pool) if pool.floating_ip && inner.dst == pool.address => pool
+            .dips
+            .get(usize::from(matched.dip))
+            .map(|d| d.ca)
+            .ok_or_else(|| "matched DIP out of range".to_string()),
+        Some(pool) if pool.floating_ip => Err(format!(
+            "floating-IP pool {:?} forwarded to {}, not its VIP {}",
+            pool.name, inner.dst, pool.address
+        )),
+        _ => Ok(inner.dst),
+    }
+}
+
+/// A forward of an outbound flow: to the Internet from the rule's address and a port
+/// of the VM's own block, or back to that VM in its VSID.
+fn outbound(p: &Snapshot, f: &Frame, inner: &decode::Ip, matched: Matched) -> Result<(), String> {
+    let r = u16::try_from(matched.pool & !OUTBOUND_POOL_TAG)
+        .ok()
+        .and_then(|r| p.outbound_rule(r))
+        .ok_or("matched outbound rule out of range")?;
+    ensure!(
+        r.tenant == matched.tenant,
+        "outbound rule {:?} and tenant disagree",
+        r.name
+    );
+    let source = r
+        .sources
+        .get(usize::from(matched.dip))
+        .ok_or("matched outbound source out of range")?;
+    let port = |at: usize| -> Option<u16> {
+        matches!(inner.proto, ip_proto::TCP | ip_proto::UDP)
+            .then(|| {
+                Some(u16::from_be_bytes([
+                    *inner.l4.get(at)?,
+                    *inner.l4.get(at + 1)?,
+                ]))
+            })
+            .flatten()
+    };
+    match f.tunnel {
+        None => {
+            ensure!(
+                inner.src == r.address,
+                "outbound rule {:?} sent from {}, not {}",
+                r.name,
+                inner.src,
+                r.address
+            );
+            if let Some(sport) = port(0) {
+                ensure!(
+                    (source.first_port..=source.last_port).contains(&sport),
+                    "outbound port {sport} outside {}'s block {}-{}",
+                    source.ca,
+                    source.first_port,
+                    source.last_port
+                );
+            }
+        }
+        Some(t) => {
+            ensure!(
+                t.vsid == source.vsid.get() && inner.dst == source.ca,
+                "an outbound reply went to {} in VSID {}, not to {} in VSID {}",
+                inner.dst,
+                t.vsid,
+                source.ca,
+                source.vsid.get()
+            );
+        }
+    }
     Ok(())
 }
 

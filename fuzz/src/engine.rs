@@ -1,6 +1,7 @@
 //! The engine harness: arbitrary frames through `Engine::process` with the lab's policy
-//! (lb-config/example.toml), one engine per worker, and the invariants of
-//! [`crate::check`] on everything emitted.
+//! (lb-config/example.toml) plus a rule of every kind ([`crate::policy`]), one engine
+//! per worker, and the invariants of [`crate::check`] on everything emitted, the idle
+//! resets the expiry sweeps queue included.
 //!
 //! Input layout: one control byte, then frames separated by [`SEP`].
 //! - bit 0: two workers instead of one (frames are dealt round-robin, handoffs are
@@ -27,14 +28,15 @@ const SEC: u64 = 1_000_000_000;
 /// Round trips answered per forwarded frame when bit 1 is set.
 const ANSWERS: u8 = 3;
 
-/// The lab's policy, compiled once per process.
+/// The lab's policy with a rule of every kind ([`crate::policy`]), compiled once per
+/// process.
 pub fn policy() -> Arc<Snapshot> {
     static POLICY: OnceLock<Arc<Snapshot>> = OnceLock::new();
     POLICY
         .get_or_init(|| {
             Arc::new(
-                Snapshot::from_toml(crate::EXAMPLE, "example.toml")
-                    .unwrap_or_else(|e| panic!("the example policy is invalid: {e}")),
+                Snapshot::from_toml(&crate::policy::text(), "engine-policy.toml")
+                    .unwrap_or_else(|e| panic!("the engine target's policy is invalid: {e}")),
             )
         })
         .clone()
@@ -90,14 +92,25 @@ impl Harness {
         &self.engines[w]
     }
 
-    pub fn advance(&mut self, nanos: u64) {
+    /// Moves the clock, sweeps every engine and checks the idle resets the sweeps
+    /// queued, as a worker sends them between batches.
+    pub fn advance(&mut self, nanos: u64) -> Result<(), String> {
         if nanos == 0 {
-            return;
+            return Ok(());
         }
         self.now = self.now.saturating_add(nanos);
+        let mut out = vec![0u8; nvlb::engine::MAX_RESET_FRAME];
         for e in &mut self.engines {
             e.expire(self.now, 256);
+            while let Some((egress, len)) = e.next_reset(&mut out) {
+                let emitted = out
+                    .get(..len)
+                    .ok_or_else(|| format!("reset length {len} beyond its buffer"))?;
+                check::output(&self.policy, &[], emitted, Emitted::Reset { egress })
+                    .map_err(|m| format!("{m}\nidle reset {}", hex(emitted)))?;
+            }
         }
+        Ok(())
     }
 
     /// Delivers `frame` to worker `w`, checks what comes out, answers forwarded frames
@@ -215,7 +228,7 @@ pub fn run(data: &[u8]) -> Result<(), String> {
     let mut h = Harness::new(workers);
     for (i, frame) in split(rest).into_iter().enumerate() {
         h.deliver(i % usize::from(workers), frame, answers, false)?;
-        h.advance(step);
+        h.advance(step)?;
     }
     Ok(())
 }

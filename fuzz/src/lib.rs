@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod policy;
 pub mod seeds;
 
 /// The lab's policy (the guide's Figures 4-6), compiled into the targets.

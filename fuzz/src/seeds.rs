@@ -48,7 +48,9 @@ pub fn built_frames() -> Vec<Vec<u8>> {
         } else {
             "198.51.100.77".parse().unwrap()
         };
-        let ip = craft::ip_packet(client, pool.address, 64, syn(40000, pool.port), b"hello");
+        // An all-ports rule (port 0) takes any port.
+        let port = if pool.port == 0 { 22 } else { pool.port };
+        let ip = craft::ip_packet(client, pool.address, 64, syn(40000, port), b"hello");
         v.push(craft::ip_frame(client_mac, b.external.mac, &ip));
     }
     for pool in p.pools().iter().filter(|x| !x.frontend.is_public()) {
@@ -83,8 +85,85 @@ pub fn built_frames() -> Vec<Vec<u8>> {
     v
 }
 
+/// Frames for the rules of the engine target's policy (`policy.rs`) that a SYN to each
+/// VIP does not reach: an echo to an address that forwards echoes and to one that
+/// drops them, a Red VM's connection to the Internet through its host (outbound SNAT)
+/// and the Internet's answer to an outbound port, and the client's ACK that opens a
+/// floating-IP flow.
+pub fn rule_frames() -> Vec<Vec<u8>> {
+    let p = engine::policy();
+    let b = p.balancer();
+    let client_mac = nvlb::wire::MacAddr([2, 0, 0, 0, 1, 0x77]);
+    let client: IpAddr = "198.51.100.77".parse().unwrap();
+    let internet: IpAddr = "192.0.2.100".parse().unwrap();
+    let tcp = |src_port, dst_port, flags| Transport::Tcp {
+        src_port,
+        dst_port,
+        flags,
+        seq: 1,
+        ack: 1,
+    };
+    let plain = |ip: &[u8]| craft::ip_frame(client_mac, b.external.mac, ip);
+    let mut v = Vec::new();
+    for vip in ["203.0.113.30", "203.0.113.31"] {
+        // ICMP echo request, id 7, seq 1, checksum over the message.
+        let mut echo = vec![8u8, 0, 0, 0, 0, 7, 0, 1, b'p', b'i', b'n', b'g'];
+        let ck = nvlb::wire::checksum::data(&echo);
+        echo[2..4].copy_from_slice(&ck.to_be_bytes());
+        let ip = craft::ip_with_payload(client, vip.parse().unwrap(), 64, 1, &mut echo);
+        v.push(plain(&ip));
+    }
+    let dsr: IpAddr = "203.0.113.21".parse().unwrap();
+    v.push(plain(&craft::ip_packet(
+        client,
+        dsr,
+        64,
+        tcp(40001, 80, tcp::flags::ACK),
+        b"",
+    )));
+    if let Some(rule) = p.outbound_rules().first()
+        && let Some(source) = rule.sources.first()
+        && let Some(rec) = p
+            .lookups()
+            .iter()
+            .find(|r| r.vsid == source.vsid && r.ca == source.ca)
+        && let (Some(src), Some(dst), Some(subnet)) = (
+            p.host(rec.host).pa(false),
+            b.provider.address_v4(),
+            p.subnet(source.vsid),
+        )
+    {
+        let outer = Outer {
+            src_mac: p.host(rec.host).mac,
+            dst_mac: b.provider.mac,
+            src,
+            dst: IpAddr::V4(dst),
+            vsid: source.vsid.get(),
+            flow_id: 9,
+        };
+        let ip = craft::ip_packet(rec.ca, internet, 64, tcp(33000, 8000, tcp::flags::SYN), b"");
+        v.push(craft::nvgre(
+            &outer,
+            &craft::ip_frame(rec.mac, subnet.lb_mac, &ip),
+        ));
+        let ip = craft::ip_packet(
+            internet,
+            rule.address,
+            64,
+            tcp(8000, source.first_port, tcp::flags::SYN | tcp::flags::ACK),
+            b"",
+        );
+        v.push(plain(&ip));
+    }
+    v
+}
+
 /// Engine seeds: every frame alone (control 0), alone and answered (control 2), and
-/// each pcap's frames as one sequence on two workers with answers (control 3).
+/// each set's frames as one sequence on two workers with answers (control 3). The
+/// built frames (a SYN to every VIP of the policy, rules included) and the rule frames
+/// are always in; the golden pcaps' frames are added when given. One more sequence has
+/// the clock step 3 s after each answered frame, so that the 2 s idle rules expire
+/// their flows and the idle resets are built and checked.
 pub fn engine_seeds(pcaps: &[&Path]) -> Result<Vec<Seed>, String> {
     let mut sets = Vec::new();
     for path in pcaps {
@@ -93,9 +172,12 @@ pub fn engine_seeds(pcaps: &[&Path]) -> Result<Vec<Seed>, String> {
             .map_or("pcap".into(), |s| s.to_string_lossy().into_owned());
         sets.push((stem, pcap_frames(path)?));
     }
-    if sets.is_empty() {
-        sets.push(("built".into(), built_frames()));
-    }
+    let built = built_frames();
+    let rules = rule_frames();
+    let mut idle = built.clone();
+    idle.extend(rules.iter().cloned());
+    sets.push(("built".into(), built));
+    sets.push(("rules".into(), rules));
     let mut seeds = Vec::new();
     for (stem, frames) in &sets {
         for (i, f) in frames.iter().enumerate() {
@@ -107,6 +189,8 @@ pub fn engine_seeds(pcaps: &[&Path]) -> Result<Vec<Seed>, String> {
         }
         seeds.push((format!("{stem}-all"), join(3, frames)));
     }
+    // Control: two workers, answers, 6 half-seconds of clock after each frame.
+    seeds.push(("idle-all".into(), join((6 << 2) | 3, &idle)));
     Ok(seeds)
 }
 

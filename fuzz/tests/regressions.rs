@@ -99,3 +99,64 @@ fn every_api_call_seed_is_accepted() {
         );
     }
 }
+
+/// The engine target's policy has a rule of every kind, and its seeds reach them: the
+/// rule frames are forwarded (echo, floating IP, outbound both ways) or dropped as the
+/// rule says, and the idle sequence makes the engines send idle resets, which the
+/// harness checks like every other emitted frame.
+#[test]
+fn engine_seeds_reach_every_rule() {
+    use nvlb::engine::Verdict;
+    use nvlb::policy::OUTBOUND_POOL_TAG;
+
+    let p = nvlb_fuzz::engine::policy();
+    assert!(p.pools().iter().any(|x| x.rule.all_ports));
+    assert!(p.pools().iter().any(|x| x.rule.tcp_reset));
+    assert!(p.pools().iter().any(|x| x.rule.nat.is_some()));
+    assert!(p.pools().iter().any(|x| x.floating_ip));
+    assert!(!p.outbound_rules().is_empty());
+
+    let mut h = nvlb_fuzz::engine::Harness::new(1);
+    let verdicts: Vec<Verdict> = nvlb_fuzz::seeds::rule_frames()
+        .iter()
+        .map(|f| h.deliver(0, f, 0, false).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let name = |v: &Verdict| match v {
+        Verdict::Forward { matched, .. } if matched.pool & OUTBOUND_POOL_TAG != 0 => {
+            "outbound".to_string()
+        }
+        Verdict::Forward { matched, .. } => p.get_pool(matched.pool).unwrap().name.clone(),
+        Verdict::Drop(r) => format!("drop {}", r.name()),
+        v => format!("{v:?}"),
+    };
+    let got: Vec<String> = verdicts.iter().map(name).collect();
+    assert_eq!(
+        got,
+        [
+            "blue-ha",
+            "drop icmp_echo_dropped",
+            "red-dsr",
+            "outbound",
+            "outbound"
+        ],
+        "echo forwarded, echo dropped, floating IP, outbound out and back"
+    );
+
+    let idle = nvlb_fuzz::seeds::engine_seeds(&[])
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n == "idle-all")
+        .unwrap()
+        .1;
+    nvlb_fuzz::engine::run(&idle).unwrap_or_else(|e| panic!("{e}"));
+    let (&ctl, rest) = idle.split_first().unwrap();
+    let mut h = nvlb_fuzz::engine::Harness::new(2);
+    for (i, f) in nvlb_fuzz::engine::split(rest).into_iter().enumerate() {
+        h.deliver(i % 2, f, 3, false).unwrap();
+        h.advance(u64::from(ctl >> 2) * 500_000_000).unwrap();
+    }
+    let sent: u64 = (0..2)
+        .map(|w| h.engine(w).counters().idle_resets_sent)
+        .sum();
+    assert!(sent >= 2, "{sent} idle resets sent");
+}
