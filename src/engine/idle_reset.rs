@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use crate::flow::{Direction, Flow, FlowId, RuleIdle};
+use crate::flow::{Direction, Flow, FlowId, IdleRules, RuleIdle};
 use crate::policy::{Snapshot, Vsid};
 use crate::wire::{ip_proto, ipv4, ipv6, tcp};
 
@@ -28,19 +28,25 @@ const RESET_TTL: u8 = 64;
 /// Largest frame a reset takes: NVGRE over IPv6 around IPv6 + TCP.
 pub const MAX_RESET_FRAME: usize = 14 + 40 + 8 + 14 + 40 + 20;
 
-/// The idle rules of every pool of `policy`, indexed like its pools.
-pub(crate) fn rules_of(policy: &Snapshot) -> Vec<RuleIdle> {
-    policy
-        .pools()
-        .iter()
-        .map(|p| RuleIdle {
-            idle: p
-                .rule
-                .idle_timeout
-                .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1)),
-            reset: p.rule.tcp_reset,
-        })
-        .collect()
+/// The idle rules of `policy`: every pool's, indexed like its pools, and every
+/// outbound rule's timeout, indexed like its outbound rules.
+pub(crate) fn rules_of(policy: &Snapshot) -> IdleRules {
+    let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1);
+    IdleRules {
+        pools: policy
+            .pools()
+            .iter()
+            .map(|p| RuleIdle {
+                idle: p.rule.idle_timeout.map_or(0, secs),
+                reset: p.rule.tcp_reset,
+            })
+            .collect(),
+        outbound: policy
+            .outbound_rules()
+            .iter()
+            .map(|r| secs(r.idle_timeout))
+            .collect(),
+    }
 }
 
 /// Records the acknowledgment number of a TCP segment with ACK set on its flow.

@@ -44,11 +44,6 @@ fn inside_tenant(policy: &Snapshot, vsid: Vsid, dst: IpAddr) -> bool {
         .any(|s| s.prefixes.iter().any(|p| p.contains(dst)))
 }
 
-fn idle(rule: Option<&OutboundRule>, flow: &Flow, now: u32) -> bool {
-    let limit = rule.map_or(u64::MAX, |r| r.idle_timeout.as_secs());
-    u64::from(now.wrapping_sub(flow.last_seen)) > limit
-}
-
 /// A VM's packet to the Internet, or `None` when it is not one (the caller treats it
 /// as a reply of a DIP).
 pub(super) fn from_vm(
@@ -125,14 +120,9 @@ fn forward(
         vip: ip.dst,
         vip_port: ports.dst,
     };
-    let mut found = ctx.shard.find_forward(&key, ctx.now);
-    if let Some(id) = found
-        && idle(Some(rule), ctx.shard.flow(id), ctx.now)
-    {
-        ctx.shard.remove(id);
-        found = None;
-    }
-    let (id, created) = match found {
+    // A binding idle past its rule's timeout is expired by the shard (`flow/idle.rs`)
+    // like any other, here or by a sweep, and misses.
+    let (id, created) = match ctx.shard.find_forward(&key, ctx.now) {
         Some(id) => (id, false),
         None => match new_flow(ctx, rule, r, i, host, ip, ports, key) {
             Ok(id) => (id, true),
@@ -267,9 +257,11 @@ pub(super) fn to_vm(
         return Verdict::Drop(DropReason::NoFlow);
     };
     let flow = *ctx.shard.flow(id);
-    let rule = rule_of(&flow).and_then(|r| ctx.policy.outbound_rule(r));
-    if rule.is_none() || idle(rule, &flow, ctx.now) {
-        ctx.shard.remove(id);
+    // A reload forgets the flows of a rule it removes (`remap`), so the rule is there.
+    if rule_of(&flow)
+        .and_then(|r| ctx.policy.outbound_rule(r))
+        .is_none()
+    {
         return Verdict::Drop(DropReason::NoFlow);
     }
     ctx.shard

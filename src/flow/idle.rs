@@ -9,6 +9,7 @@
 
 use super::shard::Flow;
 use super::state::{State, Timeouts};
+use crate::policy::OUTBOUND_POOL_TAG;
 
 /// Expired flows waiting for their resets; beyond this the oldest wait and newer
 /// expiries are not reset (counted by the caller as they are dropped from the queue).
@@ -23,9 +24,28 @@ pub struct RuleIdle {
     pub reset: bool,
 }
 
-/// How long `flow` may stay idle under `rules` (indexed by pool) and `defaults`.
-pub fn timeout(rules: &[RuleIdle], defaults: &Timeouts, flow: &Flow) -> u32 {
-    let own = rules.get(flow.pool as usize).map_or(0, |r| r.idle);
+/// The idle rules of the current policy: per VIP pool, and the idle timeout of each
+/// outbound rule (whose flows carry the rule's index tagged in `Flow::pool`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdleRules {
+    pub pools: Vec<RuleIdle>,
+    /// Seconds per outbound rule, indexed like the policy's outbound rules.
+    pub outbound: Vec<u32>,
+}
+
+/// How long `flow` may stay idle under `rules` and `defaults`. An outbound flow lives
+/// until its rule's idle timeout or its state's usual timeout, whichever is first; a
+/// VIP rule's own timeout replaces the usual one for established TCP and UDP.
+pub fn timeout(rules: &IdleRules, defaults: &Timeouts, flow: &Flow) -> u32 {
+    if flow.pool & OUTBOUND_POOL_TAG != 0 {
+        let own = rules
+            .outbound
+            .get((flow.pool & !OUTBOUND_POOL_TAG) as usize)
+            .copied()
+            .unwrap_or(u32::MAX);
+        return defaults.for_state(flow.state).min(own);
+    }
+    let own = rules.pools.get(flow.pool as usize).map_or(0, |r| r.idle);
     match flow.state {
         State::Established | State::FinForward | State::FinReturn | State::Datagram if own != 0 => {
             own
@@ -36,8 +56,8 @@ pub fn timeout(rules: &[RuleIdle], defaults: &Timeouts, flow: &Flow) -> u32 {
 
 /// Whether an expired `flow` must be reset: a TCP flow past its handshake and not yet
 /// closing, of a rule that asks for it, with acknowledgment numbers seen both ways.
-pub fn wants_reset(rules: &[RuleIdle], flow: &Flow) -> bool {
-    let asked = rules.get(flow.pool as usize).is_some_and(|r| r.reset);
+pub fn wants_reset(rules: &IdleRules, flow: &Flow) -> bool {
+    let asked = rules.pools.get(flow.pool as usize).is_some_and(|r| r.reset);
     asked
         && matches!(
             flow.state,
@@ -81,13 +101,16 @@ mod tests {
 
     #[test]
     fn a_rules_timeout_covers_established_and_udp_only() {
-        let rules = [
-            RuleIdle::default(),
-            RuleIdle {
-                idle: 2,
-                reset: true,
-            },
-        ];
+        let rules = IdleRules {
+            pools: vec![
+                RuleIdle::default(),
+                RuleIdle {
+                    idle: 2,
+                    reset: true,
+                },
+            ],
+            outbound: vec![60],
+        };
         let d = Timeouts::default();
         assert_eq!(timeout(&rules, &d, &flow(0, State::Established)), 300);
         assert_eq!(timeout(&rules, &d, &flow(1, State::Established)), 2);
@@ -99,14 +122,26 @@ mod tests {
             300,
             "unknown pool"
         );
+        // Outbound rule 0: its 60 s, or the state's own timeout when that is shorter.
+        let out = |state| flow(OUTBOUND_POOL_TAG, state);
+        assert_eq!(timeout(&rules, &d, &out(State::Established)), 60);
+        assert_eq!(timeout(&rules, &d, &out(State::SynSent)), 20);
+        assert_eq!(
+            timeout(&rules, &d, &flow(OUTBOUND_POOL_TAG | 1, State::Established)),
+            300,
+            "unknown outbound rule"
+        );
     }
 
     #[test]
     fn only_established_flows_with_both_acks_are_reset() {
-        let rules = [RuleIdle {
-            idle: 2,
-            reset: true,
-        }];
+        let rules = IdleRules {
+            pools: vec![RuleIdle {
+                idle: 2,
+                reset: true,
+            }],
+            outbound: Vec::new(),
+        };
         let mut f = flow(0, State::Established);
         assert!(!wants_reset(&rules, &f), "no sequence numbers known yet");
         f.acks_seen = ACK_FROM_CLIENT;
@@ -114,7 +149,13 @@ mod tests {
         f.acks_seen = ACKS_BOTH;
         assert!(wants_reset(&rules, &f));
         assert!(
-            !wants_reset(&[RuleIdle::default()], &f),
+            !wants_reset(
+                &IdleRules {
+                    pools: vec![RuleIdle::default()],
+                    outbound: Vec::new()
+                },
+                &f
+            ),
             "rule without tcp_reset"
         );
         f.state = State::Closing;

@@ -10,7 +10,7 @@ pub mod shard;
 pub mod state;
 pub mod steer;
 
-pub use idle::RuleIdle;
+pub use idle::{IdleRules, RuleIdle};
 pub use shard::{Flow, FlowId, FlowShard, ForwardKey, InsertError, ReturnKey, ShardLimits};
 pub use state::{Direction, State, Timeouts};
 

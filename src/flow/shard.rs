@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
-use super::idle::{self, RuleIdle};
+use super::idle::{self, IdleRules};
 use super::state::{Direction, State, Timeouts};
 
 /// Index of a binding in its shard's slab.
@@ -181,7 +181,7 @@ pub struct FlowShard {
     sweep_cursor: usize,
     port_cursor: u32,
     /// Per pool: idle timeout and reset of its rule (`idle.rs`).
-    rules: Vec<RuleIdle>,
+    rules: IdleRules,
     /// Expired flows whose ends the engine must reset, oldest first.
     resets: std::collections::VecDeque<Flow>,
     /// Expired flows that asked for resets but found the queue full, since the engine
@@ -208,7 +208,7 @@ impl FlowShard {
             limits,
             sweep_cursor: 0,
             port_cursor: 0,
-            rules: Vec::new(),
+            rules: IdleRules::default(),
             resets: std::collections::VecDeque::new(),
             unqueued_resets: 0,
         }
@@ -266,9 +266,9 @@ impl FlowShard {
         self.remove(id);
     }
 
-    /// The idle rules of the current policy's pools (after a policy change, with the
-    /// flows already renumbered to it).
-    pub fn set_rules(&mut self, rules: Vec<RuleIdle>) {
+    /// The idle rules of the current policy's pools and outbound rules (after a policy
+    /// change, with the flows already renumbered to it).
+    pub fn set_rules(&mut self, rules: IdleRules) {
         self.rules = rules;
     }
 
@@ -276,7 +276,7 @@ impl FlowShard {
     pub fn resets_on_idle(&self, id: FlowId) -> bool {
         self.slab
             .get(id as usize)
-            .and_then(|f| self.rules.get(f.pool as usize))
+            .and_then(|f| self.rules.pools.get(f.pool as usize))
             .is_some_and(|r| r.reset)
     }
 

@@ -243,6 +243,21 @@ fn idle_outbound_flows_are_forgotten() {
         rig.engine.shard().is_empty(),
         "the binding is gone, its port free"
     );
+
+    // A sweep forgets an established outbound flow at the rule's 60 s as well, not at
+    // the established timeout (300 s), so that a quiet VM does not keep its port.
+    let (_, o) = rig.forward(
+        100 * SEC,
+        &vm_to_internet(&p, "host2", "10.0.0.5", 40001, SYN),
+    );
+    rig.forward(100 * SEC, &internet_reply(&p, o.src, o.sport, SYN_ACK));
+    rig.forward(
+        101 * SEC,
+        &vm_to_internet(&p, "host2", "10.0.0.5", 40001, ACK),
+    );
+    assert_eq!(rig.engine.expire(160 * SEC, 100), 0, "59 s idle");
+    assert_eq!(rig.engine.expire(162 * SEC, 100), 1, "61 s idle");
+    assert!(rig.engine.shard().is_empty());
 }
 
 #[test]
