@@ -194,10 +194,15 @@ pub fn engine_seeds(pcaps: &[&Path]) -> Result<Vec<Seed>, String> {
     Ok(seeds)
 }
 
-/// Config seeds: the example whole (mode 0), each file of `bad_dir` whole, and every
-/// line of the example replaced by itself (mode 1), for the fuzzer to change.
+/// Config seeds: the example whole (mode 0) and with a rule of every kind, each file of
+/// `bad_dir` whole, and every line of the example replaced by itself (mode 1), for the
+/// fuzzer to change.
 pub fn config_seeds(bad_dir: Option<&Path>) -> Result<Vec<Seed>, String> {
-    let mut seeds = vec![("example".to_string(), whole(crate::EXAMPLE))];
+    let mut seeds = vec![
+        ("example".to_string(), whole(crate::EXAMPLE)),
+        // The example with a rule of every kind (the engine target's policy).
+        ("rules".to_string(), whole(&crate::policy::text())),
+    ];
     if let Some(dir) = bad_dir {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
