@@ -29,7 +29,8 @@ pub struct OutboundRule {
     pub first_port: u16,
     pub last_port: u16,
     pub ports_per_dip: u16,
-    /// An outbound flow idle this long is forgotten at its next packet.
+    /// An outbound flow idle this long is forgotten (and its port freed), or at its
+    /// state's usual timeout if that is shorter (`flow/idle.rs`).
     pub idle_timeout: Duration,
     /// In block order: source `i` owns ports `first_port + i * ports_per_dip ..`.
     pub sources: Vec<OutboundSource>,
