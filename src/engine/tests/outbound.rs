@@ -4,7 +4,7 @@
 use super::*;
 
 const INTERNET: &str = "192.0.2.100";
-const OUT_ADDR: &str = "203.0.113.30";
+const OUT_ADDR: &str = "203.0.113.40";
 const DSR_VIP: &str = "203.0.113.21";
 
 /// The example with host2 given a PA-side gateway, a floating-IP VIP on Red's
@@ -14,34 +14,7 @@ pub(super) fn outbound_text() -> String {
         "mac = \"02:00:00:00:06:12\"\n",
         "mac = \"02:00:00:00:06:12\"\ngateway_mac = \"02:00:00:00:06:01\"\n",
     );
-    t.push_str(&format!(
-        r#"
-[[tenant.vip]]
-name = "red-dsr"
-frontend = "public"
-address = "{DSR_VIP}"
-protocol = "tcp"
-port = 80
-backend_vsid = 6001
-floating_ip = true
-dips = [{{ ca = "10.0.0.5" }}]
-
-[[tenant.outbound]]
-name = "red-out"
-address = "{OUT_ADDR}"
-pools = ["red-web"]
-ports = "1024-1031"
-ports_per_dip = 4
-idle_timeout = "60s"
-
-[[tenant.outbound]]
-name = "red-out6"
-address = "2001:db8:203::30"
-pools = ["red-web6"]
-ports = "1024-1031"
-ports_per_dip = 4
-"#
-    ));
+    t.push_str(include_str!("outbound.toml"));
     t
 }
 
@@ -395,7 +368,7 @@ fn outbound_over_ipv6() {
     let pkt = craft::ip_packet(rec.ca, server, 64, t, b"hi");
     let (_, o) = rig.forward(SEC, &from_host(&p, "host2", 6001, rec.mac, &pkt));
     assert!(o.tunnel.is_none());
-    assert_eq!(o.src, ip("2001:db8:203::30"));
+    assert_eq!(o.src, ip("2001:db8:203::40"));
     assert!((1024..=1027).contains(&o.sport));
     assert!(o.l4_ok);
     let t = Transport::Tcp {
