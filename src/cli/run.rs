@@ -240,6 +240,8 @@ fn render(r: &Report, secs: f64) -> String {
         ("bytes_out", e.bytes_out),
         ("handoffs", e.handoffs),
         ("new_flows", e.new_flows),
+        ("idle_resets_sent", e.idle_resets_sent),
+        ("idle_resets_unsent", e.idle_resets_unsent),
         ("dropped", e.dropped_total()),
     ] {
         s.push_str(&format!("{name} {v}\n"));
