@@ -14,7 +14,7 @@ use crate::wire::tcp;
 use super::drop::DropReason;
 use super::nat::Rewrite;
 use super::packet::{IpPacket, Ports};
-use super::{Arrival, Ctx, Matched, Verdict, Via, tri};
+use super::{Arrival, Ctx, Matched, Verdict, Via};
 
 /// Host id stored for flows whose client is on the Internet side.
 pub(crate) const NO_HOST: u16 = u16::MAX;
@@ -43,30 +43,38 @@ pub(super) fn forward(
         vip_port: ports.dst,
     };
     let mut created = false;
+    let mut replaced = None;
     let mut found = ctx.shard.find_forward(&key, ctx.now);
-    if let Some(id) = found
-        && reopens(ports.tcp_flags, ctx.shard.flow(id).state)
-    {
-        // The client reuses the 4-tuple of a connection that has closed: a new
-        // connection, balanced afresh (the old binding may point at a DIP that has
-        // since gone down; found by tests/health.rs, a client port reused 5 s after
-        // the server's FIN went to the killed DIP).
-        ctx.shard.remove(id);
-        found = None;
+    if let Some(id) = found {
+        // A host may only speak for the CAs that policy places on it; checked before
+        // anything below may retire the binding.
+        if let Arrival::Tunnel { host, .. } = arrival
+            && ctx.shard.flow(id).client_host != *host
+        {
+            return Verdict::Drop(DropReason::SpoofedPa);
+        }
+        if reopens(ports.tcp_flags, ctx.shard.flow(id).state) {
+            // The client reuses the 4-tuple of a connection that has closed: a new
+            // connection, balanced afresh (the old binding may point at a DIP that has
+            // since gone down; found by tests/health.rs, a client port reused 5 s after
+            // the server's FIN went to the killed DIP). The old binding comes back if
+            // the new connection is refused, so that a dropped SYN changes nothing.
+            replaced = Some(*ctx.shard.flow(id));
+            ctx.shard.remove(id);
+            found = None;
+        }
     }
     let id = match found {
-        Some(id) => {
-            // A host may only speak for the CAs that policy places on it.
-            if let Arrival::Tunnel { host, .. } = arrival
-                && ctx.shard.flow(id).client_host != *host
-            {
-                return Verdict::Drop(DropReason::SpoofedPa);
-            }
-            id
-        }
+        Some(id) => id,
         None => {
             created = true;
-            tri!(new_flow(ctx, arrival, ip, ports, key))
+            match new_flow(ctx, arrival, ip, ports, key) {
+                Ok(id) => id,
+                Err(reason) => {
+                    restore(ctx, replaced);
+                    return Verdict::Drop(reason);
+                }
+            }
         }
     };
     ctx.shard
@@ -78,7 +86,7 @@ pub(super) fn forward(
     let routes = ctx.routes;
     let pre = match routes.prebuilt(flow.pool, flow.dip) {
         Ok(pre) => pre,
-        Err(reason) => return unbind(ctx, created, id, Verdict::Drop(reason)),
+        Err(reason) => return unbind(ctx, created, id, Verdict::Drop(reason), replaced),
     };
     let rw = Rewrite {
         src: flow
@@ -100,7 +108,15 @@ pub(super) fn forward(
         Matched::of(&flow),
         out,
     );
-    unbind(ctx, created, id, v)
+    unbind(ctx, created, id, v, replaced)
+}
+
+/// Puts back the binding of a closed connection that a refused SYN was to replace.
+fn restore(ctx: &mut Ctx, replaced: Option<Flow>) {
+    if let Some(old) = replaced {
+        // Its slot was freed just now, so the table has room; it keeps its own clock.
+        let _ = ctx.shard.insert(old, old.last_seen);
+    }
 }
 
 /// Whether a client's segment with `tcp_flags` opens a new connection on the 4-tuple
@@ -116,11 +132,12 @@ fn reopens(tcp_flags: Option<u8>, state: State) -> bool {
 /// A flow bound for this packet keeps its binding only if the packet went out: a first
 /// packet dropped (too big with DF clear, no path) or answered (frag-needed) leaves no
 /// binding and no new-flow count behind (found by the fuzz target's "a drop changes
-/// nothing" invariant).
-fn unbind(ctx: &mut Ctx, created: bool, id: FlowId, v: Verdict) -> Verdict {
+/// nothing" invariant), and puts back the closed connection's binding it replaced.
+fn unbind(ctx: &mut Ctx, created: bool, id: FlowId, v: Verdict, replaced: Option<Flow>) -> Verdict {
     if created && !matches!(v, Verdict::Forward { .. }) {
         ctx.shard.remove(id);
         ctx.counters.new_flows = ctx.counters.new_flows.saturating_sub(1);
+        restore(ctx, replaced);
     }
     v
 }

@@ -1178,3 +1178,84 @@ fn a_syn_on_a_closed_binding_is_a_new_flow() {
     assert_eq!(rig.engine.counters().new_flows, 3);
     let _ = o2;
 }
+
+/// A SYN on a closed connection's binding changes nothing unless it opens the new
+/// connection: from another host than the client's it is a spoof, and a SYN the LB
+/// cannot balance leaves the old binding in place (found by the engine fuzz target:
+/// a spoofed SYN from host1 retired a binding of host2's VM, then was dropped).
+#[test]
+fn a_refused_syn_on_a_closed_binding_leaves_it_in_place() {
+    let p = example();
+    let mut rig = Rig::new(&p);
+    let rec = *record(&p, 5001, "10.0.0.5"); // on host1
+    let vip1: IpAddr = "10.0.0.100".parse().unwrap();
+    let seg = |host: &str, flags: u8| {
+        let t = Transport::Tcp {
+            src_port: 42000,
+            dst_port: 8080,
+            flags,
+            seq: 1,
+            ack: 1,
+        };
+        from_host(
+            &p,
+            host,
+            5001,
+            rec.mac,
+            &craft::ip_packet(rec.ca, vip1, 64, t, b""),
+        )
+    };
+    let fin_ack = tcp::flags::FIN | tcp::flags::ACK;
+    let (_, o) = rig.forward(SEC, &seg("host1", SYN));
+    rig.forward(SEC, &answer(&p, &o, SYN_ACK));
+    rig.forward(SEC, &seg("host1", ACK));
+    rig.forward(SEC, &answer(&p, &o, fin_ack));
+    rig.forward(SEC, &seg("host1", fin_ack));
+    let closed = *rig.engine.shard().flow(0);
+    assert_eq!(closed.state, crate::flow::State::Closing);
+
+    assert_eq!(
+        rig.run(2 * SEC, &seg("host2", SYN)),
+        Verdict::Drop(DropReason::SpoofedPa)
+    );
+    assert_eq!(rig.engine.shard().len(), 1);
+    assert_eq!(
+        *rig.engine.shard().flow(0),
+        closed,
+        "the spoof changed nothing"
+    );
+
+    // Every DIP of blue-vip1 down: the client's new SYN cannot be balanced.
+    let down = p
+        .overlay(
+            |pool, d| {
+                if pool.name == "blue-vip1" {
+                    crate::policy::DipState::Down
+                } else {
+                    d.state
+                }
+            },
+            &[],
+        )
+        .unwrap();
+    rig.engine.set_policy(Arc::new(down));
+    assert_eq!(
+        rig.run(3 * SEC, &seg("host1", SYN)),
+        Verdict::Drop(DropReason::NoHealthyDip)
+    );
+    let kept: Vec<crate::flow::Flow> = (0..rig.engine.shard().slots() as u32)
+        .filter_map(|id| rig.engine.shard().live(id).copied())
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (
+            kept[0].forward,
+            kept[0].ret,
+            kept[0].state,
+            kept[0].last_seen
+        ),
+        (closed.forward, closed.ret, closed.state, closed.last_seen),
+        "the closed binding is back as it was"
+    );
+    assert_eq!(rig.engine.counters().new_flows, 1);
+}

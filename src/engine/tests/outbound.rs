@@ -5,7 +5,6 @@ use super::*;
 
 const INTERNET: &str = "192.0.2.100";
 const OUT_ADDR: &str = "203.0.113.40";
-const DSR_VIP: &str = "203.0.113.21";
 
 /// The example with host2 given a PA-side gateway, a floating-IP VIP on Red's
 /// 10.0.0.5 and an outbound rule for red-web's DIPs (blocks of 4 ports).
