@@ -8,8 +8,8 @@
 use std::net::IpAddr;
 
 use nvlb::engine::{Egress, Matched};
-use nvlb::policy::{OUTBOUND_POOL_TAG, Snapshot, Vsid};
-use nvlb::wire::{arp, ethernet, icmpv4, icmpv6, ip_proto, tcp};
+use nvlb::policy::{HostId, OUTBOUND_POOL_TAG, Snapshot, VirtualSubnet, Vsid};
+use nvlb::wire::{arp, ethernet, gre, icmpv4, icmpv6, ip_proto, tcp};
 
 use crate::decode::{self, Frame, Strict};
 
@@ -95,33 +95,19 @@ pub fn output(p: &Snapshot, input: &[u8], out: &[u8], what: Emitted) -> Result<(
         "{outer_len}-byte IP packet on a {egress:?} port of MTU {}",
         port.mtu
     );
+    if let Some(t) = f.tunnel
+        && f.ip.is_none()
+        && t.inner_ethertype == ethernet::ethertype::ARP
+    {
+        return tunnelled_arp(p, &f, t, what);
+    }
     let inner = f.ip.ok_or("tunnel without an inner IP packet")?;
     let input = decode::frame(input, Strict::Lenient).ok();
     let input_ip = input.and_then(|i| i.ip);
 
     if let Some(t) = f.tunnel {
-        ensure!(egress == Egress::Provider, "NVGRE sent to {egress:?}");
-        ensure!(
-            b.provider.owns(t.outer.src),
-            "outer source {} is not an LB PA",
-            t.outer.src
-        );
-        let host_id = p
-            .host_by_pa(t.outer.dst)
-            .ok_or_else(|| format!("outer destination {} is no host's PA", t.outer.dst))?;
+        let (host_id, vsid, subnet) = tunnel_ends(p, &f, &t, egress)?;
         let host = p.host(host_id);
-        ensure!(
-            f.dst_mac == host.mac || Some(f.dst_mac) == b.provider.gateway_mac,
-            "outer MAC {:?} is neither {}'s nor the gateway's",
-            f.dst_mac,
-            host.name
-        );
-        let vsid = Vsid::new(t.vsid)
-            .filter(|v| !v.is_reserved())
-            .ok_or_else(|| format!("emitted reserved VSID {}", t.vsid))?;
-        let subnet = p
-            .subnet(vsid)
-            .ok_or_else(|| format!("emitted undeclared VSID {}", t.vsid))?;
         if let Emitted::Forward { matched, .. } = what {
             ensure!(
                 subnet.tenant == matched.tenant,
@@ -131,11 +117,7 @@ pub fn output(p: &Snapshot, input: &[u8], out: &[u8], what: Emitted) -> Result<(
                 matched.tenant
             );
         }
-        ensure!(
-            t.inner_src_mac == subnet.lb_mac,
-            "inner source MAC is not the LB's MAC in VSID {}",
-            t.vsid
-        );
+        inner_source_is_lb(&t, subnet)?;
         if what.reaches_flow_end() {
             let ca = destination_ca(p, &inner, what)?;
             let rec = p
@@ -223,6 +205,86 @@ pub fn output(p: &Snapshot, input: &[u8], out: &[u8], what: Emitted) -> Result<(
     ensure!(
         !matches!(inner.src, IpAddr::V4(a) if a.is_broadcast()),
         "emitted from the broadcast address"
+    );
+    Ok(())
+}
+
+/// What every NVGRE frame the LB sends must be: on the provider port, from an LB PA
+/// to a declared host (its MAC, or the PA network's gateway), in a declared VSID that
+/// is not reserved. Returns the host, the VSID and its subnet.
+fn tunnel_ends<'p>(
+    p: &'p Snapshot,
+    f: &Frame,
+    t: &decode::Tunnel,
+    egress: Egress,
+) -> Result<(HostId, Vsid, &'p VirtualSubnet), String> {
+    let b = p.balancer();
+    ensure!(egress == Egress::Provider, "NVGRE sent to {egress:?}");
+    ensure!(
+        b.provider.owns(t.outer.src),
+        "outer source {} is not an LB PA",
+        t.outer.src
+    );
+    let host_id = p
+        .host_by_pa(t.outer.dst)
+        .ok_or_else(|| format!("outer destination {} is no host's PA", t.outer.dst))?;
+    let host = p.host(host_id);
+    ensure!(
+        f.dst_mac == host.mac || Some(f.dst_mac) == b.provider.gateway_mac,
+        "outer MAC {:?} is neither {}'s nor the gateway's",
+        f.dst_mac,
+        host.name
+    );
+    let vsid = Vsid::new(t.vsid)
+        .filter(|v| !v.is_reserved())
+        .ok_or_else(|| format!("emitted reserved VSID {}", t.vsid))?;
+    let subnet = p
+        .subnet(vsid)
+        .ok_or_else(|| format!("emitted undeclared VSID {}", t.vsid))?;
+    Ok((host_id, vsid, subnet))
+}
+
+/// The inner source MAC of an NVGRE frame the LB sends: its own in that VSID.
+fn inner_source_is_lb(t: &decode::Tunnel, subnet: &VirtualSubnet) -> Result<(), String> {
+    ensure!(
+        t.inner_src_mac == subnet.lb_mac,
+        "inner source MAC is not the LB's MAC in VSID {}",
+        t.vsid
+    );
+    Ok(())
+}
+
+/// An ARP answer inside a VSID (`engine/neighbor.rs`: the LB answers for its CA VIPs
+/// and source-NAT CAs there, for NVGRE peers that do not proxy ARP, such as Open
+/// vSwitch). The check first assumed a tunnel carries only IP; the engine target found
+/// such an answer in session 4. It must be a reply, never a forward, with the LB's MAC
+/// in that VSID for an address the LB owns in that VSID.
+fn tunnelled_arp(p: &Snapshot, f: &Frame, t: decode::Tunnel, what: Emitted) -> Result<(), String> {
+    ensure!(
+        matches!(what, Emitted::Reply { .. }),
+        "ARP forwarded in VSID {}",
+        t.vsid
+    );
+    let (_, vsid, subnet) = tunnel_ends(p, f, &t, what.egress())?;
+    inner_source_is_lb(&t, subnet)?;
+    let at = gre::NVGRE_HEADER_LEN + ethernet::HEADER_LEN;
+    let a = arp::Packet::new_checked(t.outer.l4.get(at..).unwrap_or(&[]))
+        .map_err(|e| format!("ARP in VSID {}: {e}", t.vsid))?;
+    ensure!(
+        a.operation() == arp::op::REPLY,
+        "ARP request sent in VSID {}",
+        t.vsid
+    );
+    ensure!(
+        a.sender_hw() == subnet.lb_mac,
+        "ARP answer in VSID {} with a foreign MAC",
+        t.vsid
+    );
+    let ip = IpAddr::V4(a.sender_ip());
+    ensure!(
+        p.is_vip_address(vsid, ip) || p.is_snat_address(vsid, ip),
+        "ARP answer for {ip}, which the LB does not own in VSID {}",
+        t.vsid
     );
     Ok(())
 }

@@ -160,3 +160,61 @@ fn engine_seeds_reach_every_rule() {
         .sum();
     assert!(sent >= 2, "{sent} idle resets sent");
 }
+
+/// The LB answers ARP inside a VSID for its CA VIPs (for Open vSwitch peers); the
+/// checks accept that answer and catch one with a foreign MAC or for an address the LB
+/// does not own there.
+#[test]
+fn the_checks_know_arp_answers_inside_a_vsid() {
+    use nvlb::craft::{self, Outer};
+    use nvlb::engine::{Engine, Verdict, output_len};
+    use nvlb::wire::{MacAddr, arp, ethernet};
+    let p = nvlb_fuzz::engine::policy();
+    let b = p.balancer();
+    let vsid = nvlb::policy::Vsid::new(6001).unwrap();
+    let host = p.host(p.lookup(vsid, "10.0.0.5".parse().unwrap()).unwrap().host);
+    let asker = MacAddr([2, 0, 0, 0, 1, 0x77]);
+    let mut request = vec![0u8; 28];
+    arp::Repr {
+        operation: arp::op::REQUEST,
+        sender_hw: asker,
+        sender_ip: "10.0.0.5".parse().unwrap(),
+        target_hw: MacAddr([0; 6]),
+        target_ip: "10.0.0.100".parse().unwrap(),
+    }
+    .emit(&mut arp::Packet::new_unchecked(&mut request[..]));
+    let inner = craft::ethernet(
+        asker,
+        MacAddr([0xff; 6]),
+        ethernet::ethertype::ARP,
+        &request,
+    );
+    let outer = Outer {
+        src_mac: host.mac,
+        dst_mac: b.provider.mac,
+        src: host.pa(false).unwrap(),
+        dst: b.provider.address_v4().unwrap().into(),
+        vsid: 6001,
+        flow_id: 0,
+    };
+    let input = craft::nvgre(&outer, &inner);
+    let mut e = Engine::new(p.clone(), 0, 1);
+    let mut out = vec![0u8; output_len(input.len())];
+    let Verdict::Reply { egress, len } = e.process(1_000_000_000, &input, &mut out) else {
+        panic!("an ARP request for Red VIP1 inside VSID 6001 is answered");
+    };
+    let what = nvlb_fuzz::check::Emitted::Reply { egress };
+    let good = out[..len].to_vec();
+    nvlb_fuzz::check::output(&p, &input, &good, what).unwrap();
+    // Outer Ethernet, IPv4 and NVGRE, inner Ethernet: the ARP sender MAC is 8 bytes in
+    // and its IP 14 bytes in.
+    let arp_at = 14 + 20 + 8 + 14;
+    let mut foreign = good.clone();
+    foreign[arp_at + 8] ^= 0x01;
+    let err = nvlb_fuzz::check::output(&p, &input, &foreign, what).unwrap_err();
+    assert!(err.contains("foreign MAC"), "{err}");
+    let mut not_ours = good.clone();
+    not_ours[arp_at + 17] = 99; // 10.0.0.99
+    let err = nvlb_fuzz::check::output(&p, &input, &not_ours, what).unwrap_err();
+    assert!(err.contains("does not own"), "{err}");
+}
