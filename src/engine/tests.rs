@@ -1131,6 +1131,27 @@ fn answers_in_a_tunnel_go_to_the_declared_host_mac() {
 
 mod outbound;
 
+/// `p` with the DIPs of pool `name` that `down` picks marked down, as health would.
+fn with_dips_down(
+    p: &Snapshot,
+    name: &str,
+    down: impl Fn(&crate::policy::Dip) -> bool,
+) -> Arc<Snapshot> {
+    let s = p
+        .overlay(
+            |pool, d| {
+                if pool.name == name && down(d) {
+                    crate::policy::DipState::Down
+                } else {
+                    d.state
+                }
+            },
+            &[],
+        )
+        .unwrap();
+    Arc::new(s)
+}
+
 /// A client that reuses the 4-tuple of a closed connection opens a new one: the SYN is
 /// balanced afresh instead of following the old binding (which may lead to a DIP that
 /// has gone down since: tests/health.rs saw a port reused 5 s after the server's FIN).
@@ -1157,19 +1178,8 @@ fn a_syn_on_a_closed_binding_is_a_new_flow() {
     assert_eq!(rig.engine.counters().new_flows, 2);
     // The old 4-tuple, now with its DIP down: the new SYN avoids it.
     let old_dip = o.dst;
-    let down = p
-        .overlay(
-            |pool, d| {
-                if pool.name == "blue-web" && d.ca == old_dip {
-                    crate::policy::DipState::Down
-                } else {
-                    d.state
-                }
-            },
-            &[],
-        )
-        .unwrap();
-    rig.engine.set_policy(Arc::new(down));
+    rig.engine
+        .set_policy(with_dips_down(&p, "blue-web", |d| d.ca == old_dip));
     let (_, again) = rig.forward(6 * SEC, &from_internet(&p, c, 37498, vip, SYN, 64));
     assert_ne!(
         again.dst, old_dip,
@@ -1226,19 +1236,8 @@ fn a_refused_syn_on_a_closed_binding_leaves_it_in_place() {
     );
 
     // Every DIP of blue-vip1 down: the client's new SYN cannot be balanced.
-    let down = p
-        .overlay(
-            |pool, d| {
-                if pool.name == "blue-vip1" {
-                    crate::policy::DipState::Down
-                } else {
-                    d.state
-                }
-            },
-            &[],
-        )
-        .unwrap();
-    rig.engine.set_policy(Arc::new(down));
+    rig.engine
+        .set_policy(with_dips_down(&p, "blue-vip1", |_| true));
     assert_eq!(
         rig.run(3 * SEC, &seg("host1", SYN)),
         Verdict::Drop(DropReason::NoHealthyDip)
