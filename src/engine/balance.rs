@@ -7,7 +7,7 @@
 //! the client and the DIP share a virtual network and the DIP would otherwise answer
 //! the client directly, bypassing the reverse translation.
 
-use crate::flow::{Direction, Flow, FlowId, ForwardKey, InsertError, ReturnKey, State, steer};
+use crate::flow::{Direction, Flow, FlowId, ForwardKey, ReturnKey, State, steer};
 use crate::policy::Protocol;
 use crate::wire::tcp;
 
@@ -212,11 +212,5 @@ fn new_flow(
     let mut flow = Flow::new(key, ret, pool.tenant, pool_id, dip_index, state);
     flow.flow_id = (hash >> 56) as u8;
     flow.client_host = client_host;
-    let id = ctx.shard.insert(flow, ctx.now).map_err(|e| match e {
-        InsertError::TableFull => DropReason::FlowTableFull,
-        InsertError::TenantQuota => DropReason::TenantQuota,
-        InsertError::Duplicate => DropReason::FlowConflict,
-    })?;
-    ctx.counters.new_flows += 1;
-    Ok(id)
+    ctx.bind(flow)
 }

@@ -190,6 +190,20 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Inserts a new flow's binding and counts it, or names why the table refused it.
+    pub(crate) fn bind(
+        &mut self,
+        flow: crate::flow::Flow,
+    ) -> Result<crate::flow::FlowId, DropReason> {
+        let id = self.shard.insert(flow, self.now).map_err(|e| match e {
+            crate::flow::InsertError::TableFull => DropReason::FlowTableFull,
+            crate::flow::InsertError::TenantQuota => DropReason::TenantQuota,
+            crate::flow::InsertError::Duplicate => DropReason::FlowConflict,
+        })?;
+        self.counters.new_flows += 1;
+        Ok(id)
+    }
+
     pub(crate) fn next_ident(&mut self) -> u16 {
         *self.ident = self.ident.wrapping_add(1);
         *self.ident

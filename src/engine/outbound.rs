@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use crate::flow::{Direction, Flow, FlowId, ForwardKey, InsertError, ReturnKey, State, steer};
+use crate::flow::{Direction, Flow, FlowId, ForwardKey, ReturnKey, State, steer};
 use crate::maglev;
 use crate::policy::{OUTBOUND_POOL_TAG, OutboundRule, Protocol, Snapshot, Vsid};
 
@@ -213,13 +213,7 @@ fn new_flow(
     );
     flow.flow_id = (hash >> 56) as u8;
     flow.client_host = host;
-    let id = ctx.shard.insert(flow, ctx.now).map_err(|e| match e {
-        InsertError::TableFull => DropReason::FlowTableFull,
-        InsertError::TenantQuota => DropReason::TenantQuota,
-        InsertError::Duplicate => DropReason::FlowConflict,
-    })?;
-    ctx.counters.new_flows += 1;
-    Ok(id)
+    ctx.bind(flow)
 }
 
 /// Whether a plain packet from the Internet is addressed to an outbound address at a
