@@ -252,21 +252,10 @@ fn pool_set(conn: &Conn, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
     let path = format!("/v1/pools/{pool}");
     let mut answers = Vec::new();
     for (method, body) in [("PATCH", Some(&b)), ("GET", None)] {
-        let (status, answer) = match client::call(&addr, token.as_deref(), method, &path, body) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("nvlb ctl: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        };
-        if !(200..300).contains(&status) {
-            if conn.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            }
-            print_error(status, &answer, token.is_none());
-            return Ok(ExitCode::from(1));
+        match accepted(conn, &addr, token.as_deref(), method, &path, body)? {
+            Ok(answer) => answers.push(answer),
+            Err(code) => return Ok(code),
         }
-        answers.push(answer);
     }
     let pool = answers.pop().unwrap_or(Value::Null);
     let change = answers.pop().unwrap_or(Value::Null);
@@ -277,6 +266,33 @@ fn pool_set(conn: &Conn, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
         print!("{}{}", render(Show::Change, &change), pool_text(&pool));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Calls the API and returns its 2xx answer, or the exit code after telling the user
+/// why not (the API unreachable, or its refusal: as JSON too with `--json`).
+fn accepted(
+    conn: &Conn,
+    addr: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Result<Value, ExitCode>> {
+    let (status, answer) = match client::call(addr, token, method, path, body) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nvlb ctl: {e}");
+            return Ok(Err(ExitCode::from(1)));
+        }
+    };
+    if !(200..300).contains(&status) {
+        if conn.json {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        print_error(status, &answer, token.is_none());
+        return Ok(Err(ExitCode::from(1)));
+    }
+    Ok(Ok(answer))
 }
 
 impl Conn {
@@ -483,21 +499,10 @@ pub fn run(conn: &Conn, cmd: Ctl) -> anyhow::Result<ExitCode> {
     };
     let addr = conn.addr();
     let token = conn.token()?;
-    let (status, answer) = match client::call(&addr, token.as_deref(), method, &path, body.as_ref())
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("nvlb ctl: {e}");
-            return Ok(ExitCode::from(1));
-        }
+    let answer = match accepted(conn, &addr, token.as_deref(), method, &path, body.as_ref())? {
+        Ok(answer) => answer,
+        Err(code) => return Ok(code),
     };
-    if !(200..300).contains(&status) {
-        if conn.json {
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-        }
-        print_error(status, &answer, token.is_none());
-        return Ok(ExitCode::from(1));
-    }
     if conn.json || matches!(show, Show::Raw) {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
