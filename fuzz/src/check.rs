@@ -326,15 +326,10 @@ fn outbound(p: &Snapshot, f: &Frame, inner: &decode::Ip, matched: Matched) -> Re
         .sources
         .get(usize::from(matched.dip))
         .ok_or("matched outbound source out of range")?;
-    let port = |at: usize| -> Option<u16> {
-        matches!(inner.proto, ip_proto::TCP | ip_proto::UDP)
-            .then(|| {
-                Some(u16::from_be_bytes([
-                    *inner.l4.get(at)?,
-                    *inner.l4.get(at + 1)?,
-                ]))
-            })
-            .flatten()
+    // TCP and UDP both start with the source port.
+    let sport = match (inner.proto, inner.l4) {
+        (ip_proto::TCP | ip_proto::UDP, [a, b, ..]) => Some(u16::from_be_bytes([*a, *b])),
+        _ => None,
     };
     match f.tunnel {
         None => {
@@ -345,7 +340,7 @@ fn outbound(p: &Snapshot, f: &Frame, inner: &decode::Ip, matched: Matched) -> Re
                 inner.src,
                 r.address
             );
-            if let Some(sport) = port(0) {
+            if let Some(sport) = sport {
                 ensure!(
                     (source.first_port..=source.last_port).contains(&sport),
                     "outbound port {sport} outside {}'s block {}-{}",

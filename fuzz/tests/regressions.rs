@@ -218,3 +218,38 @@ fn the_checks_know_arp_answers_inside_a_vsid() {
     let err = nvlb_fuzz::check::output(&p, &input, &not_ours, what).unwrap_err();
     assert!(err.contains("does not own"), "{err}");
 }
+
+/// The outbound checks catch a VM's connection sent from a port outside its block or
+/// from another address than the rule's.
+#[test]
+fn the_checks_catch_an_outbound_port_outside_the_block() {
+    use nvlb::engine::{Engine, Verdict, output_len};
+    let p = nvlb_fuzz::engine::policy();
+    // The rule frames' fourth is a Red VM's SYN to the Internet (outbound SNAT).
+    let input = nvlb_fuzz::seeds::rule_frames()[3].clone();
+    let mut e = Engine::new(p.clone(), 0, 1);
+    let mut out = vec![0u8; output_len(input.len())];
+    let Verdict::Forward {
+        egress,
+        len,
+        matched,
+    } = e.process(1_000_000_000, &input, &mut out)
+    else {
+        panic!("the VM's SYN to the Internet is forwarded");
+    };
+    let what = nvlb_fuzz::check::Emitted::Forward { egress, matched };
+    let good = out[..len].to_vec();
+    nvlb_fuzz::check::output(&p, &input, &good, what).unwrap();
+    // Plain IPv4 to the gateway: TCP starts at 14 + 20, the source address at 14 + 12.
+    let mut other_port = good.clone();
+    other_port[34..36].copy_from_slice(&9999u16.to_be_bytes());
+    let err = nvlb_fuzz::check::output(&p, &input, &other_port, what).unwrap_err();
+    assert!(err.contains("outside"), "{err}");
+    let mut other_address = good.clone();
+    other_address[26..30].copy_from_slice(&[203, 0, 113, 41]);
+    other_address[24..26].copy_from_slice(&[0, 0]);
+    let ck = nvlb::wire::checksum::data(&other_address[14..34]);
+    other_address[24..26].copy_from_slice(&ck.to_be_bytes());
+    let err = nvlb_fuzz::check::output(&p, &input, &other_address, what).unwrap_err();
+    assert!(err.contains("not 203.0.113.40"), "{err}");
+}
