@@ -371,6 +371,9 @@ fn lab_run(backend: &str) {
         "tagged SYN dropped: {out}"
     );
     assert!(counter(&out, "io.kernel_drops").is_some(), "{out}");
+    // The example has no tcp_reset rule: no idle resets, and none lost.
+    assert_eq!(counter(&out, "idle_resets_sent"), Some(0), "{out}");
+    assert_eq!(counter(&out, "idle_resets_unsent"), Some(0), "{out}");
     println!("lab test took {:?}", started.elapsed());
 }
 
