@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     EXAMPLE, Namespaces, capture, counter, in_netns, lines_of, must, send_all, sigterm,
-    skip_reason, wait_for_line,
+    wait_for_line,
 };
 use nvlb::craft::{self, Transport};
 use nvlb::dataplane::afpacket::Socket;
@@ -218,8 +218,7 @@ fn arp_reply(frame: &[u8]) -> Option<(MacAddr, Ipv4Addr, MacAddr)> {
 
 #[test]
 fn balances_syns_into_nvgre_answers_arp_and_stops_on_sigterm() {
-    if let Some(why) = skip_reason() {
-        println!("SKIPPED dataplane lab test: {why}");
+    if common::skip_without_netns() {
         return;
     }
     // One backend after the other: the burst figures would mean nothing if both labs
@@ -422,18 +421,43 @@ fn a_bad_config_exits_1_before_touching_interfaces() {
 #[test]
 fn without_cap_net_raw_exits_1_saying_so() {
     // Needs a way to drop privileges: root and util-linux's setpriv.
-    if skip_reason().is_some() || Command::new("setpriv").arg("--version").output().is_err() {
-        println!("SKIPPED privilege test: needs root and setpriv");
+    if common::skip_without_netns()
+        || common::skip_without_program("setpriv", "apt package util-linux")
+    {
         return;
     }
-    let out = Command::new("setpriv")
+    // The unprivileged user may not reach the clone (a mode-700 folder): it runs a
+    // copy of the binary and the policy from a folder of its own that anyone can read.
+    let dir = std::env::temp_dir().join(format!("nvlb-noprivs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("make the copy's folder");
+    let cleanup = Cleanup(dir.clone());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (bin, config) = (dir.join("nvlb"), dir.join("example.toml"));
+    std::fs::copy(env!("CARGO_BIN_EXE_nvlb"), &bin).expect("copy nvlb");
+    std::fs::copy(EXAMPLE, &config).expect("copy the example");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(nvlb::lab::cmd::locate("setpriv"))
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args([env!("CARGO_BIN_EXE_nvlb"), "run", "--config", EXAMPLE])
+        .arg(&bin)
+        .args(["run", "--config"])
+        .arg(&config)
         .args(["--external", "lo", "--provider", "lo"])
         .output()
         .expect("run setpriv");
+    drop(cleanup);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("\"lo\""), "{stderr}");
     assert!(stderr.contains("needs CAP_NET_RAW"), "{stderr}");
+}
+
+/// Removes a scratch folder when dropped, also after a failed assertion.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -26,8 +26,7 @@ fn stderr(o: &std::process::Output) -> String {
 
 #[test]
 fn generated_frames_parse_in_tshark_as_nvgre_with_the_intended_vsids() {
-    if Command::new("tshark").arg("-v").output().is_err() {
-        eprintln!("skipped: tshark not installed (tests/install.sh)");
+    if common::skip_without_program("tshark", "tests/install.sh installs it") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("nvlb-gen-pcap-{}", std::process::id()));
@@ -173,8 +172,7 @@ fn bad_flags_and_unusable_interfaces_give_clear_errors() {
     );
 
     // A link that is down: the send fails, and the message says so.
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped the down-link case: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let ns = "ngt2-g";
@@ -418,8 +416,7 @@ const TOLERANCE_PP: f64 = 5.0;
 
 #[test]
 fn a_run_through_the_lb_with_the_reflector_loses_nothing_and_follows_the_weights() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     // A lost packet must be one the LB's receive ring dropped because its worker was

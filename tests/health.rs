@@ -155,8 +155,7 @@ fn slow_bulk(lab: &Lab, i: usize) -> (Child, std::path::PathBuf) {
 
 #[test]
 fn a_killed_dip_goes_down_new_flows_avoid_it_and_it_rejoins() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let policy = Snapshot::from_file(std::path::Path::new(common::EXAMPLE)).unwrap();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     EXAMPLE, Namespaces, capture, counter, in_netns, lines_of, must, send_all, sigterm,
-    skip_reason, wait_for_line,
+    wait_for_line,
 };
 use nvlb::craft::{self, Outer, Transport};
 use nvlb::dataplane::afpacket::Socket;
@@ -298,8 +298,7 @@ fn exchange(lb: &str, frames: Vec<Vec<u8>>, leg: Leg) -> (bool, Vec<String>) {
 
 #[test]
 fn nvgre_reaches_the_vm_and_its_kernel_answers_through_the_simulator() {
-    if let Some(why) = skip_reason() {
-        println!("SKIPPED hostsim lab test: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let started = Instant::now();
@@ -483,7 +482,7 @@ fn a_vm_without_a_lookup_record_on_this_host_exits_1() {
 fn a_missing_interface_exits_1_naming_it() {
     let mut cases = vec![("nvt-nosuch0", VM_ARG, "nvt-nosuch0")];
     // A missing VM interface behind a present PA one: opening `lo` needs CAP_NET_RAW.
-    if skip_reason().is_none() {
+    if !common::skip_without_netns() {
         cases.push(("lo", "5001,00:1d:d8:b7:1c:01,nvt-nosuch1", "nvt-nosuch1"));
     }
     for (pa, vm, missing) in cases {

@@ -69,8 +69,7 @@ fn nvlb(args: &[&str]) -> Output {
 
 #[test]
 fn lab_answers_every_vip_from_every_dip() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let host = nvlb(&["host", "--help"]);
@@ -140,8 +139,7 @@ fn lab_answers_every_vip_from_every_dip() {
 
 #[test]
 fn down_on_nothing_succeeds_and_bad_prefixes_are_refused() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let prefix = format!("nvt{}d-", std::process::id());

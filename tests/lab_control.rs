@@ -232,8 +232,7 @@ fn counter(down: &str, host: &str, name: &str) -> u64 {
 
 #[test]
 fn a_dip_live_migrates_to_another_host_under_load_without_a_failed_request() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -389,8 +388,7 @@ fn a_dip_live_migrates_to_another_host_under_load_without_a_failed_request() {
 
 #[test]
 fn a_dip_added_under_load_answers_and_established_flows_stay() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

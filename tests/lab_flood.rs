@@ -56,8 +56,7 @@ fn shard_bound_bytes(max: u64) -> u64 {
 
 #[test]
 fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let flows = format!(

@@ -263,16 +263,10 @@ fn dip_kill_case(lab: &Lab) {
 
 #[test]
 fn lab_prometheus_sees_every_panel_and_alerts_right() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: prometheus is not installed (tests/install.sh installs it)");
+    if common::skip_without_program("prometheus", "tests/install.sh installs it") {
         return;
     }
     let started = Instant::now();

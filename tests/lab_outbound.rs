@@ -234,8 +234,7 @@ fn bulk_through(lab: &Lab, vip: &str) -> ([u64; 4], u64, usize) {
 
 #[test]
 fn outbound_snat_and_direct_server_return() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let prefix = format!("nvo{}-", std::process::id() % 10_000);

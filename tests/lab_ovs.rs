@@ -99,16 +99,10 @@ fn ovs_counter(stdout: &str, host: &str, counter: &str) -> Option<u64> {
 
 #[test]
 fn ovs_hosts_serve_both_tenants() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
-    if Command::new("ovs-vswitchd")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: ovs-vswitchd is not installed (tests/install.sh installs it)");
+    if common::skip_without_program("ovs-vswitchd", "tests/install.sh installs it") {
         return;
     }
     let prefix = format!("nvo{}-", std::process::id());
@@ -184,16 +178,10 @@ fn ovs_hosts_serve_both_tenants() {
 
 #[test]
 fn too_many_ovs_hosts_is_refused_before_building() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
-    if Command::new("ovs-vswitchd")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: ovs-vswitchd is not installed");
+    if common::skip_without_program("ovs-vswitchd", "tests/install.sh installs it") {
         return;
     }
     let prefix = format!("nvo{}x-", std::process::id());

@@ -190,8 +190,7 @@ fn learned_mtu(ns: &str, dst: &str) -> Option<u32> {
 #[test]
 fn lowered_pa_mtu_large_transfers_complete_by_packet_too_big() {
     let _one = serial();
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let mut lab = Lab::new('m');
@@ -312,8 +311,7 @@ fn lowered_pa_mtu_large_transfers_complete_by_packet_too_big() {
 #[test]
 fn a_hosts_spoofed_return_is_counted_and_dropped() {
     let _one = serial();
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let mut lab = Lab::new('s');
@@ -680,8 +678,7 @@ fn capture_and_check_paths(lab: &mut Lab, extra: &[&str], v6_outer: bool) {
 #[test]
 fn capture_shows_each_path_with_its_vsid_pas_and_cas() {
     let _one = serial();
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     let mut lab = Lab::new('c');
@@ -691,8 +688,7 @@ fn capture_shows_each_path_with_its_vsid_pas_and_cas() {
 #[test]
 fn ipv6_outer_only_every_vip_answers() {
     let _one = serial();
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
     // The LB keeps only its IPv6 PA, so every host must tunnel to it over IPv6 too.

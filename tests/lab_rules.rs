@@ -288,17 +288,10 @@ for n, addr in enumerate(sys.argv[1:]):
 
 #[test]
 fn rules_on_the_lab() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return;
     }
-    if !Command::new("python3")
-        .arg("-c")
-        .arg("1")
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("skipped: needs python3 (apt package python3)");
+    if common::skip_without_program("python3", "apt package python3") {
         return;
     }
     let mut lab = Lab::up();

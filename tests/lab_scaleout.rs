@@ -153,12 +153,10 @@ impl Slow {
 }
 
 fn skip() -> bool {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
+    if common::skip_without_netns() {
         return true;
     }
-    if !nvlb::lab::cmd::available("bird") {
-        eprintln!("skipped: bird is not installed (apt-get install bird2)");
+    if common::skip_without_program("bird", "tests/install.sh installs bird2") {
         return true;
     }
     false

@@ -1,31 +1,101 @@
 #!/usr/bin/env bash
 # The test command of README.md: installs what the tests need on a fresh Debian 12
 # machine (as root), then runs the whole suite. .ci/run calls this script.
-set -euo pipefail
+#
+# Every step runs even when an earlier one failed: fmt, clippy, the alert rules, each
+# test binary on its own, the container test and the fuzz smoke. The closing line sums
+# the `test result:` lines of all of them; a step that fails without saying how many
+# of its tests failed (a compile error, a binary killed by a signal, a script stopped
+# half-way) counts as one failure, so the line can never say 0 failed when something
+# failed. Each failure is named after it. The exit status is 0 only when nothing failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 
-bash tests/install.sh
-cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-bash tests/promtool.sh
-# The library, the binary and every integration test (no doc tests: there are none,
-# and their empty "0 passed" would be the last line). Then one closing line with the
-# totals over all test binaries.
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-set +e
-cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+# Here every test must run: a test that cannot (not root, a tool missing) fails
+# instead of skipping (tests/common/mod.rs, `skip`).
+export NVLB_TESTS_MUST_RUN=1
+
+bash tests/install.sh || { echo "tests/install.sh failed: nothing tested"; exit 1; }
+
+work=$(mktemp -d /tmp/nvlb-run.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+failures=()
+
+# step NAME COMMAND...: runs COMMAND, shows its output, and adds its counts.
+step() {
+  local name=$1
+  shift
+  local log=$work/step.log
+  echo "=== $name"
+  "$@" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  local p f
+  p=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+  f=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log" |
+    awk '{s += $6} END {print s + 0}')
+  local results
+  results=$(grep -c '^test result: ' "$log")
+  if [ "$results" -eq 0 ]; then
+    # A step of one check (fmt, clippy, a script): it is one test.
+    if [ "$status" -eq 0 ]; then p=1; else f=1; fi
+  elif [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+    f=1
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if [ "$status" -ne 0 ]; then
+    local why="exit status $status"
+    [ "$status" -gt 128 ] && why="killed by signal $((status - 128))"
+    local names
+    names=$(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/' |
+      paste -sd, - | sed 's/,/, /g')
+    failures+=("$name: $f failed ($why)${names:+: $names}")
+  fi
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "promtool (alert rules)" bash tests/promtool.sh
+
+# The library, the binary and every integration test, each test binary run by itself
+# (as cargo test runs it: from the package root) so that one failing or crashing
+# binary cannot hide the others. No doc tests: there are none.
+bins=$work/bins.tsv
+cargo test --release --locked --lib --bins --tests --no-run --message-format=json \
+  2>"$work/build.err" |
+  /usr/bin/python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        t = m["target"]
+        print(t["kind"][0] + " " + t["name"] + "\t" + m["executable"])
+' >"$bins"
+build=${PIPESTATUS[0]}
+if [ "$build" -ne 0 ]; then
+  cat "$work/build.err"
+  failed=$((failed + 1))
+  failures+=("building the tests: exit status $build (see the compiler's errors above)")
+fi
+while IFS=$'\t' read -r name exe; do
+  step "$name" "$exe"
+done <"$bins"
+
 # The container test: builds the image offline and serves the lab from it (about 6 min
 # on a fresh machine, 15 s with its caches; docs/operations.md).
-bash tests/container.sh
-container=$?
+step "tests/container.sh" bash tests/container.sh
 # Fuzz smoke (docs/reliability.md): the fuzz crate's tests, each fuzz target ~15 s.
-bash tests/fuzz-smoke.sh 2>&1 | tee -a "$log"
-fuzz=${PIPESTATUS[0]}
-set -e
-passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
-failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
-if [ "$container" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-echo "$passed passed, $failed failed (the container test counted as one)"
-[ "$status" -eq 0 ] && [ "$container" -eq 0 ] && [ "$fuzz" -eq 0 ]
+step "tests/fuzz-smoke.sh" bash tests/fuzz-smoke.sh
+
+echo
+for f in "${failures[@]}"; do
+  echo "FAILED: $f"
+done
+echo "$passed passed, $failed failed (fmt, clippy, promtool and the container test counted as one each)"
+[ "$failed" -eq 0 ] && [ "${#failures[@]}" -eq 0 ]

@@ -5,8 +5,9 @@
 //! It must never run a tool through a shell (no quoting surprises) and never hide a
 //! failure: every non-zero exit is an error unless the caller asks for the output.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -22,9 +23,42 @@ pub fn display<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
     s
 }
 
+/// Where the administrator's tools live on Debian (`ip`, `sysctl`, `ovs-vswitchd`,
+/// `bird`, `tcpdump`): searched after PATH, because a non-login shell or a service
+/// manager often runs without them on PATH while tests/install.sh finds them there.
+const SBIN: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// The file that `program` names: itself when it holds a `/`, else the first
+/// executable of that name on PATH, then in the sbin folders. A name found nowhere is
+/// returned as it is, so that spawning it fails with the usual "not found".
+pub fn locate(program: &str) -> OsString {
+    if program.contains('/') {
+        return program.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain(SBIN.iter().map(PathBuf::from));
+    for dir in dirs {
+        let file = dir.join(program);
+        if is_executable(&file) {
+            return file.into_os_string();
+        }
+    }
+    program.into()
+}
+
+fn is_executable(file: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A `Command` for `program` as [`locate`] finds it.
+pub fn command(program: &str) -> Command {
+    Command::new(locate(program))
+}
+
 /// Runs `program args` and returns its output whatever its exit status.
 pub fn output<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<Output, Error> {
-    Command::new(program)
+    command(program)
         .args(args)
         .output()
         .map_err(|cause| Error::Spawn {
@@ -40,7 +74,7 @@ pub fn output_until_stopped<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Resul
         command: display(program, args),
         cause,
     };
-    let mut child = Command::new(program)
+    let mut child = command(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -114,7 +148,10 @@ pub fn ip_in(ns: &str, args: &[&str]) -> Result<String, Error> {
 
 /// `ip netns exec NS PROGRAM ARGS`: any tool run inside namespace `ns`.
 pub fn exec_in(ns: &str, program: &str, args: &[&str]) -> Result<String, Error> {
-    let mut all = vec!["netns", "exec", ns, program];
+    // `ip netns exec` searches its own PATH: hand it the file found here.
+    let file = locate(program);
+    let file = file.to_string_lossy();
+    let mut all = vec!["netns", "exec", ns, &file];
     all.extend_from_slice(args);
     run("ip", &all)
 }
@@ -126,9 +163,9 @@ pub fn sysctl_in(ns: &str, settings: &[&str]) -> Result<(), Error> {
     exec_in(ns, "sysctl", &args).map(drop)
 }
 
-/// Whether `program` can be started at all (found on PATH and executable).
+/// Whether `program` can be started at all (found by [`locate`] and executable).
 pub fn available(program: &str) -> bool {
-    Command::new(program)
+    command(program)
         .arg("--version")
         .output()
         .map(|_| true)

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::Error;
@@ -46,10 +46,12 @@ impl Daemon {
             "netns".into(),
             "exec".into(),
             ns.into(),
-            program.display().to_string(),
+            super::cmd::locate(&program.display().to_string())
+                .to_string_lossy()
+                .into_owned(),
         ];
         full.extend(args.iter().cloned());
-        let child = Command::new("ip")
+        let child = super::cmd::command("ip")
             .args(&full)
             .stdin(Stdio::null())
             .stdout(create(&stdout)?)

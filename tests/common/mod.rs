@@ -20,7 +20,7 @@ pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lb-config/exampl
 /// Names of the existing network namespaces that start with `prefix`: what a test
 /// checks is gone after a lab run.
 pub fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
+    let out = nvlb::lab::cmd::command("ip")
         .args(["netns", "list"])
         .output()
         .expect("ip netns list");
@@ -33,7 +33,7 @@ pub fn namespaces_with(prefix: &str) -> Vec<String> {
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd)
+    nvlb::lab::cmd::command(cmd)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
@@ -49,6 +49,46 @@ pub fn must(cmd: &str, args: &[&str]) {
     );
 }
 
+/// The variable tests/run.sh sets: there every test must run, so a test that cannot
+/// fails instead of skipping.
+pub const MUST_RUN: &str = "NVLB_TESTS_MUST_RUN";
+
+/// Says that the calling test cannot run here, and why. Under a plain `cargo test`
+/// it prints the reason and the caller returns (the test passes without testing
+/// anything); under tests/run.sh, which sets [`MUST_RUN`], it panics, because a suite
+/// that counts a skipped test as passed hides exactly the machines where a feature
+/// is broken or untested.
+pub fn skip(why: &str) {
+    if std::env::var_os(MUST_RUN).is_some() {
+        panic!(
+            "this test cannot run here: {why} ({MUST_RUN} is set: tests/run.sh runs every test)"
+        );
+    }
+    eprintln!("SKIPPED (cannot run here): {why}");
+}
+
+/// True, after [`skip`], when the namespace tests cannot run here (not root, no
+/// `ip netns`): the caller returns.
+pub fn skip_without_netns() -> bool {
+    match skip_reason() {
+        Some(why) => {
+            skip(&why);
+            true
+        }
+        None => false,
+    }
+}
+
+/// True, after [`skip`], when `program` cannot be started (looked up as the lab
+/// looks it up: PATH, then the sbin folders); `hint` says how to get it.
+pub fn skip_without_program(program: &str, hint: &str) -> bool {
+    if nvlb::lab::cmd::available(program) {
+        return false;
+    }
+    skip(&format!("{program} is not installed ({hint})"));
+    true
+}
+
 /// Why the namespace tests cannot run here, if they cannot.
 pub fn skip_reason() -> Option<String> {
     match Command::new("id").arg("-u").output() {
@@ -56,7 +96,10 @@ pub fn skip_reason() -> Option<String> {
         Ok(_) => return Some("not root".into()),
         Err(e) => return Some(format!("cannot run id: {e}")),
     }
-    match Command::new("ip").args(["netns", "list"]).output() {
+    match nvlb::lab::cmd::command("ip")
+        .args(["netns", "list"])
+        .output()
+    {
         Ok(o) if o.status.success() => None,
         Ok(o) => Some(format!(
             "`ip netns` unavailable: {}",
