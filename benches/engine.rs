@@ -125,7 +125,10 @@ fn ca_vip(policy: &Snapshot, v6: bool, flows: usize, name: &'static str) -> Scen
 
 fn bench(c: &mut Criterion) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/lb-config/example.toml");
-    let policy = Arc::new(Snapshot::from_file(std::path::Path::new(path)).expect("example policy"));
+    let policy = Arc::new(
+        nvlb::control::policy_file::read(std::path::Path::new(path), &Default::default())
+            .expect("example policy"),
+    );
     let scenarios = [
         // 256 flows: the flow table stays in L1/L2; 16 384: it does not (the usual case).
         public(&policy, false, 256, "public_v4_256_flows"),
@@ -188,7 +191,10 @@ fn bench(c: &mut Criterion) {
 
     // A reload: every worker renumbers all its bindings once (engine/remap.rs). The
     // two snapshots are equal in content but distinct, so the whole walk runs.
-    let twin = Arc::new(Snapshot::from_file(std::path::Path::new(path)).expect("example policy"));
+    let twin = Arc::new(
+        nvlb::control::policy_file::read(std::path::Path::new(path), &Default::default())
+            .expect("example policy"),
+    );
     let mut g = c.benchmark_group("engine_policy_swap");
     g.sample_size(10);
     for flows in [16_384usize, 131_072] {

@@ -1,27 +1,13 @@
 //! nvlb: an NVGRE-aware, multi-tenant L4 load balancer.
 //!
-//! Everything but `dataplane` can be tested without a socket: packet views
-//! (`wire`), the declared world (`policy`), consistent hashing (`maglev`), flow state
-//! (`flow`) and the pure per-packet pipeline (`engine`). `dataplane` is the one part
-//! that touches sockets and threads (AF_PACKET, workers, handoff queues); the lab's
-//! Hyper-V host simulator (`hostsim`, `nvlb host`) decides as purely and uses its
-//! sockets only in `hostsim::run`. `lab` (`nvlb lab`) builds the guide's datacenter
-//! in network namespaces from a policy and drives it with real clients.
+//! The code lives in the workspace's crates (docs/architecture.md, "Crates"): the
+//! packet logic in `nvlb-proto`, the data plane in `nvlb-io`, the control plane in
+//! `nvlb-control`, the lab and its instruments in `nvlb-tools`. This library is the
+//! `nvlb` binary's view of them under one name, so that the integration tests, the
+//! benches and the fuzz crate reach every part by the paths they always used.
 
-pub mod control;
-pub mod craft;
-pub mod dataplane;
-pub mod engine;
-pub mod flow;
-pub mod health;
-pub mod hostsim;
-pub mod lab;
-/// `nvlb gen` (the directory is `gen/`; `gen` is a reserved word in Rust 2024).
-#[path = "gen/mod.rs"]
-pub mod loadgen;
-pub mod maglev;
-pub mod metrics;
-pub mod pcap;
-pub mod policy;
-mod reasons;
-pub mod wire;
+pub use nvlb_control as control;
+pub use nvlb_control::{health, metrics};
+pub use nvlb_io as dataplane;
+pub use nvlb_proto::{craft, engine, flow, maglev, policy, wire};
+pub use nvlb_tools::{hostsim, lab, loadgen, pcap};

@@ -21,7 +21,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nvlb::lab::traffic;
-use nvlb::policy::Snapshot;
 
 const NVLB: &str = env!("CARGO_BIN_EXE_nvlb");
 const VIP_URL: &str = "http://203.0.113.10:80";
@@ -158,7 +157,11 @@ fn a_killed_dip_goes_down_new_flows_avoid_it_and_it_rejoins() {
     if common::skip_without_netns() {
         return;
     }
-    let policy = Snapshot::from_file(std::path::Path::new(common::EXAMPLE)).unwrap();
+    let policy = nvlb::control::policy_file::read(
+        std::path::Path::new(common::EXAMPLE),
+        &Default::default(),
+    )
+    .unwrap();
     let check = policy
         .pool_named("blue-web")
         .unwrap()

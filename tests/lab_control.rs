@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use nvlb::lab::topology::Topology;
 use nvlb::lab::traffic;
-use nvlb::policy::Snapshot;
 
 const NVLB: &str = env!("CARGO_BIN_EXE_nvlb");
 const VIP_URL: &str = "http://203.0.113.10:80";
@@ -52,7 +51,11 @@ struct Lab {
 impl Lab {
     fn up(tag: &str) -> Lab {
         let prefix = format!("{tag}{}-", std::process::id() % 10_000);
-        let policy = Snapshot::from_file(std::path::Path::new(common::EXAMPLE)).unwrap();
+        let policy = nvlb::control::policy_file::read(
+            std::path::Path::new(common::EXAMPLE),
+            &Default::default(),
+        )
+        .unwrap();
         let lab = Lab {
             topo: Topology::from_snapshot(&policy, &prefix),
             prefix,

@@ -23,7 +23,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nvlb::policy::Snapshot;
 
 const NVLB: &str = env!("CARGO_BIN_EXE_nvlb");
 const OUT_ADDR: &str = "203.0.113.30";
@@ -240,7 +239,8 @@ fn outbound_snat_and_direct_server_return() {
     let prefix = format!("nvo{}-", std::process::id() % 10_000);
     let file = std::env::temp_dir().join(format!("nvlb-outbound-{}.toml", std::process::id()));
     std::fs::write(&file, policy_text()).unwrap();
-    let policy = Snapshot::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    let policy = nvlb::control::policy_file::read(&file, &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut lab = Lab {
         prefix: prefix.clone(),
         file: file.clone(),

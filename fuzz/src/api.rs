@@ -60,7 +60,7 @@ fn world() -> &'static Mutex<World> {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("policy.toml");
         std::fs::write(&path, EXAMPLE).expect("policy file");
-        let control = Arc::new(Control::open(&path).expect("example policy"));
+        let control = Arc::new(Control::open_with(&path, crate::options()).expect("example policy"));
         let pristine = control.declared();
         let tokens: String = [
             ("ops", "operator", "OPS"),

@@ -67,7 +67,7 @@ pub fn run(data: &[u8]) -> Result<(), String> {
     let Some(text) = text(data) else {
         return Ok(());
     };
-    match Snapshot::from_toml(&text, ORIGIN) {
+    match Snapshot::compile(&text, ORIGIN, &crate::options()) {
         Err(e) => {
             if e.errors.is_empty() {
                 return Err("refused without a diagnostic".into());

@@ -24,11 +24,24 @@ pub const EXAMPLE: &str = include_str!("../../lb-config/example.toml");
 /// not depend on the size; the default-size tables are covered by nvlb's own tests.
 pub const FUZZ_TABLE_SIZE: u32 = 1021;
 
-/// Switches this process to [`FUZZ_TABLE_SIZE`] tables (idempotent). The targets call
-/// it; the replay tests do not, so a finding also replays at the default size.
+static SMALL_TABLES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the harnesses of this process compile with [`FUZZ_TABLE_SIZE`] tables
+/// (idempotent). The targets call it; the replay tests do not, so a finding also
+/// replays at the default size. The choice is the harness's: nvlb itself takes the
+/// size as an argument ([`options`]).
 pub fn small_tables() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        nvlb::maglev::set_policy_table_size(FUZZ_TABLE_SIZE).expect("1021 is prime");
-    });
+    SMALL_TABLES.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The options every harness compiles policies with.
+pub fn options() -> nvlb::policy::CompileOptions {
+    let options = nvlb::policy::CompileOptions::default();
+    if SMALL_TABLES.load(std::sync::atomic::Ordering::Relaxed) {
+        options
+            .with_table_size(FUZZ_TABLE_SIZE)
+            .expect("1021 is prime")
+    } else {
+        options
+    }
 }

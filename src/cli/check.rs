@@ -7,7 +7,7 @@ use nvlb::policy::{Snapshot, summary};
 use serde_json::{Value, json};
 
 pub fn run(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
-    match Snapshot::from_file(file) {
+    match nvlb::control::policy_file::read(file, &Default::default()) {
         Ok(snapshot) => {
             for w in snapshot.warnings() {
                 eprintln!("warning: {w}");

@@ -145,7 +145,7 @@ fn fail(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let policy = match Snapshot::from_file(&a.config) {
+    let policy = match nvlb::control::policy_file::read(&a.config, &Default::default()) {
         Ok(p) => Arc::new(p),
         Err(e) => {
             super::print_config_error(&e);

@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use nvlb::dataplane::shutdown;
 use nvlb::hostsim::{self, Event, HostView, Sockets, VmSpec};
-use nvlb::policy::Snapshot;
 
 /// What the simulator was started with: re-read on SIGHUP (but for `--vm`, fixed).
 struct Inputs<'a> {
@@ -34,7 +33,7 @@ struct Inputs<'a> {
 impl Inputs<'_> {
     /// The policy and every VM, or why not (already printed on stderr).
     fn read(&self, reload: bool) -> Option<HostView> {
-        let policy = match Snapshot::from_file(self.config) {
+        let policy = match nvlb::control::policy_file::read(self.config, &Default::default()) {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 super::print_config_error(&e);
@@ -98,7 +97,7 @@ pub fn run(
     let sockets = Sockets::open(&view, pa)?;
     let published = match metrics {
         Some(addr) => {
-            let m = Arc::new(nvlb::metrics::HostMetrics::new(name));
+            let m = Arc::new(nvlb::hostsim::metrics::HostMetrics::new(name));
             let page = m.clone();
             let server = nvlb::metrics::http::serve(addr, Arc::new(move || page.render()))
                 .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;

@@ -17,7 +17,7 @@ use nvlb::pcap;
 use nvlb::policy::Snapshot;
 
 pub fn run(config: &Path, input: &Path, output: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let policy = match Snapshot::from_file(config) {
+    let policy = match nvlb::control::policy_file::read(config, &Default::default()) {
         Ok(p) => Arc::new(p),
         Err(e) => {
             super::print_config_error(&e);

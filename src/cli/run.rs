@@ -23,7 +23,7 @@ use nvlb::dataplane::{self, Options, Report, shutdown};
 use nvlb::engine::DropReason;
 use nvlb::health::{Checker, HealthStatus};
 use nvlb::metrics::{ControlStats, LbMetrics};
-use nvlb::policy::DipKey;
+use nvlb::policy::{CompileOptions, DipKey};
 
 /// How often the main thread looks for signals, ends drains and brings the metrics'
 /// view of the control plane up to date.
@@ -37,19 +37,21 @@ pub fn run_as(
     opts: Options,
     metrics: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
+    let mut compile = CompileOptions::default();
     if let Some(name) = instance {
-        nvlb::policy::instance::select(name);
+        compile = compile.for_instance(name);
     }
-    run(config, api, opts, metrics)
+    run(config, compile, api, opts, metrics)
 }
 
 pub fn run(
     config: &Path,
+    compile: CompileOptions,
     api: super::ctl::ApiOptions,
     opts: Options,
     metrics: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let control = match Control::open(config) {
+    let control = match Control::open_with(config, compile) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             super::print_config_error(&e);
@@ -88,7 +90,8 @@ pub fn run(
     let started = Instant::now();
     // Health probes' replies go from the workers to the health thread (Verdict::Local).
     let (replies_tx, replies) = dataplane::local_queue();
-    let running = dataplane::start_with(control.cell(), &opts, Some(replies_tx), Some(&lb))?;
+    let running =
+        dataplane::start_with(control.cell(), &opts, Some(replies_tx), |i| lb.publisher(i))?;
     let health = match Checker::start(control.clone(), &opts.provider, replies) {
         Ok(h) => h,
         Err(e) => {

@@ -60,7 +60,8 @@ impl Lab {
     pub fn up(prefix: String, policy_text: &str) -> Lab {
         let config = std::env::temp_dir().join(format!("{prefix}policy.toml"));
         std::fs::write(&config, policy_text).unwrap();
-        let policy = Snapshot::from_file(&config).expect("the test's policy validates");
+        let policy = nvlb::control::policy_file::read(&config, &Default::default())
+            .expect("the test's policy validates");
         let lab = Lab {
             topo: Topology::from_snapshot(&policy, &prefix),
             prefix,
