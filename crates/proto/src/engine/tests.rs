@@ -23,11 +23,7 @@ const ACK: u8 = tcp::flags::ACK;
 const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x77]);
 
 fn example_text() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../lb-config/example.toml"
-    ))
-    .unwrap()
+    include_str!("../../../../lb-config/example.toml").to_string()
 }
 
 fn policy_from(text: &str) -> Arc<Snapshot> {

@@ -67,11 +67,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     fn example() -> Snapshot {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../lb-config/example.toml"
-        ))
-        .unwrap();
+        let text = include_str!("../../../../lb-config/example.toml").to_string();
         Snapshot::from_toml(&text, "example.toml").unwrap()
     }
 

@@ -328,11 +328,7 @@ mod tests {
     use crate::policy::Snapshot;
 
     fn example() -> String {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../lb-config/example.toml"
-        ))
-        .unwrap()
+        include_str!("../../../../../lb-config/example.toml").to_string()
     }
 
     /// The example with `extra` appended (it lands in the last tenant, Red).
@@ -506,15 +502,12 @@ mod summary_tests {
 
     #[test]
     fn check_shows_outbound_blocks_and_floating_ip() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../lb-config/example.toml"
-        ))
-        .unwrap()
-        .replace(
-            "mac = \"02:00:00:00:06:12\"\n",
-            "mac = \"02:00:00:00:06:12\"\ngateway_mac = \"02:00:00:00:06:01\"\n",
-        );
+        let text = include_str!("../../../../../lb-config/example.toml")
+            .to_string()
+            .replace(
+                "mac = \"02:00:00:00:06:12\"\n",
+                "mac = \"02:00:00:00:06:12\"\ngateway_mac = \"02:00:00:00:06:01\"\n",
+            );
         let text = format!(
             "{text}\n[[tenant.vip]]\nname = \"red-dsr\"\nfrontend = \"public\"\naddress = \"203.0.113.21\"\nprotocol = \"tcp\"\nport = 80\nbackend_vsid = 6001\nfloating_ip = true\ndips = [{{ ca = \"10.0.0.5\" }}]\n\n[[tenant.outbound]]\nname = \"red-out\"\naddress = \"203.0.113.30\"\npools = [\"red-web\"]\nports_per_dip = 100\n"
         );
