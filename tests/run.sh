@@ -57,14 +57,14 @@ step() {
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "promtool (alert rules)" bash tests/promtool.sh
 
-# The library, the binary and every integration test, each test binary run by itself
-# (as cargo test runs it: from the package root) so that one failing or crashing
-# binary cannot hide the others. No doc tests: there are none.
+# Every crate's library and binary tests and every integration test, each test binary
+# run by itself (as cargo test runs it: from its package's folder) so that one failing
+# or crashing binary cannot hide the others. No doc tests: there are none.
 bins=$work/bins.tsv
-cargo test --release --locked --lib --bins --tests --no-run --message-format=json \
+cargo test --workspace --release --locked --lib --bins --tests --no-run --message-format=json \
   2>"$work/build.err" |
   /usr/bin/python3 -c '
 import json, sys
@@ -75,7 +75,9 @@ for line in sys.stdin:
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         t = m["target"]
-        print(t["kind"][0] + " " + t["name"] + "\t" + m["executable"])
+        package = m["manifest_path"].rsplit("/", 1)[0]
+        name = m["package_id"].split("#")[-1].split("@")[0]
+        print(name + " " + t["kind"][0] + " " + t["name"] + "\t" + m["executable"] + "\t" + package)
 ' >"$bins"
 build=${PIPESTATUS[0]}
 if [ "$build" -ne 0 ]; then
@@ -83,8 +85,8 @@ if [ "$build" -ne 0 ]; then
   failed=$((failed + 1))
   failures+=("building the tests: exit status $build (see the compiler's errors above)")
 fi
-while IFS=$'\t' read -r name exe; do
-  step "$name" "$exe"
+while IFS=$'\t' read -r name exe package; do
+  step "$name" bash -c 'cd "$1" && exec "$2"' _ "$package" "$exe"
 done <"$bins"
 
 # The container test: builds the image offline and serves the lab from it (about 6 min
