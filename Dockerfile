@@ -2,15 +2,16 @@
 #
 #   podman build --format docker --build-arg NVLB_GIT_REVISION="$(git rev-parse --short HEAD)" -t nvlb .
 #   podman run -d --name nvlb --network host \
-#     --cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN \
+#     --cap-drop ALL --cap-add NET_RAW \
 #     -v /etc/nvlb:/etc/nvlb:ro nvlb \
 #     run --config /etc/nvlb/policy.toml --external eth1 --provider eth2
 #
 # The data plane opens AF_PACKET sockets on the host's interfaces, so the container
 # shares a network namespace that holds them (--network host, or ns:/run/netns/NAME)
-# and needs CAP_NET_RAW (docs/operations.md says which capabilities, and why). It runs
-# as the unprivileged user `nvlb`; the runtime grants that user the added capabilities
-# as ambient capabilities. `--format docker` keeps the HEALTHCHECK (OCI images drop it).
+# and needs CAP_NET_RAW and nothing else (not CAP_NET_ADMIN): tests/container.sh runs it
+# with only that, two workers in a PACKET_FANOUT group (docs/operations.md). It runs as
+# the unprivileged user `nvlb`; the runtime grants that user the added capability as an
+# ambient one. `--format docker` keeps the HEALTHCHECK (OCI images drop it).
 # tests/container.sh builds this file offline and runs it inside the lab.
 
 ARG RUST_VERSION=1.95

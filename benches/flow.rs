@@ -1,5 +1,5 @@
 //! Flow table operations: our per-worker shard (slab + two hashbrown index tables,
-//! foldhash) against the dashmap baseline that DESIGN.md measured, in one run.
+//! foldhash) against the dashmap baseline (docs/decisions.md, "Flow tables"), in one run.
 //!
 //! One "flow op" = insert a binding, find it by its forward key, find it by its return
 //! key, remove it: what a short connection costs the table. Both sides index both

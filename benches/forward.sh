@@ -21,7 +21,7 @@
 #
 #   kernel        ip_forward in dut; veth receive runs in softirq on the sending CPU,
 #                 so the kernel forwards on core 0, the generator's core
-#                 (the layout of DESIGN.md's kernel figure). Steering it to core 1 with
+#                 (as in docs/performance.md's starting figures). Steering it to core 1 with
 #                 RPS is not measurable with trafgen: core 1's backlog overflows and
 #                 trafgen aborts ("Flushing TX_RING failed: Resource temporarily
 #                 unavailable"), so there is no kernel figure for "forwarder on core 1"

@@ -23,7 +23,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-
 const NVLB: &str = env!("CARGO_BIN_EXE_nvlb");
 const OUT_ADDR: &str = "203.0.113.30";
 const DSR_VIP: &str = "203.0.113.21";

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use nvlb::craft::{self, Outer, Transport};
 use nvlb::engine::{Engine, Verdict};
 use nvlb::policy::{Snapshot, VipPool};
-use nvlb::wire::{MacAddr, ethernet, gre, ip_proto, ipv4, ipv6, tcp};
+use nvlb::wire::MacAddr;
 
 struct Counting;
 
@@ -98,82 +98,6 @@ fn to_vip(p: &Snapshot, pool: &VipPool, sport: u16, flags: u8) -> Vec<u8> {
     craft::nvgre(&outer, &craft::ip_frame(client.mac, lb_mac, &ip))
 }
 
-/// The inner IP packet of an NVGRE frame (the engine sends every packet for a DIP as
-/// NVGRE): outer Ethernet source and destination, outer IPs, VSID, inner MACs,
-/// addresses and ports.
-struct Tunnelled {
-    outer_macs: (MacAddr, MacAddr),
-    outer_ips: (IpAddr, IpAddr),
-    vsid: u32,
-    inner_macs: (MacAddr, MacAddr),
-    ips: (IpAddr, IpAddr),
-    ports: (u16, u16),
-}
-
-fn ip_of(bytes: &[u8], ethertype: u16) -> (IpAddr, IpAddr, u8, &[u8]) {
-    if ethertype == ethernet::ethertype::IPV6 {
-        let p = ipv6::Packet::new_checked(bytes).expect("IPv6");
-        let ul = p.upper_layer().expect("upper layer");
-        let end = 40 + usize::from(p.payload_len());
-        let (src, dst) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
-        (src, dst, ul.protocol, &bytes[ul.offset..end])
-    } else {
-        let p = ipv4::Packet::new_checked(bytes).expect("IPv4");
-        let (h, end) = (p.header_len(), usize::from(p.total_len()));
-        let (src, dst) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()));
-        (src, dst, p.protocol(), &bytes[h..end])
-    }
-}
-
-fn untunnel(frame: &[u8]) -> Tunnelled {
-    let eth = ethernet::Frame::new_checked(frame).expect("Ethernet");
-    let (osrc, odst, proto, l4) = ip_of(eth.payload(), eth.ethertype());
-    assert_eq!(proto, ip_proto::GRE, "the engine sends to a DIP in NVGRE");
-    let g = gre::Packet::new_checked(l4).expect("GRE");
-    let inner_bytes = &l4[g.header_len()..];
-    let inner = ethernet::Frame::new_checked(inner_bytes).expect("inner Ethernet");
-    let (src, dst, proto, l4) = ip_of(&inner_bytes[ethernet::HEADER_LEN..], inner.ethertype());
-    assert_eq!(proto, ip_proto::TCP);
-    let t = tcp::Packet::new_checked(l4).expect("TCP");
-    Tunnelled {
-        outer_macs: (eth.src_addr(), eth.dst_addr()),
-        outer_ips: (osrc, odst),
-        vsid: g.vsid().expect("NVGRE key"),
-        inner_macs: (inner.src_addr(), inner.dst_addr()),
-        ips: (src, dst),
-        ports: (t.src_port(), t.dst_port()),
-    }
-}
-
-/// The DIP's answer to what the LB sent it, from the same host and VSID, every
-/// address and port swapped.
-fn answer(p: &Snapshot, sent: &[u8]) -> Vec<u8> {
-    let s = untunnel(sent);
-    let dip = p
-        .lookups()
-        .iter()
-        .find(|r| r.vsid.get() == s.vsid && r.ca == s.ips.1)
-        .expect("the DIP's lookup record");
-    let t = Transport::Tcp {
-        src_port: s.ports.1,
-        dst_port: s.ports.0,
-        flags: ACK,
-        seq: 1,
-        ack: 1,
-    };
-    let ip = craft::ip_packet(s.ips.1, s.ips.0, 64, t, b"");
-    let outer = Outer {
-        src_mac: s.outer_macs.1,
-        dst_mac: s.outer_macs.0,
-        src: s.outer_ips.1,
-        dst: s.outer_ips.0,
-        vsid: s.vsid,
-        flow_id: 1,
-    };
-    assert_eq!(s.inner_macs.1, dip.mac);
-    craft::nvgre(&outer, &craft::ip_frame(dip.mac, s.inner_macs.0, &ip))
-}
-
 fn forwarded(v: Verdict) -> usize {
     match v {
         Verdict::Forward { len, .. } => len,
@@ -205,7 +129,7 @@ fn established_packets_allocate_nothing() {
         for i in 0..FLOWS {
             let syn = to_vip(&p, pool, 20000 + i, SYN);
             let len = forwarded(engine.process(SEC, &syn, &mut out));
-            back.push(answer(&p, &out[..len]));
+            back.push(craft::tunnel_reply(&out[..len], ACK, 1, 1).expect("NVGRE with TCP"));
             forward.push(to_vip(&p, pool, 20000 + i, ACK));
         }
         for frame in &back {

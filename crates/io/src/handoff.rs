@@ -1,5 +1,5 @@
 //! Bounded queues between workers: a frame read by a worker that does not own its flow
-//! goes to the owner (DESIGN.md, steering).
+//! goes to the owner (docs/architecture.md, "Steering").
 //!
 //! Each worker has one inbox (a bounded channel plus an eventfd that wakes its poll);
 //! every worker holds a sender to every inbox. A full inbox drops the frame and the

@@ -1,5 +1,10 @@
-//! The only module with `unsafe`: thin, safe wrappers over the few Linux calls the data
-//! plane needs (AF_PACKET sockets, poll, eventfd, sigaction, setns).
+//! The only module of nvlb-io with `unsafe`, so that all of the data plane's can be
+//! reviewed in one place: thin, safe wrappers over the few Linux calls it needs
+//! (AF_PACKET sockets and their mapped RX rings, sendmmsg, poll, eventfd, sigaction,
+//! setns, an interface's index and flags). Elsewhere in crates/ and src/, `unsafe` is
+//! only `kill(2)` where the lab signals processes in its own namespaces
+//! (crates/tools/src/lab/) and `geteuid` in `nvlb lab`'s root check (src/cli/lab.rs);
+//! nvlb-proto denies it altogether.
 //!
 //! Each wrapper passes Rust-owned buffers with their true lengths and turns a failed
 //! call into `io::Error` from errno. Nothing here knows about frames, engines or policy,

@@ -89,7 +89,7 @@ pub struct IoCounters {
     /// Frames that arrived 802.1Q-tagged (the kernel stripped the tag): dropped.
     pub rx_vlan_tagged: u64,
     /// Frames with partial checksums (TP_STATUS_CSUMNOTREADY), passed on as they are:
-    /// turn tx offload off on the senders' veths (DESIGN.md, the lab).
+    /// turn tx offload off on the senders' veths, as the lab does (docs/architecture.md).
     pub rx_csum_partial: u64,
     pub tx_frames: u64,
     /// Not sent because the device queue was full (EAGAIN/ENOBUFS).

@@ -12,15 +12,24 @@ use crate::wire::{MacAddr, ethernet, gre, ip_proto, ipv4, ipv6, tcp, udp};
 /// The transport part of a packet to build.
 #[derive(Clone, Copy, Debug)]
 pub enum Transport {
+    /// A TCP segment with no options and a window of 64240.
     Tcp {
+        /// TCP source port.
         src_port: u16,
+        /// TCP destination port.
         dst_port: u16,
+        /// Flag bits, built from [`tcp::flags`].
         flags: u8,
+        /// Sequence number.
         seq: u32,
+        /// Acknowledgment number; only meaningful when `flags` has ACK.
         ack: u32,
     },
+    /// A UDP datagram.
     Udp {
+        /// UDP source port.
         src_port: u16,
+        /// UDP destination port.
         dst_port: u16,
     },
 }
@@ -142,11 +151,17 @@ pub fn ip_frame(src: MacAddr, dst: MacAddr, ip: &[u8]) -> Vec<u8> {
 /// The outer layers of an NVGRE frame.
 #[derive(Clone, Copy, Debug)]
 pub struct Outer {
+    /// Outer source MAC (the sending host's NIC).
     pub src_mac: MacAddr,
+    /// Outer destination MAC (the next hop on the provider network).
     pub dst_mac: MacAddr,
+    /// Outer source provider address (PA); must be the same family as `dst`.
     pub src: IpAddr,
+    /// Outer destination provider address (PA).
     pub dst: IpAddr,
+    /// Virtual Subnet ID, 24 bits (higher bits are dropped): the tenant's virtual network.
     pub vsid: u32,
+    /// NVGRE FlowID: entropy for ECMP, never used to match a flow.
     pub flow_id: u8,
 }
 
@@ -165,4 +180,61 @@ pub fn nvgre(outer: &Outer, inner: &[u8]) -> Vec<u8> {
     gre_bytes[gre::NVGRE_HEADER_LEN..].copy_from_slice(inner);
     let ip = ip_with_payload(outer.src, outer.dst, 64, ip_proto::GRE, &mut gre_bytes);
     ip_frame(outer.src_mac, outer.dst_mac, &ip)
+}
+
+/// The answer of the VM behind an NVGRE frame the LB sent it: the same VSID from the
+/// same host, Ethernet, IP addresses and TCP ports swapped inside and out, with
+/// `flags`, `seq` and `ack`. What a DIP sends back to a flow the LB forwarded, built
+/// from the LB's own output so that a test needs no knowledge of which DIP it chose.
+/// `None` when `sent` is not NVGRE carrying TCP.
+pub fn tunnel_reply(sent: &[u8], flags: u8, seq: u32, ack: u32) -> Option<Vec<u8>> {
+    let eth = ethernet::Frame::new_checked(sent).ok()?;
+    let (osrc, odst, proto, gre_bytes) = ip_parts(eth.payload(), eth.ethertype())?;
+    if proto != ip_proto::GRE {
+        return None;
+    }
+    let g = gre::Packet::new_checked(gre_bytes).ok()?;
+    let inner_bytes = gre_bytes.get(g.header_len()..)?;
+    let inner = ethernet::Frame::new_checked(inner_bytes).ok()?;
+    let (src, dst, proto, segment) = ip_parts(inner.payload(), inner.ethertype())?;
+    if proto != ip_proto::TCP {
+        return None;
+    }
+    let t = tcp::Packet::new_checked(segment).ok()?;
+    let transport = Transport::Tcp {
+        src_port: t.dst_port(),
+        dst_port: t.src_port(),
+        flags,
+        seq,
+        ack,
+    };
+    let ip = ip_packet(dst, src, 64, transport, b"");
+    let outer = Outer {
+        src_mac: eth.dst_addr(),
+        dst_mac: eth.src_addr(),
+        src: odst,
+        dst: osrc,
+        vsid: g.vsid()?,
+        flow_id: g.flow_id()?,
+    };
+    Some(nvgre(
+        &outer,
+        &ip_frame(inner.dst_addr(), inner.src_addr(), &ip),
+    ))
+}
+
+/// Source, destination, upper-layer protocol and upper-layer bytes of an IP packet.
+fn ip_parts(bytes: &[u8], ethertype: u16) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
+    if ethertype == ethernet::ethertype::IPV6 {
+        let p = ipv6::Packet::new_checked(bytes).ok()?;
+        let ul = p.upper_layer().ok()?;
+        let end = 40 + usize::from(p.payload_len());
+        let (src, dst) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
+        Some((src, dst, ul.protocol, bytes.get(ul.offset..end)?))
+    } else {
+        let p = ipv4::Packet::new_checked(bytes).ok()?;
+        let (h, end) = (p.header_len(), usize::from(p.total_len()));
+        let (src, dst) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()));
+        Some((src, dst, p.protocol(), bytes.get(h..end)?))
+    }
 }

@@ -111,21 +111,43 @@ const EMPTY: u16 = u16::MAX;
 /// identity: it decides the preference list and breaks every tie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backend {
+    /// Stable identity of the DIP, normally from [`backend_key`]; unique within a table.
     pub key: u64,
+    /// Relative share of the slots; 0 keeps the backend in the pool but gives it none.
     pub weight: u32,
 }
 
 /// Why a table could not be built; each is a policy mistake the caller should report.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MaglevError {
+    /// The table size, which is not prime: preference lists would not visit every slot.
     #[error("maglev table size {0} is not prime")]
     NotPrime(u32),
+    /// Fewer slots than active backends: some could not get one.
     #[error("maglev table size {size} is smaller than the {needed} backends with weight > 0")]
-    TooSmall { size: u32, needed: usize },
+    TooSmall {
+        /// The table size asked for.
+        size: u32,
+        /// Backends with weight > 0, each of which needs at least one slot.
+        needed: usize,
+    },
+    /// The table size is above [`MAX_TABLE_SIZE`].
     #[error("maglev table size {size} exceeds the maximum {max}")]
-    TooLarge { size: u32, max: u32 },
+    TooLarge {
+        /// The table size asked for.
+        size: u32,
+        /// [`MAX_TABLE_SIZE`].
+        max: u32,
+    },
+    /// More backends than a slot's `u16` can index.
     #[error("{count} backends exceed the maximum of {max} per table")]
-    TooManyBackends { count: usize, max: usize },
+    TooManyBackends {
+        /// Backends given, weight-0 ones included.
+        count: usize,
+        /// [`MAX_BACKENDS`].
+        max: usize,
+    },
+    /// A key two backends share; keys must be unique, weight-0 backends included.
     #[error("backend key {0:#018x} appears more than once")]
     DuplicateKey(u64),
     /// Cannot happen while the size is prime (every preference list visits every slot);
@@ -376,6 +398,7 @@ impl Table {
         self.entries.get(slot as usize).copied()
     }
 
+    /// Number of slots `M`, a prime; kept even when the table is empty.
     pub fn size(&self) -> u32 {
         self.size
     }

@@ -760,6 +760,67 @@ mod tests {
         hits[0].rsplit(' ').next().unwrap().parse().unwrap()
     }
 
+    /// The idle resets an engine sent reach the page as a worker publishes them
+    /// (the engine's own test, engine/tests/rules.rs, checks the resets themselves).
+    #[test]
+    fn idle_resets_an_engine_sent_are_on_the_page() {
+        use crate::craft::{self, Transport};
+        use crate::engine::{Engine, Verdict};
+        use crate::wire::{MacAddr, tcp::flags};
+        const SEC: u64 = 1_000_000_000;
+        // The example with Blue's rules, among them blue-quiet (203.0.113.31:80,
+        // tcp_reset, idle timeout 4 s), before Red's tenant table.
+        let rules = include_str!("../../../proto/src/engine/tests/rules.toml");
+        let red = "[[tenant]]\nname = \"red\"";
+        let text = EXAMPLE_POLICY.replacen(red, &format!("{rules}\n{red}"), 1);
+        let p = Arc::new(Snapshot::from_toml(&text, "rules.toml").expect("rules policy"));
+        let mut engine = Engine::new(p.clone(), 0, 1);
+        let mut out = vec![0u8; 2048];
+        let client: IpAddr = "198.51.100.7".parse().unwrap();
+        let quiet: IpAddr = "203.0.113.31".parse().unwrap();
+        let from_client = |f: u8, seq: u32, ack: u32| {
+            let t = Transport::Tcp {
+                src_port: 40000,
+                dst_port: 80,
+                flags: f,
+                seq,
+                ack,
+            };
+            let ip = craft::ip_packet(client, quiet, 64, t, b"");
+            craft::ip_frame(MacAddr([2, 0, 0, 0, 1, 7]), p.balancer().external.mac, &ip)
+        };
+        let Verdict::Forward { len, .. } =
+            engine.process(SEC, &from_client(flags::SYN, 1000, 0), &mut out)
+        else {
+            panic!("the SYN is forwarded");
+        };
+        let syn_ack = craft::tunnel_reply(&out[..len], flags::SYN | flags::ACK, 5000, 1001)
+            .expect("NVGRE with TCP");
+        assert!(matches!(
+            engine.process(SEC, &syn_ack, &mut out),
+            Verdict::Forward { .. }
+        ));
+        let ack = from_client(flags::ACK, 1001, 5001);
+        assert!(matches!(
+            engine.process(SEC, &ack, &mut out),
+            Verdict::Forward { .. }
+        ));
+        assert_eq!(engine.expire(6 * SEC, 100), 1);
+        while engine.next_reset(&mut out).is_some() {}
+        assert_eq!(engine.counters().idle_resets_sent, 2, "one RST to each end");
+
+        let metrics = LbMetrics::new(p.clone(), 1, Arc::new(ControlStats::new()));
+        let mut publisher = metrics.publisher(0).unwrap();
+        publisher.tick(61 * SEC, &engine, &Default::default(), true);
+        let page = metrics.render();
+        for line in [
+            "nvlb_idle_resets_total{outcome=\"sent\"} 2",
+            "nvlb_idle_resets_total{outcome=\"not_sent\"} 0",
+        ] {
+            assert!(page.lines().any(|l| l == line), "{line} not on the page");
+        }
+    }
+
     #[test]
     fn sums_workers_and_labels_from_policy() {
         let p = policy();

@@ -15,12 +15,20 @@ const REASONS: usize = DropReason::ALL.len();
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[repr(align(64))]
 pub struct Counters {
+    /// Frames handed to `process`, whatever the verdict (handoffs and drops included).
     pub packets_in: u64,
+    /// Bytes of those frames, as received.
     pub bytes_in: u64,
+    /// Frames forwarded (verdict `Forward`).
     pub forwarded: u64,
+    /// Bytes of the frames the worker wrote: forwarded and replies.
     pub bytes_out: u64,
+    /// Frames the LB answered itself (verdict `Reply`: ARP/ND, echo, packet-too-big).
     pub replied: u64,
+    /// Frames handed to another worker's shard; that worker counts them again as `packets_in`.
     pub handoffs: u64,
+    /// Flow bindings created (not counting those undone because their first packet was not
+    /// forwarded after all).
     pub new_flows: u64,
     /// RST segments sent to the ends of TCP flows that timed out idle under a
     /// `tcp_reset` rule (two per flow: client, then DIP).
@@ -28,6 +36,8 @@ pub struct Counters {
     /// RST segments such flows should have had but did not: their queue was full, a
     /// policy change came first, or their path was gone.
     pub idle_resets_unsent: u64,
+    /// Drops per reason, indexed by `DropReason as usize` (the order of [`DropReason::ALL`]);
+    /// see [`Counters::dropped`].
     pub drops: [u64; REASONS],
     /// Per VIP pool, indexed like the snapshot's pools (empty until sized by
     /// [`Counters::for_policy`]; a pool index beyond it is simply not counted).
@@ -37,11 +47,13 @@ pub struct Counters {
 /// Traffic of one VIP pool; `[forward, return]` pairs are client->DIP, DIP->client.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolCounters {
+    /// Frames forwarded, `[forward, return]`.
     pub packets: [u64; 2],
     /// Bytes of the frames received (outer headers included).
     pub bytes_in: [u64; 2],
     /// Bytes of the frames sent.
     pub bytes_out: [u64; 2],
+    /// Flow bindings created for this pool.
     pub new_flows: u64,
     /// Packets per DIP, in the pool's DIP order: `[forward, return]`.
     pub dip_packets: Vec<[u64; 2]>,

@@ -21,13 +21,21 @@ const OUTER_TTL: u8 = 64;
 /// An NVGRE tunnel to one host, for one VSID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tunnel {
+    /// The 24-bit VSID written into the GRE key.
     pub vsid: u32,
+    /// NVGRE FlowID written into the GRE key: ECMP entropy from the flow hash.
     pub flow_id: u8,
+    /// The LB's own PA: outer IP source.
     pub outer_src: IpAddr,
+    /// The host's PA: outer IP destination (same family as `outer_src`).
     pub outer_dst: IpAddr,
+    /// The provider port's MAC: outer Ethernet source.
     pub outer_src_mac: MacAddr,
+    /// Next hop on the PA network: the host, or the provider gateway (see [`next_hop_mac`]).
     pub outer_dst_mac: MacAddr,
+    /// The LB's MAC inside the VSID (the subnet's `lb_mac`): inner Ethernet source.
     pub inner_src_mac: MacAddr,
+    /// The destination VM's MAC, from its lookup record: inner Ethernet destination.
     pub inner_dst_mac: MacAddr,
 }
 
@@ -46,8 +54,11 @@ pub enum Path {
     /// Plain Ethernet out of `port` (the external side, or the provider side for
     /// the LB's own PA).
     Plain {
+        /// The port the frame leaves on.
         port: Egress,
+        /// Ethernet source: the MAC of that port.
         src_mac: MacAddr,
+        /// Ethernet destination: the next hop (gateway or neighbour).
         dst_mac: MacAddr,
     },
     /// NVGRE out of the provider port.
@@ -95,6 +106,7 @@ pub(super) fn tunnel_to(
 }
 
 impl Path {
+    /// The port a frame on this path leaves on: always the provider port for a tunnel.
     pub fn egress(&self) -> Egress {
         match self {
             Path::Plain { port, .. } => *port,

@@ -1,7 +1,7 @@
 //! The pure per-packet pipeline: `process(now, frame, out) -> Verdict` over one flow
 //! shard.
 //!
-//! Everything in DESIGN.md's "Packet paths" table happens here: public and CA VIPs
+//! Every path of docs/architecture.md's "Packet paths" table is here: public and CA VIPs
 //! forward and return, ICMP errors through NAT, packet-too-big, ARP/ND, echo, and a
 //! counted drop for everything else. The engine never does I/O, never reads a clock,
 //! never takes a lock and never allocates per packet; it never panics on any input.
@@ -49,7 +49,10 @@ pub enum Egress {
 /// What a forwarded packet matched, for `nvlb replay` and per-VIP accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Matched {
+    /// Tenant of the flow.
     pub tenant: TenantId,
+    /// VIP pool of the flow, or an outbound rule's index tagged with
+    /// [`OUTBOUND_POOL_TAG`](crate::policy::OUTBOUND_POOL_TAG) (not counted per pool).
     pub pool: PoolId,
     /// Index of the DIP in its pool.
     pub dip: u16,
@@ -70,23 +73,30 @@ impl Matched {
 pub enum Verdict {
     /// `out[..len]` is the translated frame, to send on `egress`.
     Forward {
+        /// The port to send it on.
         egress: Egress,
+        /// Length of the frame written at the start of `out`.
         len: usize,
+        /// The flow it belongs to, for per-pool and per-DIP counters.
         matched: Matched,
     },
     /// `out[..len]` is a frame the LB answers with (ARP/ND, echo, packet-too-big).
     Reply {
+        /// The port to send it on: back towards the sender.
         egress: Egress,
+        /// Length of the frame written at the start of `out`.
         len: usize,
     },
     /// The flow belongs to another worker's shard: hand the frame over unchanged.
     Handoff {
+        /// Index of the worker whose shard owns the flow (0-based, below the worker count).
         worker: u16,
     },
     /// The frame, unchanged, is for the LB's own control plane: the reply to a health
     /// probe (NVGRE to an LB SNAT CA, TCP to a probe port). Any worker may get it; it
     /// is never a flow and never a drop.
     Local,
+    /// The frame is dropped; the reason is counted in [`Counters::drops`].
     Drop(DropReason),
 }
 
@@ -330,18 +340,22 @@ impl Engine {
         forgotten
     }
 
+    /// The policy snapshot this engine works with now.
     pub fn policy(&self) -> &Arc<Snapshot> {
         &self.policy
     }
 
+    /// This worker's counters since it started; the collector sums them across workers.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
+    /// This worker's flow table, read by the metrics publisher and tests.
     pub fn shard(&self) -> &FlowShard {
         &self.shard
     }
 
+    /// This engine's worker index, as given to [`Engine::new`].
     pub fn worker(&self) -> u16 {
         self.worker
     }

@@ -15,8 +15,11 @@ use super::drop::DropReason;
 pub struct IpPacket<'a> {
     /// Exactly the IP packet: header to end of payload, without link-layer padding.
     pub bytes: &'a [u8],
+    /// True for IPv6.
     pub v6: bool,
+    /// Source address, as received.
     pub src: IpAddr,
+    /// Destination address, as received.
     pub dst: IpAddr,
     /// Upper-layer protocol (after IPv6 extension headers).
     pub proto: u8,
@@ -26,13 +29,17 @@ pub struct IpPacket<'a> {
     pub ttl: u8,
     /// IPv4 DF bit; always true for IPv6, which routers never fragment.
     pub dont_frag: bool,
+    /// Part of a fragmented packet (IPv4 MF or offset; any IPv6 fragment header): there is
+    /// no complete L4 header to balance by.
     pub fragment: bool,
 }
 
 /// The transport view of a packet the LB balances.
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
+    /// Source port, as received.
     pub src: u16,
+    /// Destination port, as received.
     pub dst: u16,
     /// TCP flags; `None` for UDP.
     pub tcp_flags: Option<u8>,

@@ -28,6 +28,7 @@ pub struct RuleIdle {
 /// outbound rule (whose flows carry the rule's index tagged in `Flow::pool`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IdleRules {
+    /// Per VIP pool, indexed by [`PoolId`](crate::policy::PoolId) like [`Flow::pool`].
     pub pools: Vec<RuleIdle>,
     /// Seconds per outbound rule, indexed like the policy's outbound rules.
     pub outbound: Vec<u32>,
@@ -68,7 +69,9 @@ pub fn wants_reset(rules: &IdleRules, flow: &Flow) -> bool {
 
 /// Bits of [`Flow::acks_seen`]: which end's acknowledgment number is known.
 pub const ACK_FROM_CLIENT: u8 = 1;
+/// The DIP's acknowledgment number is in [`Flow::dip_ack`].
 pub const ACK_FROM_DIP: u8 = 2;
+/// Both acknowledgment numbers are known: the flow can be reset on idle.
 pub const ACKS_BOTH: u8 = ACK_FROM_CLIENT | ACK_FROM_DIP;
 
 #[cfg(test)]

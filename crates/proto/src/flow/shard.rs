@@ -25,10 +25,15 @@ pub type FlowId = u32;
 pub struct ForwardKey {
     /// VSID the client sent from: 0 for the Internet side (public VIPs).
     pub vsid: u32,
+    /// IP protocol number (TCP or UDP; see [`ip_proto`](crate::wire::ip_proto)).
     pub proto: u8,
+    /// Client address: an Internet address for public VIPs, a CA for CA VIPs.
     pub client: IpAddr,
+    /// Client source port.
     pub client_port: u16,
+    /// VIP the client sent to.
     pub vip: IpAddr,
+    /// VIP port the client sent to.
     pub vip_port: u16,
 }
 
@@ -37,11 +42,15 @@ pub struct ForwardKey {
 pub struct ReturnKey {
     /// VSID of the DIP.
     pub vsid: u32,
+    /// IP protocol number, as in the forward key.
     pub proto: u8,
+    /// The chosen DIP's CA.
     pub dip: IpAddr,
+    /// The DIP's port (the backend port, after any port translation).
     pub dip_port: u16,
     /// Whom the DIP talks to: the client itself (public VIPs) or the LB's source-NAT CA.
     pub peer: IpAddr,
+    /// Port the DIP talks to: the client's port, or the LB's source-NAT port.
     pub peer_port: u16,
 }
 
@@ -88,9 +97,15 @@ impl Hash for ReturnKey {
 /// One bidirectional NAT binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flow {
+    /// Key of the client's packets.
     pub forward: ForwardKey,
+    /// Key of the DIP's replies.
     pub ret: ReturnKey,
+    /// Tenant ([`TenantId`](crate::policy::TenantId)) the binding counts against for
+    /// [`ShardLimits::max_per_tenant`].
     pub tenant: u16,
+    /// VIP pool ([`PoolId`](crate::policy::PoolId)), or an outbound rule's index tagged with
+    /// [`OUTBOUND_POOL_TAG`](crate::policy::OUTBOUND_POOL_TAG); selects the idle rules.
     pub pool: u32,
     /// Index of the chosen DIP in its pool.
     pub dip: u16,
@@ -98,6 +113,7 @@ pub struct Flow {
     pub flow_id: u8,
     /// Host of the client's CA (CA VIPs): the only host that may send for this flow.
     pub client_host: u16,
+    /// Connection state; decides the idle timeout (see [`Timeouts::for_state`]).
     pub state: State,
     /// Seconds on the caller's clock when a packet last used this binding.
     pub last_seen: u32,
@@ -105,12 +121,15 @@ pub struct Flow {
     /// TCP: the last acknowledgment number the client sent (what it expects next from
     /// the DIP), and the DIP's; a reset on idle uses them as its sequence numbers.
     pub client_ack: u32,
+    /// The DIP's last acknowledgment number (what it expects next from the client).
     pub dip_ack: u32,
     /// Which of the two are known (`idle::ACK_FROM_*` bits).
     pub acks_seen: u8,
 }
 
 impl Flow {
+    /// A binding not yet in a table: NVGRE FlowID 0, no client host (`u16::MAX`), no
+    /// acknowledgment numbers; [`FlowShard::insert`] sets `last_seen` and makes it live.
     pub fn new(
         forward: ForwardKey,
         ret: ReturnKey,
@@ -145,18 +164,25 @@ impl Flow {
 /// Bounds and timeouts of a shard.
 #[derive(Clone, Copy, Debug)]
 pub struct ShardLimits {
+    /// Most live bindings in the shard; a new flow beyond it is refused with
+    /// [`InsertError::TableFull`].
     pub max_flows: u32,
+    /// Most live bindings one tenant may hold in the shard ([`InsertError::TenantQuota`]).
     pub max_per_tenant: u32,
+    /// Idle timeouts per state, used where a rule sets none.
     pub timeouts: Timeouts,
 }
 
 /// Why a new binding was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InsertError {
+    /// The shard holds `max_flows` live bindings, even after reclaiming expired ones.
     #[error("flow table full")]
     TableFull,
+    /// The flow's tenant holds `max_per_tenant` live bindings in this shard.
     #[error("tenant flow quota reached")]
     TenantQuota,
+    /// A live or expired binding already has the same forward or return key.
     #[error("a binding with the same key exists")]
     Duplicate,
 }
@@ -195,6 +221,8 @@ pub fn seconds(now_nanos: u64) -> u32 {
 }
 
 impl FlowShard {
+    /// An empty shard; it pre-allocates room for `min(max_flows, 4096)` bindings and grows
+    /// from there, up to `max_flows`.
     pub fn new(limits: ShardLimits) -> FlowShard {
         let initial = (limits.max_flows as usize).min(INITIAL_CAPACITY);
         FlowShard {
@@ -214,14 +242,17 @@ impl FlowShard {
         }
     }
 
+    /// The bounds and default timeouts the shard was built with.
     pub fn limits(&self) -> &ShardLimits {
         &self.limits
     }
 
+    /// Live bindings in the shard (expired ones not yet removed included).
     pub fn len(&self) -> usize {
         self.len as usize
     }
 
+    /// True when the shard holds no binding.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -231,6 +262,10 @@ impl FlowShard {
         self.per_tenant.get(tenant as usize).copied().unwrap_or(0)
     }
 
+    /// The binding in slot `id`.
+    ///
+    /// # Panics
+    /// If `id` is not a slot of the slab (see [`FlowShard::slots`]).
     pub fn flow(&self, id: FlowId) -> &Flow {
         &self.slab[id as usize]
     }

@@ -44,13 +44,19 @@ pub enum State {
 /// Idle timeouts per state, in whole seconds (flow timestamps are kept in seconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
+    /// States [`State::SynSent`] and [`State::SynReceived`]: handshake not complete.
     pub tcp_syn: u32,
+    /// States [`State::Established`], [`State::FinForward`] and [`State::FinReturn`].
     pub tcp_established: u32,
+    /// State [`State::Closing`]: after FINs both ways or a RST.
     pub tcp_closing: u32,
+    /// State [`State::Datagram`]: UDP and other protocols without connection state.
     pub udp: u32,
 }
 
 impl Timeouts {
+    /// Converts config durations to whole seconds: rounded down, at least 1 (a zero timeout
+    /// would expire every flow at once), saturated at `u32::MAX`.
     pub fn from_durations(
         syn: Duration,
         established: Duration,

@@ -10,12 +10,16 @@ use core::ops::Range;
 /// One finding, printed as `file:line:column: field: message`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Diagnostic {
+    /// The policy file as named to the compiler (the `origin` given to it).
     pub file: String,
+    /// 1-based line of the problem.
     pub line: usize,
+    /// 1-based column, in characters rather than bytes.
     pub column: usize,
     /// Dotted path of the offending field, e.g. `tenant[0].vip[1].dips[2].ca`; empty
     /// when the problem is not tied to one field (a syntax error).
     pub field: String,
+    /// What is wrong, in a sentence for the operator.
     pub message: String,
 }
 
@@ -32,6 +36,7 @@ impl fmt::Display for Diagnostic {
 /// Every problem found in a policy file, in file order; the file was not accepted.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 pub struct ConfigError {
+    /// At least one finding, in file order.
     pub errors: Vec<Diagnostic>,
 }
 

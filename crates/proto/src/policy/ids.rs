@@ -34,6 +34,7 @@ impl Vsid {
         if v <= Self::MAX { Some(Vsid(v)) } else { None }
     }
 
+    /// The raw 24-bit value (0 for [`Vsid::PUBLIC`]).
     pub const fn get(self) -> u32 {
         self.0
     }
@@ -45,6 +46,7 @@ impl Vsid {
         (self.0 >= 1 && self.0 <= 0xFFF) || self.0 == Self::MAX
     }
 
+    /// Whether this is [`Vsid::PUBLIC`], the Internet side.
     pub const fn is_public(self) -> bool {
         self.0 == 0
     }
@@ -81,7 +83,9 @@ impl fmt::Display for Vsid {
 /// The L4 protocols a VIP pool can serve.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
 pub enum Protocol {
+    /// TCP (IP protocol 6).
     Tcp,
+    /// UDP (IP protocol 17).
     Udp,
 }
 
@@ -94,6 +98,8 @@ impl Protocol {
         }
     }
 
+    /// The protocol of an IP protocol / IPv6 next-header number; `None` for anything but
+    /// TCP and UDP.
     pub const fn from_number(n: u8) -> Option<Self> {
         match n {
             6 => Some(Protocol::Tcp),
@@ -102,6 +108,7 @@ impl Protocol {
         }
     }
 
+    /// The name used in the policy file and in reports.
     pub const fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",

@@ -3,6 +3,7 @@
 
 use crate::wire::MacAddr;
 
+/// A MAC address in the policy file not spelled `xx:xx:xx:xx:xx:xx`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
 #[error("expected six two-digit hex bytes separated by ':' (e.g. 02:00:00:00:01:0a)")]
 pub struct MacParseError;

@@ -14,13 +14,17 @@ use crate::wire::MacAddr;
 /// The load balancer's own identity: its two network ports and flow-table limits.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Balancer {
+    /// `[balancer] name`: names this balancer in reports and lab monitoring.
     pub name: String,
     /// The Internet side: plain IP, public VIPs, clients.
     pub external: Port,
     /// The PA network: NVGRE to and from Hyper-V hosts.
     pub provider: Port,
+    /// Flow-table bounds and idle timeouts (`[balancer.flows]`).
     pub flows: FlowLimits,
+    /// What a reload does to established flows (`[balancer.reload]`).
     pub reload: ReloadPolicy,
+    /// What every pool's health probes share (`[balancer.health]`).
     pub health: HealthSettings,
     /// `[[balancer.instance]]`: the identities of several nvlb instances that share this
     /// policy behind ECMP (docs/scale-out.md); empty for a single balancer.
@@ -33,6 +37,7 @@ pub struct Balancer {
 /// probes) and its source-NAT CAs.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Instance {
+    /// The name `nvlb run --instance NAME` selects; unique among the instances.
     pub name: String,
     /// Its own PAs, at most one per family, each of a family the shared provider port
     /// has: the outer source of the NVGRE it sends.
@@ -49,6 +54,7 @@ pub struct HealthSettings {
     /// from every SNAT range, so that the engine can tell a probe's reply from a
     /// flow's by its destination port alone, and no flow ever takes a probe's port.
     pub probe_first: u16,
+    /// Last source port of probes (inclusive).
     pub probe_last: u16,
 }
 
@@ -62,6 +68,7 @@ impl Default for HealthSettings {
 }
 
 impl HealthSettings {
+    /// Whether `port` is in the probe source range, i.e. a packet to it answers a probe.
     pub fn is_probe_port(&self, port: u16) -> bool {
         (self.probe_first..=self.probe_last).contains(&port)
     }
@@ -71,6 +78,7 @@ impl HealthSettings {
 /// DIP's host, from the LB's SNAT CA in the DIP's VSID.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct HealthCheck {
+    /// What one probe sends and expects.
     pub probe: HealthProbe,
     /// The port probed; `None`: each DIP's own port.
     pub port: Option<u16>,
@@ -91,15 +99,19 @@ pub enum HealthProbe {
     Tcp,
     /// `GET path HTTP/1.0` answered with `status` (and a body containing `body`).
     Http {
+        /// Request path, sent as is.
         path: String,
         /// The Host header; `None`: the DIP's address.
         host: Option<String>,
+        /// Expected HTTP status code of the response.
         status: u16,
+        /// Text the response body must contain; `None`: any body.
         body: Option<String>,
     },
 }
 
 impl HealthProbe {
+    /// The name used in the policy file's `protocol` key.
     pub fn name(&self) -> &'static str {
         match self {
             HealthProbe::Tcp => "tcp",
@@ -122,7 +134,9 @@ pub enum RemovedDips {
 /// How a reload treats established flows.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ReloadPolicy {
+    /// Drain or forget the flows of DIPs the new policy removes.
     pub removed_dips: RemovedDips,
+    /// With [`RemovedDips::Drain`], how long a removed DIP keeps its flows at most.
     pub drain_timeout: Duration,
 }
 
@@ -138,6 +152,7 @@ impl Default for ReloadPolicy {
 /// One network port of the balancer.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Port {
+    /// The port's own MAC: source of what the balancer sends on it.
     pub mac: MacAddr,
     /// Addresses the balancer owns on this port (answers ARP/ND for; on the provider
     /// port, the outer source of NVGRE it emits). At most one per family on the provider.
@@ -165,6 +180,7 @@ impl Port {
         })
     }
 
+    /// Whether `a` is one of the port's own addresses.
     pub fn owns(&self, a: IpAddr) -> bool {
         self.addresses.contains(&a)
     }
@@ -173,12 +189,17 @@ impl Port {
 /// Bounds on flow state; the counts are per worker shard.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FlowLimits {
+    /// Most bindings one worker's flow table holds; new flows beyond it are refused.
     pub max_flows_per_worker: u32,
     /// Per tenant and per worker: one tenant cannot fill a shard.
     pub max_flows_per_tenant: u32,
+    /// Idle timeout of a TCP flow before its handshake completes.
     pub tcp_syn_timeout: Duration,
+    /// Idle timeout of an established TCP flow.
     pub tcp_established_timeout: Duration,
+    /// Idle timeout of a TCP flow after FINs both ways or a RST.
     pub tcp_closing_timeout: Duration,
+    /// Idle timeout of a UDP flow.
     pub udp_timeout: Duration,
 }
 
@@ -198,9 +219,14 @@ impl Default for FlowLimits {
 /// A Hyper-V host on the PA network.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Host {
+    /// Host name, unique; lookup records name their host by it.
     pub name: String,
+    /// The host's IPv4 PA, if it has one: outer destination of NVGRE sent to it.
     pub pa_v4: Option<Ipv4Addr>,
+    /// The host's IPv6 PA, if it has one.
     pub pa_v6: Option<Ipv6Addr>,
+    /// MAC of the host's PA interface: outer destination MAC of NVGRE sent to it, unless
+    /// the provider port has a `gateway_mac`.
     pub mac: MacAddr,
     /// The host's own next hop off the PA network (its default gateway there): where
     /// it sends a floating-IP DIP's replies directly, bypassing the LB. `None`: the
@@ -219,26 +245,35 @@ impl Host {
     }
 }
 
+/// A tenant: an owner of VSIDs, VIPs and outbound rules, and the unit of the per-tenant
+/// flow quota.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Tenant {
+    /// Tenant name, unique in the policy.
     pub name: String,
+    /// The tenant's own index in [`Snapshot::tenants`](super::Snapshot::tenants).
     pub id: TenantId,
 }
 
 /// A tenant's routing domain: the virtual subnets whose VMs may reach each other.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RoutingDomain {
+    /// Name, as written in `[[tenant.routing_domain]]`.
     pub name: String,
+    /// The tenant that owns the domain.
     pub tenant: TenantId,
 }
 
 /// A virtual subnet (one VSID) and the balancer's presence inside it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct VirtualSubnet {
+    /// The subnet's 24-bit ID, never reserved (RFC 7637).
     pub vsid: Vsid,
+    /// The tenant that owns the subnet.
     pub tenant: TenantId,
     /// Index into [`Snapshot::routing_domains`](super::Snapshot::routing_domains).
     pub routing_domain: u32,
+    /// The CA prefixes of the subnet; every CA used in it lies inside one of them.
     pub prefixes: Vec<IpPrefix>,
     /// The balancer's MAC inside this VSID: inner source MAC of what it emits.
     pub lb_mac: MacAddr,
@@ -250,12 +285,16 @@ pub struct VirtualSubnet {
 /// A source-NAT address of the balancer in a VSID, with the ports it may use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct SnatRange {
+    /// The balancer's CA: source of full-NAT traffic it sends into the VSID.
     pub ca: IpAddr,
+    /// First source port the balancer may allocate on `ca` (inclusive).
     pub first_port: u16,
+    /// Last source port the balancer may allocate on `ca` (inclusive).
     pub last_port: u16,
 }
 
 impl SnatRange {
+    /// Whether `port` is in `first_port..=last_port`.
     pub fn contains_port(&self, port: u16) -> bool {
         (self.first_port..=self.last_port).contains(&port)
     }
@@ -267,6 +306,7 @@ impl SnatRange {
             .saturating_add(1)
     }
 
+    /// True when `first_port > last_port`; validation never builds such a range.
     pub fn is_empty(&self) -> bool {
         self.first_port > self.last_port
     }
@@ -275,21 +315,30 @@ impl SnatRange {
 /// HNV policy: a customer address in a VSID lives on this host, behind this MAC.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct LookupRecord {
+    /// VSID of the customer address.
     pub vsid: Vsid,
+    /// Customer address (CA) of the VM.
     pub ca: IpAddr,
+    /// The Hyper-V host the VM runs on: where NVGRE for it goes.
     pub host: HostId,
+    /// The VM's MAC: inner destination MAC of frames sent to it.
     pub mac: MacAddr,
 }
 
 /// A VIP and the DIPs that serve it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct VipPool {
+    /// The rule's name (an inbound NAT rule's pool adds `:PORT` for a port range).
     pub name: String,
+    /// The tenant that owns the VIP.
     pub tenant: TenantId,
     /// [`Vsid::PUBLIC`] for a public VIP, else the VSID a CA VIP lives in.
     pub frontend: Vsid,
+    /// The VIP address; its family is that of every DIP.
     pub address: IpAddr,
+    /// TCP or UDP; an all-ports rule is kept as TCP plus its rule flag.
     pub protocol: Protocol,
+    /// The VIP port; 0 for an all-ports rule.
     pub port: u16,
     /// Which fields of a new flow choose its DIP.
     pub distribution: Distribution,
@@ -331,6 +380,7 @@ impl Distribution {
         }
     }
 
+    /// The mode a policy-file name stands for; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<Distribution> {
         [
             Distribution::FiveTuple,
@@ -343,6 +393,7 @@ impl Distribution {
 }
 
 impl VipPool {
+    /// Whether the VIP is on the Internet side ([`Vsid::PUBLIC`]) rather than a CA VIP.
     pub fn is_public(&self) -> bool {
         self.frontend.is_public()
     }
@@ -351,13 +402,20 @@ impl VipPool {
 /// One backend of a pool, resolved through its lookup record.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Dip {
+    /// The VSID the DIP lives in.
     pub vsid: Vsid,
+    /// The DIP's customer address.
     pub ca: IpAddr,
+    /// The DIP's port: where forwarded packets go (the VIP port unless the policy says
+    /// otherwise). 0 in an all-ports rule, whose packets keep their own port.
     pub port: u16,
     /// The configured weight; the Maglev table uses it only while `state` is Active.
     pub weight: u32,
+    /// The host the DIP runs on, from its lookup record.
     pub host: HostId,
+    /// The DIP VM's MAC, from its lookup record.
     pub mac: MacAddr,
+    /// Whether the DIP takes new flows.
     pub state: DipState,
 }
 
@@ -385,8 +443,11 @@ impl Dip {
 /// Maglev hash keys on.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct DipKey {
+    /// The VSID the DIP lives in.
     pub vsid: Vsid,
+    /// The DIP's customer address.
     pub ca: IpAddr,
+    /// The DIP's port.
     pub port: u16,
 }
 
@@ -394,6 +455,7 @@ pub struct DipKey {
 /// serving the flows already bound to them.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum DipState {
+    /// Takes new flows (Maglev slots in proportion to its weight).
     #[default]
     Active,
     /// `drain = true` in the policy, or removed by a reload and draining.
@@ -403,6 +465,7 @@ pub enum DipState {
 }
 
 impl DipState {
+    /// The name used in the policy file and in reports.
     pub fn name(self) -> &'static str {
         match self {
             DipState::Active => "active",

@@ -21,13 +21,18 @@ pub const OUTBOUND_POOL_TAG: u32 = 0x8000_0000;
 /// One outbound rule, validated.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct OutboundRule {
+    /// The rule's name, as written.
     pub name: String,
+    /// The tenant whose VMs the rule serves.
     pub tenant: TenantId,
     /// The public source address the VMs' connections leave with (a VIP or an address
     /// of its own, routed to the LB like the VIPs).
     pub address: IpAddr,
+    /// First source port of the rule's range on `address` (inclusive).
     pub first_port: u16,
+    /// Last source port of the rule's range on `address` (inclusive).
     pub last_port: u16,
+    /// Size of each source's fixed block of ports.
     pub ports_per_dip: u16,
     /// An outbound flow idle this long is forgotten (and its port freed), or at its
     /// state's usual timeout if that is shorter (`flow/idle.rs`).
@@ -39,17 +44,22 @@ pub struct OutboundRule {
 /// A VM that may send through an outbound rule, resolved through its lookup record.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct OutboundSource {
+    /// VSID of the VM.
     pub vsid: Vsid,
+    /// Customer address (CA) of the VM.
     pub ca: IpAddr,
     /// The only host that may send for this CA (anti-spoofing).
     pub host: HostId,
+    /// The VM's MAC: inner destination MAC of replies sent back to it.
     pub mac: MacAddr,
     /// This source's block of ports.
     pub first_port: u16,
+    /// Last port of this source's block (inclusive).
     pub last_port: u16,
 }
 
 impl OutboundRule {
+    /// Whether `port` is in the rule's range `first_port..=last_port`.
     pub fn contains_port(&self, port: u16) -> bool {
         (self.first_port..=self.last_port).contains(&port)
     }

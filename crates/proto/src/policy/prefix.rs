@@ -17,12 +17,23 @@ pub struct IpPrefix {
 /// Why a prefix was refused.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum PrefixError {
+    /// Not of the form `ADDRESS/LENGTH`, or either part does not parse.
     #[error("expected ADDRESS/LENGTH (e.g. 10.0.0.0/24)")]
     Syntax,
+    /// The length is beyond the family's width.
     #[error("prefix length {len} is longer than {max} bits")]
-    TooLong { len: u8, max: u8 },
+    TooLong {
+        /// The length given.
+        len: u8,
+        /// 32 for IPv4, 128 for IPv6.
+        max: u8,
+    },
+    /// The address has bits set beyond the prefix length.
     #[error("host bits are set; the network is {network}")]
-    HostBits { network: IpPrefix },
+    HostBits {
+        /// The prefix with those bits cleared: most likely what was meant.
+        network: IpPrefix,
+    },
 }
 
 impl IpPrefix {
@@ -42,14 +53,17 @@ impl IpPrefix {
         Ok(network)
     }
 
+    /// The network address (host bits all clear).
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
 
+    /// Prefix length in bits.
     pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
+    /// Whether this is an IPv6 prefix.
     pub fn is_v6(&self) -> bool {
         self.addr.is_ipv6()
     }

@@ -35,6 +35,7 @@ impl IcmpEcho {
         }
     }
 
+    /// The mode a policy-file name stands for; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<IcmpEcho> {
         [IcmpEcho::Answer, IcmpEcho::Forward, IcmpEcho::Drop]
             .into_iter()
@@ -50,6 +51,7 @@ pub struct InboundNat {
     pub rule: String,
     /// The rule's frontend ports, `first..=last`.
     pub first: u16,
+    /// Last frontend port of the rule (inclusive).
     pub last: u16,
 }
 

@@ -192,6 +192,8 @@ impl Snapshot {
         Some((r, self.outbound.get(usize::from(r))?))
     }
 
+    /// The outbound rule with index `r` (as in [`Snapshot::outbound_source`] and
+    /// [`OUTBOUND_POOL_TAG`](super::OUTBOUND_POOL_TAG)-tagged flows), if it exists.
     pub fn outbound_rule(&self, r: u16) -> Option<&OutboundRule> {
         self.outbound.get(usize::from(r))
     }
@@ -202,6 +204,7 @@ impl Snapshot {
         self.floating.contains(&(vsid, mac, vip))
     }
 
+    /// The balancer's own identity: ports, flow limits, reload and health settings.
     pub fn balancer(&self) -> &Balancer {
         &self.balancer
     }
@@ -211,14 +214,18 @@ impl Snapshot {
         &self.warnings
     }
 
+    /// Every tenant; a [`TenantId`] indexes this slice.
     pub fn tenants(&self) -> &[Tenant] {
         &self.tenants
     }
 
+    /// Every routing domain, in declaration order ([`VirtualSubnet::routing_domain`] indexes
+    /// this slice).
     pub fn routing_domains(&self) -> &[RoutingDomain] {
         &self.routing_domains
     }
 
+    /// Every host; a [`HostId`] indexes this slice.
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
     }
@@ -240,10 +247,12 @@ impl Snapshot {
             .map(|(id, _)| id)
     }
 
+    /// Every VIP pool; a [`PoolId`] indexes this slice.
     pub fn pools(&self) -> &[VipPool] {
         &self.pools
     }
 
+    /// Every virtual subnet, in declaration order.
     pub fn subnets(&self) -> &[VirtualSubnet] {
         &self.subnets
     }
@@ -266,14 +275,19 @@ impl Snapshot {
         &self.pools[id as usize]
     }
 
+    /// The host `id`, or `None` when this snapshot has no such host: safe for ids kept
+    /// across a policy swap.
     pub fn get_host(&self, id: HostId) -> Option<&Host> {
         self.hosts.get(usize::from(id))
     }
 
+    /// The pool `id`, or `None` when this snapshot has no such pool: safe for ids kept
+    /// across a policy swap.
     pub fn get_pool(&self, id: PoolId) -> Option<&VipPool> {
         self.pools.get(usize::try_from(id).ok()?)
     }
 
+    /// The tenant `id`, or `None` when this snapshot has no such tenant.
     pub fn tenant(&self, id: TenantId) -> Option<&Tenant> {
         self.tenants.get(usize::from(id))
     }
@@ -323,6 +337,7 @@ impl Snapshot {
         self.vip_addresses.contains(&(vsid, addr))
     }
 
+    /// The declared subnet of `vsid`; `None` for an undeclared VSID or [`Vsid::PUBLIC`].
     pub fn subnet(&self, vsid: Vsid) -> Option<&VirtualSubnet> {
         let id = *self.subnet_by_vsid.get(&vsid)?;
         self.subnets.get(usize::try_from(id).ok()?)
@@ -333,6 +348,7 @@ impl Snapshot {
         self.lookups.get(*self.lookup_by_ca.get(&(vsid, ca))?)
     }
 
+    /// The host that owns provider address `pa`: tells which host an NVGRE packet came from.
     pub fn host_by_pa(&self, pa: IpAddr) -> Option<HostId> {
         self.host_by_pa.get(&pa).copied()
     }
@@ -352,6 +368,7 @@ impl Snapshot {
             .filter(move |r| r.ca.is_ipv6() == v6)
     }
 
+    /// Whether `addr` is one of the balancer's own source-NAT CAs in `vsid`.
     pub fn is_snat_address(&self, vsid: Vsid, addr: IpAddr) -> bool {
         self.snat_addresses.contains(&(vsid, addr))
     }

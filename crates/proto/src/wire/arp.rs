@@ -13,7 +13,9 @@ use super::{Error, Result};
 
 /// ARP operation codes.
 pub mod op {
+    /// "Who has `target_ip`?": broadcast by a host that needs the MAC for an address.
     pub const REQUEST: u16 = 1;
+    /// "`sender_ip` is at `sender_hw`": the answer, sent unicast to the asker.
     pub const REPLY: u16 = 2;
 }
 
@@ -41,10 +43,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without any check; accessors then read zero (and setters do nothing)
+    /// for bytes that are absent.
     pub const fn new_unchecked(buffer: T) -> Packet<T> {
         Packet { buffer }
     }
 
+    /// Wraps a packet after [`check`](Self::check) has passed.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check()?;
@@ -68,42 +73,52 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Hardware type (HTYPE); 1 (Ethernet) on a checked view.
     pub fn hardware_type(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::HTYPE)
     }
 
+    /// Protocol type (PTYPE), an EtherType; 0x0800 (IPv4) on a checked view.
     pub fn protocol_type(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::PTYPE)
     }
 
+    /// Hardware address length (HLEN) in bytes; 6 on a checked view.
     pub fn hardware_len(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::HLEN)
     }
 
+    /// Protocol address length (PLEN) in bytes; 4 on a checked view.
     pub fn protocol_len(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::PLEN)
     }
 
+    /// Operation code (see [`op`]).
     pub fn operation(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::OPER)
     }
 
+    /// Sender hardware address (SHA).
     pub fn sender_hw(&self) -> MacAddr {
         MacAddr(array_at(self.buffer.as_ref(), field::SHA))
     }
 
+    /// Sender protocol address (SPA); in a request, the address the asker claims.
     pub fn sender_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(array_at::<4>(self.buffer.as_ref(), field::SPA))
     }
 
+    /// Target hardware address (THA); usually zero in a request, since it is what is asked for.
     pub fn target_hw(&self) -> MacAddr {
         MacAddr(array_at(self.buffer.as_ref(), field::THA))
     }
 
+    /// Target protocol address (TPA): the address being resolved.
     pub fn target_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(array_at::<4>(self.buffer.as_ref(), field::TPA))
     }
@@ -119,22 +134,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u8(b, field::PLEN, 4);
     }
 
+    /// Writes the operation code (see [`op`]).
     pub fn set_operation(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::OPER, value);
     }
 
+    /// Writes the sender hardware address (SHA).
     pub fn set_sender_hw(&mut self, addr: MacAddr) {
         set_bytes(self.buffer.as_mut(), field::SHA, &addr.0);
     }
 
+    /// Writes the sender protocol address (SPA).
     pub fn set_sender_ip(&mut self, addr: Ipv4Addr) {
         set_bytes(self.buffer.as_mut(), field::SPA, &addr.octets());
     }
 
+    /// Writes the target hardware address (THA).
     pub fn set_target_hw(&mut self, addr: MacAddr) {
         set_bytes(self.buffer.as_mut(), field::THA, &addr.0);
     }
 
+    /// Writes the target protocol address (TPA).
     pub fn set_target_ip(&mut self, addr: Ipv4Addr) {
         set_bytes(self.buffer.as_mut(), field::TPA, &addr.octets());
     }
@@ -143,14 +163,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// An Ethernet/IPv4 ARP packet as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// Operation code (see [`op`]).
     pub operation: u16,
+    /// Sender hardware address (SHA).
     pub sender_hw: MacAddr,
+    /// Sender protocol address (SPA).
     pub sender_ip: Ipv4Addr,
+    /// Target hardware address (THA); zero in a request.
     pub target_hw: MacAddr,
+    /// Target protocol address (TPA): the address being resolved or answered for.
     pub target_ip: Ipv4Addr,
 }
 
 impl Repr {
+    /// Reads a packet that has the Ethernet/IPv4 shape (see [`Packet::check`]).
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
         packet.check()?;
         Ok(Repr {
@@ -162,6 +188,7 @@ impl Repr {
         })
     }
 
+    /// Bytes [`emit`](Self::emit) writes: always 28.
     pub const fn buffer_len(&self) -> usize {
         PACKET_LEN
     }

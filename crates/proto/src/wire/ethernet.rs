@@ -16,10 +16,15 @@ pub const HEADER_LEN: usize = 14;
 
 /// EtherType values nvlb recognises.
 pub mod ethertype {
+    /// IPv4 (RFC 894).
     pub const IPV4: u16 = 0x0800;
+    /// ARP (RFC 826).
     pub const ARP: u16 = 0x0806;
+    /// IPv6 (RFC 2464).
     pub const IPV6: u16 = 0x86DD;
+    /// IEEE 802.1Q VLAN tag.
     pub const VLAN: u16 = 0x8100;
+    /// IEEE 802.1ad outer (service) VLAN tag.
     pub const QINQ: u16 = 0x88A8;
     /// Transparent Ethernet bridging: what NVGRE's GRE header carries.
     pub const TEB: u16 = 0x6558;
@@ -37,9 +42,13 @@ mod field {
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
+    /// ff:ff:ff:ff:ff:ff, the destination of ARP requests.
     pub const BROADCAST: MacAddr = MacAddr([0xFF; 6]);
+    /// 00:00:00:00:00:00: never a valid station address, so it stands for "not set" or
+    /// "unknown" (e.g. the target hardware address of an ARP request).
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
+    /// All six octets are 0xff.
     pub fn is_broadcast(&self) -> bool {
         *self == Self::BROADCAST
     }
@@ -56,10 +65,12 @@ impl MacAddr {
         MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
     }
 
+    /// The six octets in transmission order.
     pub fn octets(&self) -> [u8; 6] {
         self.0
     }
 
+    /// All six octets are zero.
     pub fn is_zero(&self) -> bool {
         *self == Self::ZERO
     }
@@ -123,12 +134,14 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Frame { buffer }
     }
 
+    /// Wraps a frame after [`check_len`](Self::check_len) has passed.
     pub fn new_checked(buffer: T) -> Result<Frame<T>> {
         let f = Self::new_unchecked(buffer);
         f.check_len()?;
         Ok(f)
     }
 
+    /// Checks that the 14-byte header is present.
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error::Truncated("Ethernet"))
@@ -137,40 +150,49 @@ impl<T: AsRef<[u8]>> Frame<T> {
         }
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Destination MAC (bytes 0..6).
     pub fn dst_addr(&self) -> MacAddr {
         MacAddr(array_at(self.buffer.as_ref(), field::DST))
     }
 
+    /// Source MAC (bytes 6..12).
     pub fn src_addr(&self) -> MacAddr {
         MacAddr(array_at(self.buffer.as_ref(), field::SRC))
     }
 
+    /// EtherType (bytes 12..14), in host byte order; see [`ethertype`].
     pub fn ethertype(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::ETHERTYPE)
     }
 
+    /// Bytes after the 14-byte header, up to the end of the buffer (padding included).
     pub fn payload(&self) -> &[u8] {
         clamped(self.buffer.as_ref(), field::PAYLOAD, usize::MAX)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// Writes the destination MAC.
     pub fn set_dst_addr(&mut self, addr: MacAddr) {
         set_bytes(self.buffer.as_mut(), field::DST, &addr.0);
     }
 
+    /// Writes the source MAC.
     pub fn set_src_addr(&mut self, addr: MacAddr) {
         set_bytes(self.buffer.as_mut(), field::SRC, &addr.0);
     }
 
+    /// Writes the EtherType.
     pub fn set_ethertype(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::ETHERTYPE, value);
     }
 
+    /// Mutable bytes after the 14-byte header.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         clamped_mut(self.buffer.as_mut(), field::PAYLOAD, usize::MAX)
     }
@@ -179,12 +201,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
 /// An Ethernet II header as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// Source MAC.
     pub src_addr: MacAddr,
+    /// Destination MAC.
     pub dst_addr: MacAddr,
+    /// EtherType of the payload; see [`ethertype`].
     pub ethertype: u16,
 }
 
 impl Repr {
+    /// Reads the header of a frame of at least 14 bytes.
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Result<Repr> {
         frame.check_len()?;
         Ok(Repr {
@@ -194,6 +220,7 @@ impl Repr {
         })
     }
 
+    /// Bytes [`emit`](Self::emit) writes: always 14 (no VLAN tag).
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

@@ -21,13 +21,18 @@ pub const NVGRE_FLAGS: u16 = 0x2000;
 
 /// Flag bits of the first word.
 pub mod flag {
+    /// C: a checksum word (checksum and reserved1) follows the base header.
     pub const CHECKSUM: u16 = 0x8000;
+    /// R: the RFC 1701 routing field is present; always refused.
     pub const ROUTING: u16 = 0x4000;
+    /// K: a 32-bit key follows (RFC 2890); NVGRE requires it.
     pub const KEY: u16 = 0x2000;
+    /// S: a 32-bit sequence number follows (RFC 2890).
     pub const SEQUENCE: u16 = 0x1000;
     /// Bits 4-5 of RFC 2784's Reserved0 (RFC 1701's s bit and the top recursion bit):
     /// a packet with either set is discarded.
     pub const MUST_BE_ZERO: u16 = 0x0C00;
+    /// Version bits; only version 0 is accepted.
     pub const VERSION_MASK: u16 = 0x0007;
 }
 
@@ -49,16 +54,21 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without any check; accessors then read zero (and setters do nothing)
+    /// for bytes that are absent.
     pub const fn new_unchecked(buffer: T) -> Packet<T> {
         Packet { buffer }
     }
 
+    /// Wraps a packet after [`check`](Self::check) has passed.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check()?;
         Ok(p)
     }
 
+    /// Checks version 0, no routing, reserved bits 4-5 clear, and that the optional fields
+    /// the flags announce fit in the buffer.
     pub fn check(&self) -> Result<()> {
         if self.buffer.as_ref().len() < BASE_LEN {
             return Err(Error::Truncated("GRE"));
@@ -78,30 +88,37 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The first 16 bits: flag bits (see [`flag`]), reserved bits and version.
     pub fn flags_word(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::FLAGS)
     }
 
+    /// C bit: a checksum field is present.
     pub fn checksum_present(&self) -> bool {
         self.flags_word() & flag::CHECKSUM != 0
     }
 
+    /// R bit: a routing field is announced (refused by [`check`](Self::check)).
     pub fn routing_present(&self) -> bool {
         self.flags_word() & flag::ROUTING != 0
     }
 
+    /// K bit: a key field is present (the VSID and FlowID in NVGRE).
     pub fn key_present(&self) -> bool {
         self.flags_word() & flag::KEY != 0
     }
 
+    /// S bit: a sequence number field is present.
     pub fn seq_present(&self) -> bool {
         self.flags_word() & flag::SEQUENCE != 0
     }
 
+    /// The 3-bit version field; 0 is GRE, 1 is PPTP's enhanced GRE (refused).
     pub fn version(&self) -> u8 {
         (self.flags_word() & flag::VERSION_MASK) as u8
     }
@@ -133,11 +150,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
             .then(|| u16_at(self.buffer.as_ref(), field::CHECKSUM))
     }
 
+    /// The 32-bit key (RFC 2890), when K is set; in NVGRE it holds VSID and FlowID.
     pub fn key(&self) -> Option<u32> {
         self.key_present()
             .then(|| u32_at(self.buffer.as_ref(), self.key_offset()))
     }
 
+    /// The sequence number (RFC 2890), when S is set.
     pub fn sequence(&self) -> Option<u32> {
         self.seq_present()
             .then(|| u32_at(self.buffer.as_ref(), self.seq_offset()))
@@ -153,6 +172,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.key().map(|k| (k & 0xFF) as u8)
     }
 
+    /// Bytes after the GRE header: for NVGRE an inner Ethernet frame.
     pub fn payload(&self) -> &[u8] {
         clamped(self.buffer.as_ref(), self.header_len(), usize::MAX)
     }
@@ -170,6 +190,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u16(self.buffer.as_mut(), field::FLAGS, value);
     }
 
+    /// Writes the protocol type (an EtherType, e.g. 0x6558 for NVGRE).
     pub fn set_protocol_type(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::PROTOCOL, value);
     }
@@ -201,6 +222,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, c);
     }
 
+    /// Mutable bytes after the GRE header.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let hl = self.header_len();
         clamped_mut(self.buffer.as_mut(), hl, usize::MAX)
@@ -210,10 +232,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// A GRE header as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// Protocol type: the EtherType of the payload.
     pub protocol: u16,
+    /// Key field (K bit set when `Some`); for NVGRE see [`nvgre_key`].
     pub key: Option<u32>,
     /// Whether the C bit (and checksum field) is present.
     pub checksum: bool,
+    /// Sequence number field (S bit set when `Some`).
     pub sequence: Option<u32>,
 }
 
@@ -239,6 +264,7 @@ impl Repr {
         })
     }
 
+    /// Bytes the header takes: 4, plus 4 for each of checksum, key and sequence.
     pub fn buffer_len(&self) -> usize {
         BASE_LEN
             + 4 * usize::from(self.checksum)

@@ -20,9 +20,13 @@ pub const QUOTE_V6: usize = 1280 - ipv6::HEADER_LEN - HEADER_LEN;
 /// The fields of one ICMP message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// ICMP or ICMPv6 type number, matching the address family later given to `emit`.
     pub msg_type: u8,
+    /// Code within the type.
     pub code: u8,
+    /// Bytes 4..8 of the header (e.g. echo identifier and sequence, or the MTU).
     pub rest: [u8; 4],
+    /// Bytes after the 8-byte header: echo data or the quoted packet.
     pub body: &'a [u8],
 }
 

@@ -12,11 +12,17 @@ pub const HEADER_LEN: usize = 8;
 
 /// Message types nvlb handles.
 pub mod msg_type {
+    /// Echo reply: the answer nvlb sends to an echo request for one of its addresses.
     pub const ECHO_REPLY: u8 = 0;
+    /// Destination unreachable; code [`FRAG_NEEDED`](super::FRAG_NEEDED) carries a next-hop MTU.
     pub const DST_UNREACHABLE: u8 = 3;
+    /// Redirect: an error that quotes a packet.
     pub const REDIRECT: u8 = 5;
+    /// Echo request ("ping").
     pub const ECHO_REQUEST: u8 = 8;
+    /// Time exceeded (TTL reached zero in transit, or reassembly timed out).
     pub const TIME_EXCEEDED: u8 = 11;
+    /// Parameter problem: a header field of the quoted packet was rejected.
     pub const PARAM_PROBLEM: u8 = 12;
 }
 
@@ -55,16 +61,20 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without any check; accessors then read zero (and setters do nothing)
+    /// for bytes that are absent.
     pub const fn new_unchecked(buffer: T) -> Packet<T> {
         Packet { buffer }
     }
 
+    /// Wraps a message after [`check`](Self::check) has passed.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check()?;
         Ok(p)
     }
 
+    /// Checks that the 8-byte header is present; the type is not judged.
     pub fn check(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated("ICMPv4"));
@@ -72,18 +82,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Message type (see [`msg_type`]).
     pub fn msg_type(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::TYPE)
     }
 
+    /// Message code; its meaning depends on the type.
     pub fn msg_code(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::CODE)
     }
 
+    /// Checksum as stored; see [`verify_checksum`](Self::verify_checksum).
     pub fn checksum(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -121,22 +135,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes the message type (see [`msg_type`]); the checksum is not updated.
     pub fn set_msg_type(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::TYPE, value);
     }
 
+    /// Writes the message code; the checksum is not updated.
     pub fn set_msg_code(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::CODE, value);
     }
 
+    /// Writes the checksum as given; see also [`fill_checksum`](Self::fill_checksum).
     pub fn set_checksum(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
+    /// Writes the echo identifier (bytes 4..6).
     pub fn set_echo_ident(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_IDENT, value);
     }
 
+    /// Writes the echo sequence number (bytes 6..8).
     pub fn set_echo_seq_no(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_SEQNO, value);
     }
@@ -147,10 +166,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u16(self.buffer.as_mut(), field::MTU, value);
     }
 
+    /// Writes bytes 4..8 as given, whatever the type.
     pub fn set_rest_of_header(&mut self, value: [u8; 4]) {
         set_bytes(self.buffer.as_mut(), field::UNUSED, &value);
     }
 
+    /// Mutable bytes 8.. (echo data or the quoted packet).
     pub fn data_mut(&mut self) -> &mut [u8] {
         clamped_mut(self.buffer.as_mut(), field::DATA, usize::MAX)
     }

@@ -28,26 +28,39 @@ pub const MAX_NDP_OPTIONS: usize = 16;
 
 /// Message types nvlb handles.
 pub mod msg_type {
+    /// Destination unreachable.
     pub const DST_UNREACHABLE: u8 = 1;
+    /// Packet too big: carries the MTU of the next link (IPv6 routers never fragment).
     pub const PKT_TOO_BIG: u8 = 2;
+    /// Time exceeded (hop limit reached zero, or reassembly timed out).
     pub const TIME_EXCEEDED: u8 = 3;
+    /// Parameter problem: a field of the quoted packet was rejected.
     pub const PARAM_PROBLEM: u8 = 4;
+    /// Echo request ("ping").
     pub const ECHO_REQUEST: u8 = 128;
+    /// Echo reply: the answer nvlb sends to an echo request for one of its addresses.
     pub const ECHO_REPLY: u8 = 129;
+    /// Neighbour solicitation (NS): IPv6's "who has" (RFC 4861 section 4.3).
     pub const NEIGHBOR_SOLICIT: u8 = 135;
+    /// Neighbour advertisement (NA): the answer to an NS (RFC 4861 section 4.4).
     pub const NEIGHBOR_ADVERT: u8 = 136;
 }
 
 /// NDP option types.
 pub mod ndp_option {
+    /// Source link-layer address: the sender's MAC, carried in an NS.
     pub const SOURCE_LINK_ADDR: u8 = 1;
+    /// Target link-layer address: the target's MAC, carried in an NA.
     pub const TARGET_LINK_ADDR: u8 = 2;
 }
 
 /// Flags of a neighbour advertisement (byte 4).
 pub mod na_flags {
+    /// R: the sender is a router.
     pub const ROUTER: u8 = 0x80;
+    /// S: the advertisement answers a solicitation (clear for unsolicited ones).
     pub const SOLICITED: u8 = 0x40;
+    /// O: the advertised MAC replaces any cached entry.
     pub const OVERRIDE: u8 = 0x20;
 }
 
@@ -77,16 +90,20 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without any check; accessors then read zero (and setters do nothing)
+    /// for bytes that are absent.
     pub const fn new_unchecked(buffer: T) -> Packet<T> {
         Packet { buffer }
     }
 
+    /// Wraps a message after [`check`](Self::check) has passed.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check()?;
         Ok(p)
     }
 
+    /// Checks that the 8-byte header is present; the type is not judged.
     pub fn check(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated("ICMPv6"));
@@ -94,26 +111,32 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Message type (see [`msg_type`]).
     pub fn msg_type(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::TYPE)
     }
 
+    /// Message code; its meaning depends on the type.
     pub fn msg_code(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::CODE)
     }
 
+    /// Checksum as stored; see [`verify_checksum`](Self::verify_checksum).
     pub fn checksum(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::CHECKSUM)
     }
 
+    /// Echo identifier (echo request/reply only).
     pub fn echo_ident(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::ECHO_IDENT)
     }
 
+    /// Echo sequence number (echo request/reply only).
     pub fn echo_seq_no(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::ECHO_SEQNO)
     }
@@ -166,14 +189,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         )))
     }
 
+    /// R flag of a neighbour advertisement; false for any other type.
     pub fn ndp_router_flag(&self) -> bool {
         self.na_flag(na_flags::ROUTER)
     }
 
+    /// S flag of a neighbour advertisement; false for any other type.
     pub fn ndp_solicited_flag(&self) -> bool {
         self.na_flag(na_flags::SOLICITED)
     }
 
+    /// O flag of a neighbour advertisement; false for any other type.
     pub fn ndp_override_flag(&self) -> bool {
         self.na_flag(na_flags::OVERRIDE)
     }
@@ -219,34 +245,42 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes the message type (see [`msg_type`]); the checksum is not updated.
     pub fn set_msg_type(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::TYPE, value);
     }
 
+    /// Writes the message code; the checksum is not updated.
     pub fn set_msg_code(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::CODE, value);
     }
 
+    /// Writes the checksum as given; see also [`fill_checksum`](Self::fill_checksum).
     pub fn set_checksum(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
+    /// Writes the echo identifier (bytes 4..6).
     pub fn set_echo_ident(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_IDENT, value);
     }
 
+    /// Writes the echo sequence number (bytes 6..8).
     pub fn set_echo_seq_no(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_SEQNO, value);
     }
 
+    /// Writes bytes 4..8 as the MTU of a packet-too-big message.
     pub fn set_mtu(&mut self, value: u32) {
         set_u32(self.buffer.as_mut(), field::MTU, value);
     }
 
+    /// Writes bytes 4..8 as given, whatever the type.
     pub fn set_rest_of_header(&mut self, value: [u8; 4]) {
         set_bytes(self.buffer.as_mut(), field::RESERVED, &value);
     }
 
+    /// Mutable bytes 8.. (echo data, the quoted packet, or the NDP body after byte 8).
     pub fn data_mut(&mut self) -> &mut [u8] {
         clamped_mut(self.buffer.as_mut(), field::DATA, usize::MAX)
     }

@@ -45,10 +45,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without any check; accessors then read zero (and setters do nothing)
+    /// for bytes that are absent.
     pub const fn new_unchecked(buffer: T) -> Packet<T> {
         Packet { buffer }
     }
 
+    /// Wraps a received packet after [`check`](Self::check) has passed.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check()?;
@@ -92,10 +95,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Version nibble of byte 0; 4 on any view that passed a check.
     pub fn version(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::VER_IHL) >> 4
     }
@@ -105,22 +110,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
         usize::from(u8_at(self.buffer.as_ref(), field::VER_IHL) & 0x0F) * 4
     }
 
+    /// Byte 1: DSCP in the upper six bits, ECN in the lower two (RFC 2474, RFC 3168).
     pub fn dscp_ecn(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::DSCP_ECN)
     }
 
+    /// Total length field: header plus payload, in bytes.
     pub fn total_len(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::LENGTH)
     }
 
+    /// Identification field, used to reassemble fragments.
     pub fn ident(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::IDENT)
     }
 
+    /// DF flag: the sender forbids fragmentation (and expects ICMP "frag needed" instead).
     pub fn dont_frag(&self) -> bool {
         u16_at(self.buffer.as_ref(), field::FLG_OFF) & FLAG_DF != 0
     }
 
+    /// MF flag: more fragments of the same datagram follow.
     pub fn more_frags(&self) -> bool {
         u16_at(self.buffer.as_ref(), field::FLG_OFF) & FLAG_MF != 0
     }
@@ -136,26 +146,32 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.more_frags() || self.frag_offset() != 0
     }
 
+    /// Time to live, as received.
     pub fn ttl(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::TTL)
     }
 
+    /// Protocol number of the payload (see [`ip_proto`](super::ip_proto)).
     pub fn protocol(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::PROTOCOL)
     }
 
+    /// Header checksum as stored; see [`verify_checksum`](Self::verify_checksum).
     pub fn checksum(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::CHECKSUM)
     }
 
+    /// Source address (bytes 12..16).
     pub fn src_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(array_at::<4>(self.buffer.as_ref(), field::SRC))
     }
 
+    /// Destination address (bytes 16..20).
     pub fn dst_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(array_at::<4>(self.buffer.as_ref(), field::DST))
     }
 
+    /// Option bytes between the fixed header and IHL × 4; not parsed here.
     pub fn options(&self) -> &[u8] {
         clamped(self.buffer.as_ref(), HEADER_LEN, self.header_len())
     }
@@ -183,19 +199,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes version 4 and the IHL for a header length in bytes (a multiple of 4, 20..=60).
     pub fn set_version_and_header_len(&mut self, header_len: usize) {
         let ihl = ((header_len / 4) & 0x0F) as u8;
         set_u8(self.buffer.as_mut(), field::VER_IHL, 0x40 | ihl);
     }
 
+    /// Writes byte 1 (DSCP and ECN).
     pub fn set_dscp_ecn(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::DSCP_ECN, value);
     }
 
+    /// Writes the total length field (header plus payload); the checksum is not updated.
     pub fn set_total_len(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
+    /// Writes the identification field; the checksum is not updated.
     pub fn set_ident(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::IDENT, value);
     }
@@ -209,22 +229,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         );
     }
 
+    /// Writes the TTL; the checksum is not updated.
     pub fn set_ttl(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::TTL, value);
     }
 
+    /// Writes the protocol number; the checksum is not updated.
     pub fn set_protocol(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::PROTOCOL, value);
     }
 
+    /// Writes the header checksum as given; see also [`fill_checksum`](Self::fill_checksum).
     pub fn set_checksum(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
+    /// Writes the source address; the header and any L4 checksum are not updated.
     pub fn set_src_addr(&mut self, addr: Ipv4Addr) {
         set_bytes(self.buffer.as_mut(), field::SRC, &addr.octets());
     }
 
+    /// Writes the destination address; the header and any L4 checksum are not updated.
     pub fn set_dst_addr(&mut self, addr: Ipv4Addr) {
         set_bytes(self.buffer.as_mut(), field::DST, &addr.octets());
     }
@@ -237,6 +262,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(c);
     }
 
+    /// Mutable bytes from the end of the header to `total_len`, clamped to the buffer.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (from, to) = (self.header_len(), usize::from(self.total_len()));
         clamped_mut(self.buffer.as_mut(), from, to)
@@ -246,13 +272,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// An IPv4 header without options, as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// Source address.
     pub src_addr: Ipv4Addr,
+    /// Destination address.
     pub dst_addr: Ipv4Addr,
+    /// Protocol number of the payload (see [`ip_proto`](super::ip_proto)).
     pub protocol: u8,
+    /// Payload bytes after the header (total length minus header length).
     pub payload_len: usize,
+    /// Time to live.
     pub ttl: u8,
+    /// DF flag; MF and the fragment offset are never emitted.
     pub dont_frag: bool,
+    /// Byte 1: DSCP and ECN together.
     pub dscp_ecn: u8,
+    /// Identification field.
     pub ident: u16,
 }
 
@@ -274,6 +308,8 @@ impl Repr {
         })
     }
 
+    /// Bytes [`emit`](Self::emit) writes before the payload: always 20, since options are
+    /// not emitted.
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

@@ -54,7 +54,9 @@ pub struct UpperLayer {
 pub struct Fragment {
     /// Offset of this fragment's data in bytes.
     pub offset: u16,
+    /// M flag: more fragments of the same packet follow.
     pub more: bool,
+    /// Identification shared by all fragments of one original packet.
     pub ident: u32,
 }
 
@@ -65,10 +67,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without any check; accessors then read zero (and setters do nothing)
+    /// for bytes that are absent.
     pub const fn new_unchecked(buffer: T) -> Packet<T> {
         Packet { buffer }
     }
 
+    /// Wraps a received packet after [`check`](Self::check) has passed.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check()?;
@@ -102,38 +107,48 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Version nibble; 6 on any view that passed a check.
     pub fn version(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::VER_TC_FLOW) >> 4
     }
 
+    /// Traffic class: DSCP in the upper six bits, ECN in the lower two.
     pub fn traffic_class(&self) -> u8 {
         ((u16_at(self.buffer.as_ref(), field::VER_TC_FLOW) >> 4) & 0xFF) as u8
     }
 
+    /// The 20-bit flow label.
     pub fn flow_label(&self) -> u32 {
         u32_at(self.buffer.as_ref(), field::VER_TC_FLOW) & 0x000F_FFFF
     }
 
+    /// Payload length field: bytes after the 40-byte header, extension headers included.
     pub fn payload_len(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::LENGTH)
     }
 
+    /// Next header: the protocol of the first extension header or of the upper layer
+    /// (see [`upper_layer`](Self::upper_layer) to skip extension headers).
     pub fn next_header(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::NXT_HDR)
     }
 
+    /// Hop limit, as received.
     pub fn hop_limit(&self) -> u8 {
         u8_at(self.buffer.as_ref(), field::HOP_LIMIT)
     }
 
+    /// Source address (bytes 8..24).
     pub fn src_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(array_at::<16>(self.buffer.as_ref(), field::SRC))
     }
 
+    /// Destination address (bytes 24..40).
     pub fn dst_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(array_at::<16>(self.buffer.as_ref(), field::DST))
     }
@@ -225,6 +240,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u32(self.buffer.as_mut(), field::VER_TC_FLOW, w);
     }
 
+    /// Writes the traffic class and keeps the flow label.
     pub fn set_traffic_class(&mut self, value: u8) {
         let flow = self.flow_label();
         let ver = u32::from(self.version() & 0x0F);
@@ -232,6 +248,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u32(self.buffer.as_mut(), field::VER_TC_FLOW, w);
     }
 
+    /// Writes the low 20 bits of `value` as the flow label; version and traffic class are kept.
     pub fn set_flow_label(&mut self, value: u32) {
         let w = u32_at(self.buffer.as_ref(), field::VER_TC_FLOW) & 0xFFF0_0000;
         set_u32(
@@ -241,26 +258,32 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         );
     }
 
+    /// Writes the payload length field (bytes after the fixed header).
     pub fn set_payload_len(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
+    /// Writes the next header field.
     pub fn set_next_header(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::NXT_HDR, value);
     }
 
+    /// Writes the hop limit.
     pub fn set_hop_limit(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::HOP_LIMIT, value);
     }
 
+    /// Writes the source address; any L4 checksum is not updated.
     pub fn set_src_addr(&mut self, addr: Ipv6Addr) {
         set_bytes(self.buffer.as_mut(), field::SRC, &addr.octets());
     }
 
+    /// Writes the destination address; any L4 checksum is not updated.
     pub fn set_dst_addr(&mut self, addr: Ipv6Addr) {
         set_bytes(self.buffer.as_mut(), field::DST, &addr.octets());
     }
 
+    /// Mutable bytes 40..40+payload_len, clamped to the buffer.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.payload_end();
         clamped_mut(self.buffer.as_mut(), HEADER_LEN, end)
@@ -270,11 +293,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// The fixed IPv6 header as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// Source address.
     pub src_addr: Ipv6Addr,
+    /// Destination address.
     pub dst_addr: Ipv6Addr,
+    /// Next header: the protocol that directly follows the fixed header.
     pub next_header: u8,
+    /// Bytes after the fixed header, extension headers included.
     pub payload_len: usize,
+    /// Hop limit.
     pub hop_limit: u8,
+    /// Traffic class (DSCP and ECN).
     pub traffic_class: u8,
     /// 20 bits; higher bits are dropped on emit.
     pub flow_label: u32,
@@ -296,6 +325,7 @@ impl Repr {
         })
     }
 
+    /// Bytes [`emit`](Self::emit) writes before the payload: always 40.
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

@@ -52,16 +52,27 @@ pub type Result<T> = core::result::Result<T, Error>;
 pub mod ip_proto {
     /// IPv6 hop-by-hop options (only valid directly after the IPv6 header).
     pub const HOPOPT: u8 = 0;
+    /// ICMP for IPv4 (RFC 792).
     pub const ICMP: u8 = 1;
+    /// TCP (RFC 9293).
     pub const TCP: u8 = 6;
+    /// UDP (RFC 768).
     pub const UDP: u8 = 17;
+    /// IPv6 Routing extension header (RFC 8200 section 4.4).
     pub const IPV6_ROUTE: u8 = 43;
+    /// IPv6 Fragment extension header (RFC 8200 section 4.5).
     pub const IPV6_FRAG: u8 = 44;
+    /// GRE (RFC 2784), the carrier of NVGRE (RFC 7637).
     pub const GRE: u8 = 47;
+    /// IPsec ESP (RFC 4303); its payload is opaque, so no L4 ports can be read past it.
     pub const ESP: u8 = 50;
+    /// IPsec AH (RFC 4302); on IPv6 it is walked like an extension header.
     pub const AH: u8 = 51;
+    /// ICMPv6 (RFC 4443).
     pub const ICMPV6: u8 = 58;
+    /// "No next header" (RFC 8200 section 4.7): nothing follows this header.
     pub const IPV6_NONXT: u8 = 59;
+    /// IPv6 Destination Options extension header (RFC 8200 section 4.6).
     pub const IPV6_OPTS: u8 = 60;
 }
 

@@ -27,13 +27,21 @@ pub const QUOTED_LEN: usize = 8;
 
 /// Flag bits of byte 13.
 pub mod flags {
+    /// No more data from the sender: one half of the connection is closing.
     pub const FIN: u8 = 0x01;
+    /// Synchronize sequence numbers: the first segment of each direction.
     pub const SYN: u8 = 0x02;
+    /// Reset: the connection is aborted.
     pub const RST: u8 = 0x04;
+    /// Push: deliver buffered data to the application now.
     pub const PSH: u8 = 0x08;
+    /// The acknowledgment number field is valid (set on every segment after the first SYN).
     pub const ACK: u8 = 0x10;
+    /// The urgent pointer field is valid.
     pub const URG: u8 = 0x20;
+    /// ECN-Echo (RFC 3168).
     pub const ECE: u8 = 0x40;
+    /// Congestion Window Reduced (RFC 3168).
     pub const CWR: u8 = 0x80;
 }
 
@@ -74,10 +82,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without any length check; accessors then read zero (and setters do
+    /// nothing) for bytes that are absent.
     pub const fn new_unchecked(buffer: T) -> Packet<T> {
         Packet { buffer }
     }
 
+    /// Wraps a full segment after [`check`](Self::check) has passed.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check()?;
@@ -93,6 +104,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Self::new_unchecked(buffer))
     }
 
+    /// Checks that the 20-byte fixed header is present, the data offset is at least 5 and
+    /// the options it announces fit in the buffer.
     pub fn check(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -107,22 +120,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Source port, in host byte order.
     pub fn src_port(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::SRC_PORT)
     }
 
+    /// Destination port, in host byte order.
     pub fn dst_port(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::DST_PORT)
     }
 
+    /// Sequence number (bytes 4..8), in host byte order.
     pub fn seq_number(&self) -> u32 {
         u32_at(self.buffer.as_ref(), field::SEQ_NUM)
     }
 
+    /// Acknowledgment number (bytes 8..12); meaningful only when [`ack`](Self::ack) is set.
     pub fn ack_number(&self) -> u32 {
         u32_at(self.buffer.as_ref(), field::ACK_NUM)
     }
@@ -137,38 +155,47 @@ impl<T: AsRef<[u8]>> Packet<T> {
         u8_at(self.buffer.as_ref(), field::FLAGS)
     }
 
+    /// FIN flag: the sender has no more data.
     pub fn fin(&self) -> bool {
         self.flags() & flags::FIN != 0
     }
 
+    /// SYN flag: opens a direction of the connection.
     pub fn syn(&self) -> bool {
         self.flags() & flags::SYN != 0
     }
 
+    /// RST flag: the connection is aborted.
     pub fn rst(&self) -> bool {
         self.flags() & flags::RST != 0
     }
 
+    /// PSH flag: the sender asks for prompt delivery of the data so far.
     pub fn psh(&self) -> bool {
         self.flags() & flags::PSH != 0
     }
 
+    /// ACK flag: the acknowledgment number is valid.
     pub fn ack(&self) -> bool {
         self.flags() & flags::ACK != 0
     }
 
+    /// URG flag: the urgent pointer is valid.
     pub fn urg(&self) -> bool {
         self.flags() & flags::URG != 0
     }
 
+    /// Receive window (bytes 14..16), unscaled: the window-scale option is not applied.
     pub fn window_len(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::WIN_SIZE)
     }
 
+    /// Checksum field as stored, in host byte order; see [`verify_checksum`](Self::verify_checksum).
     pub fn checksum(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::CHECKSUM)
     }
 
+    /// Urgent pointer (bytes 18..20); meaningful only when [`urg`](Self::urg) is set.
     pub fn urgent_at(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::URGENT)
     }
@@ -178,6 +205,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.header_len().max(HEADER_LEN)
     }
 
+    /// Option bytes between the fixed header and the data offset; not parsed here.
     pub fn options(&self) -> &[u8] {
         clamped(self.buffer.as_ref(), HEADER_LEN, self.header_len())
     }
@@ -203,18 +231,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes the source port (the checksum is not updated).
     pub fn set_src_port(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
+    /// Writes the destination port (the checksum is not updated).
     pub fn set_dst_port(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
+    /// Writes the sequence number (the checksum is not updated).
     pub fn set_seq_number(&mut self, value: u32) {
         set_u32(self.buffer.as_mut(), field::SEQ_NUM, value);
     }
 
+    /// Writes the acknowledgment number (the checksum is not updated).
     pub fn set_ack_number(&mut self, value: u32) {
         set_u32(self.buffer.as_mut(), field::ACK_NUM, value);
     }
@@ -226,18 +258,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u8(self.buffer.as_mut(), field::DATA_OFF, (off << 4) | keep);
     }
 
+    /// Writes all eight flag bits of byte 13 (see [`flags`]).
     pub fn set_flags(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::FLAGS, value);
     }
 
+    /// Writes the receive window (the checksum is not updated).
     pub fn set_window_len(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::WIN_SIZE, value);
     }
 
+    /// Writes the checksum field as given; see also [`fill_checksum`](Self::fill_checksum).
     pub fn set_checksum(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
+    /// Writes the urgent pointer (the checksum is not updated).
     pub fn set_urgent_at(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::URGENT, value);
     }
@@ -251,6 +287,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(checksum::finish(s));
     }
 
+    /// Mutable bytes after the header; empty on a quoted view.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let at = self.payload_offset();
         clamped_mut(self.buffer.as_mut(), at, usize::MAX)
@@ -260,12 +297,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// A TCP header without options, as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// Sequence number.
     pub seq_number: u32,
+    /// Acknowledgment number (zero unless the ACK flag is in `flags`).
     pub ack_number: u32,
+    /// The eight flag bits of byte 13 (see [`flags`]).
     pub flags: u8,
+    /// Receive window, unscaled.
     pub window_len: u16,
+    /// Bytes of data after the header (options excluded); they are not part of the `Repr`.
     pub payload_len: usize,
 }
 
@@ -285,6 +329,8 @@ impl Repr {
         })
     }
 
+    /// Bytes [`emit`](Self::emit) writes before the payload: always 20, since options are
+    /// not emitted.
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

@@ -49,10 +49,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without any length check; accessors then read zero (and setters do
+    /// nothing) for bytes that are absent.
     pub const fn new_unchecked(buffer: T) -> Packet<T> {
         Packet { buffer }
     }
 
+    /// Wraps a datagram after [`check`](Self::check) has passed.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check()?;
@@ -67,6 +70,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Self::new_unchecked(buffer))
     }
 
+    /// Checks that the 8-byte header is present and that the length field is at least 8
+    /// and does not run past the buffer.
     pub fn check(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -82,14 +87,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Gives back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Source port, in host byte order.
     pub fn src_port(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::SRC_PORT)
     }
 
+    /// Destination port, in host byte order.
     pub fn dst_port(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::DST_PORT)
     }
@@ -104,6 +112,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         usize::from(self.len()) <= HEADER_LEN
     }
 
+    /// Checksum field as stored; zero over IPv4 means the sender computed none.
     pub fn checksum(&self) -> u16 {
         u16_at(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -138,18 +147,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes the source port (the checksum is not updated).
     pub fn set_src_port(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
+    /// Writes the destination port (the checksum is not updated).
     pub fn set_dst_port(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
+    /// Writes the length field (header plus payload, in bytes).
     pub fn set_len(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
+    /// Writes the checksum field as given; see also [`fill_checksum`](Self::fill_checksum)
+    /// and [`update_checksum`].
     pub fn set_checksum(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
@@ -165,6 +179,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(c);
     }
 
+    /// Mutable bytes 8..length, clamped to the buffer.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = usize::from(self.len());
         clamped_mut(self.buffer.as_mut(), HEADER_LEN, end)
@@ -174,12 +189,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// A UDP header as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// Payload bytes after the 8-byte header, as bounded by the length field.
     pub payload_len: usize,
 }
 
 impl Repr {
+    /// Reads the ports and the payload length of a datagram that passes
+    /// [`Packet::check`]; the checksum is not judged here.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
         packet.check()?;
         Ok(Repr {
@@ -189,6 +209,7 @@ impl Repr {
         })
     }
 
+    /// Bytes [`emit`](Self::emit) writes before the payload: always 8.
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }
