@@ -70,11 +70,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// A dependency edge: the package id it leads to, and its kinds (`None` is "normal").
+type Edge = (String, Vec<Option<String>>);
+
 struct Graph {
     /// Package id -> name.
     names: BTreeMap<String, String>,
     /// Package id -> (dependency package id, kinds: None is "normal").
-    deps: BTreeMap<String, Vec<(String, Vec<Option<String>>)>>,
+    deps: BTreeMap<String, Vec<Edge>>,
 }
 
 fn metadata() -> Graph {

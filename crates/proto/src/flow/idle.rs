@@ -7,7 +7,7 @@
 //! (what it expects next), kept in the flow. This module must never read a clock and
 //! never hold more expired flows than [`MAX_PENDING_RESETS`].
 
-use super::shard::Flow;
+use super::binding::Flow;
 use super::state::{State, Timeouts};
 use crate::policy::OUTBOUND_POOL_TAG;
 

@@ -5,6 +5,7 @@
 //! Keeping both directions of a flow on one shard is the job of [`steer`]; this module
 //! must never read a clock (time comes in as an argument) or do I/O.
 
+mod binding;
 pub mod idle;
 pub mod shard;
 pub mod state;

@@ -8,158 +8,14 @@
 //! make room: a full table refuses the new flow, so established connections survive a
 //! flood. It must never allocate on the lookup path.
 
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::net::IpAddr;
+use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
+pub use super::binding::{Flow, FlowId, ForwardKey, ReturnKey};
 use super::idle::{self, IdleRules};
-use super::state::{Direction, State, Timeouts};
-
-/// Index of a binding in its shard's slab.
-pub type FlowId = u32;
-
-/// How the client's packets of a flow look when they reach the LB (before NAT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ForwardKey {
-    /// VSID the client sent from: 0 for the Internet side (public VIPs).
-    pub vsid: u32,
-    /// IP protocol number (TCP or UDP; see [`ip_proto`](crate::wire::ip_proto)).
-    pub proto: u8,
-    /// Client address: an Internet address for public VIPs, a CA for CA VIPs.
-    pub client: IpAddr,
-    /// Client source port.
-    pub client_port: u16,
-    /// VIP the client sent to.
-    pub vip: IpAddr,
-    /// VIP port the client sent to.
-    pub vip_port: u16,
-}
-
-/// How the DIP's replies of a flow look when they reach the LB (before NAT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReturnKey {
-    /// VSID of the DIP.
-    pub vsid: u32,
-    /// IP protocol number, as in the forward key.
-    pub proto: u8,
-    /// The chosen DIP's CA.
-    pub dip: IpAddr,
-    /// The DIP's port (the backend port, after any port translation).
-    pub dip_port: u16,
-    /// Whom the DIP talks to: the client itself (public VIPs) or the LB's source-NAT CA.
-    pub peer: IpAddr,
-    /// Port the DIP talks to: the client's port, or the LB's source-NAT port.
-    pub peer_port: u16,
-}
-
-/// An address as 128 bits (IPv4 mapped into IPv6) for hashing: two wide writes hash a
-/// key faster than the derived field-by-field hash of `IpAddr`. A v4 address and its
-/// mapped v6 twin hash alike but never compare equal, so this only costs a probe.
-fn addr_bits(a: IpAddr) -> u128 {
-    match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().to_bits(),
-        IpAddr::V6(v6) => v6.to_bits(),
-    }
-}
-
-fn small_fields(vsid: u32, proto: u8, a: u16, b: u16) -> u64 {
-    (u64::from(vsid) << 40) | (u64::from(proto) << 32) | (u64::from(a) << 16) | u64::from(b)
-}
-
-impl Hash for ForwardKey {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u128(addr_bits(self.client));
-        h.write_u128(addr_bits(self.vip));
-        h.write_u64(small_fields(
-            self.vsid,
-            self.proto,
-            self.client_port,
-            self.vip_port,
-        ));
-    }
-}
-
-impl Hash for ReturnKey {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u128(addr_bits(self.dip));
-        h.write_u128(addr_bits(self.peer));
-        h.write_u64(small_fields(
-            self.vsid,
-            self.proto,
-            self.dip_port,
-            self.peer_port,
-        ));
-    }
-}
-
-/// One bidirectional NAT binding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flow {
-    /// Key of the client's packets.
-    pub forward: ForwardKey,
-    /// Key of the DIP's replies.
-    pub ret: ReturnKey,
-    /// Tenant ([`TenantId`](crate::policy::TenantId)) the binding counts against for
-    /// [`ShardLimits::max_per_tenant`].
-    pub tenant: u16,
-    /// VIP pool ([`PoolId`](crate::policy::PoolId)), or an outbound rule's index tagged with
-    /// [`OUTBOUND_POOL_TAG`](crate::policy::OUTBOUND_POOL_TAG); selects the idle rules.
-    pub pool: u32,
-    /// Index of the chosen DIP in its pool.
-    pub dip: u16,
-    /// NVGRE FlowID: 8 bits of the flow hash, for ECMP entropy in the PA network.
-    pub flow_id: u8,
-    /// Host of the client's CA (CA VIPs): the only host that may send for this flow.
-    pub client_host: u16,
-    /// Connection state; decides the idle timeout (see [`Timeouts::for_state`]).
-    pub state: State,
-    /// Seconds on the caller's clock when a packet last used this binding.
-    pub last_seen: u32,
-    live: bool,
-    /// TCP: the last acknowledgment number the client sent (what it expects next from
-    /// the DIP), and the DIP's; a reset on idle uses them as its sequence numbers.
-    pub client_ack: u32,
-    /// The DIP's last acknowledgment number (what it expects next from the client).
-    pub dip_ack: u32,
-    /// Which of the two are known (`idle::ACK_FROM_*` bits).
-    pub acks_seen: u8,
-}
-
-impl Flow {
-    /// A binding not yet in a table: NVGRE FlowID 0, no client host (`u16::MAX`), no
-    /// acknowledgment numbers; [`FlowShard::insert`] sets `last_seen` and makes it live.
-    pub fn new(
-        forward: ForwardKey,
-        ret: ReturnKey,
-        tenant: u16,
-        pool: u32,
-        dip: u16,
-        state: State,
-    ) -> Flow {
-        Flow {
-            forward,
-            ret,
-            tenant,
-            pool,
-            dip,
-            flow_id: 0,
-            client_host: u16::MAX,
-            state,
-            last_seen: 0,
-            live: false,
-            client_ack: 0,
-            dip_ack: 0,
-            acks_seen: 0,
-        }
-    }
-
-    /// True for full-NAT bindings (CA VIPs), whose replies go to the LB's own CA.
-    pub fn is_full_nat(&self) -> bool {
-        self.ret.peer != self.forward.client || self.ret.peer_port != self.forward.client_port
-    }
-}
+use super::state::{Direction, Timeouts};
 
 /// Bounds and timeouts of a shard.
 #[derive(Clone, Copy, Debug)]
@@ -589,7 +445,8 @@ impl FlowShard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use crate::flow::State;
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn limits(max: u32, per_tenant: u32) -> ShardLimits {
         ShardLimits {

@@ -8,12 +8,11 @@ use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
 
-use super::diag::{ConfigError, Diagnostic};
+use super::diag::Diagnostic;
 use super::ids::{HostId, PoolId, Protocol, SubnetId, TenantId, Vsid};
 use super::model::{
     Balancer, Host, LookupRecord, RoutingDomain, SnatRange, Tenant, VipPool, VirtualSubnet,
 };
-use super::options::CompileOptions;
 use super::outbound::OutboundRule;
 use super::rules::IcmpEcho;
 
@@ -70,22 +69,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Parses and validates policy text with the default [`CompileOptions`] (no
-    /// instance, full-size tables); `origin` is the file name used in messages.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Snapshot, ConfigError> {
-        Snapshot::compile(text, origin, &CompileOptions::default())
-    }
-
-    /// Parses and validates policy text for `options`; the same text and options
-    /// always give the same snapshot.
-    pub fn compile(
-        text: &str,
-        origin: &str,
-        options: &CompileOptions,
-    ) -> Result<Snapshot, ConfigError> {
-        super::validate::compile(text, origin, options)
-    }
-
     /// Indexes validated parts. Uniqueness of every key was checked by validation, so
     /// the first insert of a key is the only one.
     pub(crate) fn assemble(parts: Parts) -> Snapshot {

@@ -30,6 +30,24 @@ use crate::wire::MacAddr;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+impl Snapshot {
+    /// Parses and validates policy text with the default [`CompileOptions`] (no
+    /// instance, full-size tables); `origin` is the file name used in messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Snapshot, ConfigError> {
+        Snapshot::compile(text, origin, &CompileOptions::default())
+    }
+
+    /// Parses and validates policy text for `options`; the same text and options
+    /// always give the same snapshot.
+    pub fn compile(
+        text: &str,
+        origin: &str,
+        options: &CompileOptions,
+    ) -> Result<Snapshot, ConfigError> {
+        compile(text, origin, options)
+    }
+}
+
 /// Parses, validates and indexes one policy text.
 pub(crate) fn compile(
     text: &str,
