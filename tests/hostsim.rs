@@ -8,15 +8,17 @@
 //! for the VM's gateway (the VM cannot send the SYN-ACK without it) and encapsulation,
 //! and — once tx offload is back on (the veth default; or throughout when ethtool is
 //! missing) — the completion of partial checksums. An NVGRE frame with Red's VSID for Blue's MAC and one from an
-//! undeclared PA must be dropped under their names; SIGTERM exits 0 with counters.
+//! undeclared PA must be dropped under their names (the test waits for both on the
+//! simulator's `/metrics`); SIGTERM then exits 0 with counters.
 //! Namespaces are deleted by a guard even when an assertion fails. Skips (and passes)
 //! when not root or without `ip netns`. The exit-1 checks need no privileges.
 
 mod common;
 
-use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -86,6 +88,7 @@ impl Lab {
         );
         for (ns, ifname) in [
             (&lab.lb, "pa-lb"),
+            (&lab.host, "lo"),
             (&lab.host, "pa0"),
             (&lab.host, "vm-b5"),
             (&lab.vm, "lo"),
@@ -139,7 +142,8 @@ impl Lab {
         lab
     }
 
-    /// `nvlb host` inside host1's namespace, stdout and stderr piped.
+    /// `nvlb host` inside host1's namespace, stdout and stderr piped, its counters on
+    /// `/metrics` at a port of host1's loopback it names on stderr.
     fn spawn_sim(&self) -> Child {
         Command::new("ip")
             .args([
@@ -150,7 +154,7 @@ impl Lab {
                 "host",
             ])
             .args(["--config", EXAMPLE, "--name", "host1", "--pa", "pa0"])
-            .args(["--vm", VM_ARG])
+            .args(["--vm", VM_ARG, "--metrics", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -313,6 +317,13 @@ fn nvgre_reaches_the_vm_and_its_kernel_answers_through_the_simulator() {
     let stderr = lines_of(child.stderr.take().expect("stderr"));
     let mut stdout = child.stdout.take().expect("stdout");
     lab.sim = Some(child);
+    let metrics = line_with(&stderr, "nvlb: metrics on http://", Duration::from_secs(10));
+    let metrics: SocketAddr = metrics
+        .split("http://")
+        .nth(1)
+        .and_then(|a| a.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {metrics:?}"));
     wait_for_line(&stderr, "nvlb: host host1 ready", Duration::from_secs(10));
 
     let legs = [
@@ -380,7 +391,14 @@ fn nvgre_reaches_the_vm_and_its_kernel_answers_through_the_simulator() {
     .join()
     .expect("fake LB thread");
     assert_eq!(sent, 2);
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop only once the simulator has counted both (a frame still in its socket at
+    // SIGTERM would never be): its published counters, polled.
+    wait_for_drops(
+        &lab.host,
+        metrics,
+        &["unknown_vm", "unknown_pa"],
+        Duration::from_secs(5),
+    );
 
     let child = lab.sim.as_mut().expect("simulator");
     let (status, took) = sigterm(child, Duration::from_secs(2));
@@ -404,6 +422,73 @@ fn nvgre_reaches_the_vm_and_its_kernel_answers_through_the_simulator() {
         "SYN-ACKs sent with tx offload on had partial checksums: {out}"
     );
     println!("hostsim lab test took {:?}", started.elapsed());
+}
+
+/// The first line containing `needle`; panics with what came instead after `limit`.
+fn line_with(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
+    let mut log = Vec::new();
+    let t = Instant::now();
+    while let Some(left) = limit.checked_sub(t.elapsed()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => log.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {needle:?} within {limit:?}; got: {log:?}");
+}
+
+/// `GET /metrics` from inside `ns`; the page, or why not.
+fn scrape(ns: &str, addr: SocketAddr) -> Result<String, String> {
+    in_netns(ns, move || -> Result<String, String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .map_err(|e| format!("send: {e}"))?;
+        let mut page = String::new();
+        s.read_to_string(&mut page)
+            .map_err(|e| format!("read: {e}"))?;
+        Ok(page)
+    })
+    .join()
+    .expect("scrape thread")
+}
+
+/// Polls the simulator's `/metrics` until each of `reasons` has dropped at least one
+/// frame; panics with the last page's drop lines after `limit`.
+fn wait_for_drops(ns: &str, addr: SocketAddr, reasons: &[&str], limit: Duration) {
+    let t = Instant::now();
+    let mut last = String::new();
+    while t.elapsed() < limit {
+        match scrape(ns, addr) {
+            Ok(page) => {
+                let counted = |reason: &str| {
+                    let prefix =
+                        format!("nvlb_host_drops_total{{host=\"host1\",reason=\"{reason}\"}} ");
+                    page.lines()
+                        .find_map(|l| l.strip_prefix(prefix.as_str()))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                if reasons.iter().all(|r| counted(r) >= 1) {
+                    return;
+                }
+                last = page
+                    .lines()
+                    .filter(|l| l.starts_with("nvlb_host_drops_total{") && !l.ends_with(" 0"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "the simulator did not count a drop for each of {reasons:?} within {limit:?}; \
+         its last non-zero drop counters:\n{last}"
+    );
 }
 
 /// Runs `nvlb host` with `args` (no namespaces, no privileges needed).

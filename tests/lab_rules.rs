@@ -18,8 +18,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nvlb::lab::topology::Topology;
@@ -88,11 +89,19 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A Python script running in the background: its stdout line by line as it prints
+/// them (read on a thread), and what has been taken from that so far.
+struct Script {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: String,
+}
+
 /// A kept lab; removed when dropped (also after a failed assertion).
 struct Lab {
     prefix: String,
     topo: Topology,
-    children: Vec<Child>,
+    children: Vec<Script>,
 }
 
 impl Lab {
@@ -170,21 +179,64 @@ impl Lab {
         got
     }
 
-    /// Runs a Python script in `ns` in the background; its stdout is read at the end.
+    /// Runs a Python script in `ns` in the background; its stdout is collected as it
+    /// comes (see `wait_for`), its stderr at the end.
     fn python(&mut self, ns: &str, script: &str) -> usize {
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", ns, "python3", "-u", "-c", script])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("python3");
-        self.children.push(child);
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.children.push(Script {
+            child,
+            lines,
+            seen: String::new(),
+        });
         self.children.len() - 1
     }
 
-    /// Waits for background script `i` to end (at most `limit`); its stdout.
+    /// Waits until background script `i` prints a line equal to `line` (at most
+    /// `limit`); fails with everything it printed if it does not.
+    fn wait_for(&mut self, i: usize, line: &str, limit: Duration) {
+        let script = &mut self.children[i];
+        let t = Instant::now();
+        let why = loop {
+            let Some(left) = limit.checked_sub(t.elapsed()) else {
+                break format!("not within {limit:?}");
+            };
+            match script.lines.recv_timeout(left) {
+                Ok(got) => {
+                    script.seen.push_str(&got);
+                    script.seen.push('\n');
+                    if got == line {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => break format!("not within {limit:?}"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break format!("the script ended after {:?}", t.elapsed());
+                }
+            }
+        };
+        let out = self.finish(i, Duration::ZERO);
+        panic!("no {line:?} line from the script ({why}); it printed:\n{out}");
+    }
+
+    /// Waits for background script `i` to end (at most `limit`, then kills it); all
+    /// its stdout, then its stderr.
     fn finish(&mut self, i: usize, limit: Duration) -> String {
-        let child = &mut self.children[i];
+        let script = &mut self.children[i];
+        let child = &mut script.child;
         let t = Instant::now();
         while child.try_wait().unwrap().is_none() {
             if t.elapsed() > limit {
@@ -194,15 +246,16 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.wait();
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(s) = child.stdout.as_mut() {
-            let _ = s.read_to_string(&mut out);
+        // The reader ends at the pipe's end, after the last line.
+        while let Ok(line) = script.lines.recv() {
+            script.seen.push_str(&line);
+            script.seen.push('\n');
         }
+        let mut err = String::new();
         if let Some(s) = child.stderr.as_mut() {
             let _ = s.read_to_string(&mut err);
         }
-        format!("{out}{err}")
+        format!("{}{err}", std::mem::take(&mut script.seen))
     }
 
     /// Runs a Python script in `ns` to its end.
@@ -214,9 +267,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+        for s in &mut self.children {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
         }
         let _ = nvlb(&["lab", "--down", "--prefix", &self.prefix]);
     }
@@ -335,7 +388,7 @@ fn rules_on_the_lab() {
     // UDP through an all-ports rule.
     let blue5 = lab.vm_ns("blue-5");
     let echo = lab.python(&blue5, UDP_ECHO);
-    std::thread::sleep(Duration::from_millis(500));
+    lab.wait_for(echo, "listening", Duration::from_secs(10));
     let client = lab.topo.client.clone();
     let udp = lab.python_now(&client, UDP_CLIENT);
     println!("UDP via 203.0.113.31:7001:\n{udp}");
@@ -346,7 +399,7 @@ fn rules_on_the_lab() {
 
     // Idle reset: both ends see the RST after the rule's 2 s.
     let server = lab.python(&blue5, TCP_SERVER);
-    std::thread::sleep(Duration::from_millis(500));
+    lab.wait_for(server, "listening", Duration::from_secs(10));
     let client_out = lab.python_now(&client, TCP_CLIENT);
     let server_out = lab.finish(server, Duration::from_secs(10));
     println!("idle reset:\n{client_out}{server_out}");

@@ -6,9 +6,10 @@
 //! - with N = 2, 3 and 16 every instance picks the same DIP for each of 10 000 flows;
 //! - a mid-flow segment on an instance that never saw the flow goes to the DIP the
 //!   owner picked, and a DIP's reply on such an instance is translated from policy;
-//! - N = 16, one instance lost: the share of flows that change instance under the
-//!   kernel's hash-threshold ECMP and under resilient hashing (both modelled), and the
-//!   share that change DIP (measured: none);
+//! - N = 16, one instance lost: the flows that change DIP on whichever survivor ECMP
+//!   sends them to (measured on every survivor: none), and, as figures only, the share
+//!   of flows that change instance under the kernel's hash-threshold ECMP and under
+//!   resilient hashing (both modelled here, not nvlb);
 //! - N = 16, one DIP lost: the share of other flows that change DIP (Maglev), equal
 //!   on every instance.
 
@@ -237,40 +238,53 @@ fn sixteen_instances_losing_one_instance_or_one_dip() {
     let ps = instances(N);
     let fl = flows(&ps[0]);
     let before = dips(&ps, &fl, SYN);
-    // One instance (the 6th) lost: where ECMP sends each flow afterwards.
+    // One instance (the 6th) lost. nvlb's part: whichever survivor the routers' ECMP
+    // sends a flow to, that instance (no state for it: a mid-flow segment, balanced
+    // afresh) picks the DIP the flow had. Checked on every survivor, so it holds for
+    // any ECMP scheme.
     let lost = 5;
-    let mut moved_ht = 0;
-    let mut moved_res = 0;
-    let mut dip_changed = 0;
+    let survivors: Vec<usize> = (0..N).filter(|&k| k != lost).collect();
     let mut out = vec![0u8; output_len(2048)];
     let mut engines: Vec<Engine> = ps.iter().map(|p| Engine::new(p.clone(), 0, 1)).collect();
+    let mut dip_changed = Vec::new();
     for (i, f) in fl.iter().enumerate() {
-        let was = hash_threshold(f.ecmp, N);
-        let survivors: Vec<usize> = (0..N).filter(|&k| k != lost).collect();
-        let now = survivors[hash_threshold(f.ecmp, N - 1)];
-        if now != was {
-            moved_ht += 1;
-        }
-        if resilient(f.ecmp, N, Some(lost)) != resilient(f.ecmp, N, None) {
-            moved_res += 1;
-        }
-        // The instance it lands on has no state for it (unless it is the same one):
-        // a mid-flow segment, balanced afresh.
-        let d = dip_of(&mut engines[now], &ps[now], f, ACK, &mut out);
-        if d != before[was][i] {
-            dip_changed += 1;
+        let had = before[hash_threshold(f.ecmp, N)][i];
+        for &k in &survivors {
+            let d = dip_of(&mut engines[k], &ps[k], f, ACK, &mut out);
+            if d != had {
+                dip_changed.push((instance_name(k + 1), *f, had, d));
+            }
         }
     }
+    // The routers' part, for the figures only (models, not nvlb): the share of flows
+    // that change instance under the kernel's hash-threshold ECMP and under resilient
+    // hashing.
+    let moved_ht = fl
+        .iter()
+        .filter(|f| survivors[hash_threshold(f.ecmp, N - 1)] != hash_threshold(f.ecmp, N))
+        .count();
+    let moved_res = fl
+        .iter()
+        .filter(|f| resilient(f.ecmp, N, Some(lost)) != resilient(f.ecmp, N, None))
+        .count();
     let pct = |x: usize| x as f64 * 100.0 / FLOWS as f64;
     println!(
         "N = 16, one instance lost: flows that change instance: hash-threshold ECMP {:.1} %, \
-         resilient hashing {:.1} % (1/16 = 6.25 %); flows that change DIP: {dip_changed}",
+         resilient hashing {:.1} % (1/16 = 6.25 %; both modelled); a mid-flow segment \
+         changes DIP on {} of {} (flow, surviving instance) pairs",
         pct(moved_ht),
-        pct(moved_res)
+        pct(moved_res),
+        dip_changed.len(),
+        FLOWS * survivors.len()
     );
-    assert_eq!(dip_changed, 0);
-    assert!(moved_res <= moved_ht);
-    assert!((pct(moved_res) - 6.25).abs() < 1.5, "{}", pct(moved_res));
+    assert!(
+        dip_changed.is_empty(),
+        "{} of {} (flow, surviving instance) pairs change DIP on a mid-flow segment; \
+         first ones (instance, flow, DIP before, DIP after): {:?}",
+        dip_changed.len(),
+        FLOWS * survivors.len(),
+        &dip_changed[..dip_changed.len().min(3)]
+    );
 
     // One DIP lost (blue-web's first): new snapshots on every instance, as health
     // checks would make them.

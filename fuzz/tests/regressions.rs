@@ -4,26 +4,33 @@
 
 use std::path::Path;
 
-fn replay(target: &str, run: fn(&[u8]) -> Result<(), String>) {
+/// Replays every input under regressions/<target>/ (dot files aside) and returns their
+/// names; a target with none fails, so that an emptied directory cannot pass as "every
+/// input replays".
+fn replay(target: &str, run: fn(&[u8]) -> Result<(), String>) -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("regressions")
         .join(target);
-    let mut n = 0;
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .is_some_and(|f| f.to_string_lossy().starts_with('.'))
-        {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
             continue;
         }
         let data = std::fs::read(&path).unwrap();
         if let Err(e) = run(&data) {
             panic!("{}: {e}", path.display());
         }
-        n += 1;
+        names.push(name);
     }
-    eprintln!("{target}: {n} regression inputs pass");
+    assert!(
+        !names.is_empty(),
+        "{}: no regression inputs, nothing replayed",
+        dir.display()
+    );
+    eprintln!("{target}: {} regression inputs pass", names.len());
+    names
 }
 
 #[test]
@@ -34,6 +41,68 @@ fn engine_regressions_pass() {
 #[test]
 fn config_regressions_pass() {
     replay("config", nvlb_fuzz::config::run);
+}
+
+/// What each config regression input is kept for, as `nvlb check` would report it:
+/// accepted (with its warnings' positions) or refused (with every diagnostic's
+/// position), so that an input that stops reaching its corner is noticed.
+const CONFIG_CORNERS: &[(&str, &str)] = &[
+    // lb-config/bad/three-problems.toml: a bad duration and a bad MAC (value checks)
+    // and a DIP without lookup record (cross-reference pass), reported in file order.
+    ("three-problems-in-file-order", "refused 17:15 21:7 44:17"),
+    // Invalid UTF-8 (replaced by U+FFFD, three bytes each) and multibyte characters
+    // before a syntax error: its column counts characters, not bytes.
+    (
+        "replaced-bytes-and-multibyte-before-a-syntax-error",
+        "refused 2:15",
+    ),
+    // A syntax error at the very end of a text without a final newline: one column
+    // past the last character of the last line.
+    ("unclosed-table-at-the-end-without-newline", "refused 1:10"),
+    // Nothing at all: the missing [balancer] is placed at 1:1 of an empty line.
+    ("empty-file", "refused 1:1"),
+    // CRLF line endings: the carriage return is not a line of its own.
+    ("crlf-line-endings-wrong-type", "refused 2:8"),
+    // blue-web's weights 1:1:1:65535, the bound: the full 65537-entry Maglev table is
+    // built (the replay does not shrink it) and an engine runs the policy.
+    ("dip-weight-at-the-maglev-bound-accepted", "accepted"),
+    // One past the bound: refused at the weight.
+    ("dip-weight-past-the-maglev-bound-refused", "refused 214:42"),
+    // A PA MTU that cannot carry 1500-byte inner packets: accepted, with a warning
+    // placed at the value, and the engine built from it.
+    (
+        "provider-mtu-1500-accepted-with-a-warning",
+        "accepted, warnings 35:7",
+    ),
+];
+
+#[test]
+fn config_regressions_reach_their_corners() {
+    let mut names = replay("config", nvlb_fuzz::config::run);
+    names.sort();
+    let mut kept: Vec<String> = CONFIG_CORNERS.iter().map(|(n, _)| n.to_string()).collect();
+    kept.sort();
+    assert_eq!(
+        names, kept,
+        "regressions/config and CONFIG_CORNERS must name the same inputs"
+    );
+    let at = |ds: &[nvlb::policy::Diagnostic]| {
+        ds.iter()
+            .map(|d| format!("{}:{}", d.line, d.column))
+            .collect::<Vec<_>>()
+    };
+    for (name, want) in CONFIG_CORNERS {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("regressions/config")
+            .join(name);
+        let text = nvlb_fuzz::config::text(&std::fs::read(&path).unwrap()).unwrap();
+        let got = match nvlb::policy::Snapshot::from_toml(&text, "fuzz.toml") {
+            Ok(s) if s.warnings().is_empty() => "accepted".to_string(),
+            Ok(s) => format!("accepted, warnings {}", at(s.warnings()).join(" ")),
+            Err(e) => format!("refused {}", at(&e.errors).join(" ")),
+        };
+        assert_eq!(got, *want, "{name}");
+    }
 }
 
 #[test]
