@@ -206,6 +206,19 @@ fn dip_of<'a>(pool: &'a Value, ca: &str, port: u64) -> Option<&'a Value> {
         .find(|d| d["ca"] == ca && d["port"] == port)
 }
 
+/// The policy file at `path` without its health checks: no host answers their probes
+/// in the test's namespace, so every DIP would go down about 2.5 s after the start,
+/// each change published as a new generation, while a test sends traffic or counts
+/// generations.
+fn without_health(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("health = "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn skip() -> bool {
     if common::skip_without_netns() {
         return true;
@@ -428,6 +441,8 @@ fn reload_of_a_broken_file_is_refused_and_the_old_policy_serves() {
         return;
     }
     let mut lb = Lb::create("reload");
+    // The SYNs and the generation this test counts would race the health checks.
+    std::fs::write(lb.policy(), without_health(&lb.policy())).unwrap();
     lb.start();
     assert!(
         send_segment(&lb.ns, 41000, tcp::flags::SYN).is_some(),
@@ -819,15 +834,8 @@ fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
         return;
     }
     let mut lb = Lb::create("rule");
-    // Without health checks: no host answers their probes here, so every DIP would go
-    // down about 2.5 s after the start (and each change be published as a generation),
-    // while this test sends traffic through the pool.
-    let example: String = std::fs::read_to_string(lb.policy())
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("health = "))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    // This test sends traffic through the pool: no health checks to race.
+    let example = without_health(&lb.policy());
     let red = "[[tenant]]\nname = \"red\"";
     let outbound = "[[tenant.outbound]]\nname = \"blue-out\"\naddress = \"203.0.113.11\"\n\
                     pools = [\"blue-web\"]\nports = \"40000-49999\"\nports_per_dip = 2000\n\n";
