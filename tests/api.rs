@@ -8,28 +8,36 @@
 //! through the API is in the policy file, the running policy and the journal and
 //! survives a restart, that a bad change is refused naming file:line and field with
 //! nothing changed, that `nvlb reload` of a broken file exits 1 with its errors while
-//! the old policy keeps forwarding, and that an established flow follows its DIP's VM
-//! when the orchestrator moves the VM's lookup record to another host. Each test has
+//! the old policy keeps forwarding, that an established flow follows its DIP's VM
+//! when the orchestrator moves the VM's lookup record to another host, and that a
+//! rule changed by `pool set` changes what the running LB does on the wire (one
+//! client's new flows all to one DIP under `source_ip`, pings to the VIP dropped, an
+//! idle flow reset at both ends after the rule's idle timeout). Each test has
 //! its own namespace and temp dir, removed even when an assertion fails; it skips (and
 //! passes) when not root or without `ip netns`.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{EXAMPLE, Namespaces, in_netns, lines_of, must, sigterm, wait_for_line};
+use common::{
+    EXAMPLE, Namespaces, capture, in_netns, lines_of, must, send_all, sigterm, wait_for_line,
+};
 use nvlb::craft::{self, Transport};
-use nvlb::dataplane::afpacket::{Recv, Socket};
-use nvlb::wire::{MacAddr, ethernet, gre, ip_proto, ipv4, tcp};
+use nvlb::dataplane::afpacket::{Recv, Socket, wait_any};
+use nvlb::wire::{MacAddr, ethernet, gre, icmpv4, ip_proto, ipv4, tcp};
 use serde_json::Value;
 
 const LB_EXTERNAL_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x01, 0x0a]);
 const GATEWAY_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x01, 0x01]);
 const LB_PROVIDER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x06, 0x0a]);
+/// The PA side's peer of the LB (`pap`), host1's MAC.
+const HOST_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x06, 0x11]);
 const BLUE_VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 77);
 const API: &str = "127.0.0.1:9180";
@@ -196,6 +204,19 @@ fn dip_of<'a>(pool: &'a Value, ca: &str, port: u64) -> Option<&'a Value> {
         .as_array()?
         .iter()
         .find(|d| d["ca"] == ca && d["port"] == port)
+}
+
+/// The policy file at `path` without its health checks: no host answers their probes
+/// in the test's namespace, so every DIP would go down about 2.5 s after the start,
+/// each change published as a new generation, while a test sends traffic or counts
+/// generations.
+fn without_health(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("health = "))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 fn skip() -> bool {
@@ -420,6 +441,8 @@ fn reload_of_a_broken_file_is_refused_and_the_old_policy_serves() {
         return;
     }
     let mut lb = Lb::create("reload");
+    // The SYNs and the generation this test counts would race the health checks.
+    std::fs::write(lb.policy(), without_health(&lb.policy())).unwrap();
     lb.start();
     assert!(
         send_segment(&lb.ns, 41000, tcp::flags::SYN).is_some(),
@@ -551,13 +574,268 @@ fn an_established_flow_follows_its_vm_to_the_new_host() {
     lb.stop();
 }
 
+/// A TCP segment of the client's that the LB tunnelled to the PA network, as captured
+/// there: where it went and what it carried.
+#[derive(Clone, Copy, Debug)]
+struct Tunnelled {
+    lb_pa: Ipv4Addr,
+    host_pa: Ipv4Addr,
+    key: u32,
+    /// Inner MACs: the LB's in the DIP's subnet, and the DIP VM's.
+    lb_mac: MacAddr,
+    vm_mac: MacAddr,
+    dip: Ipv4Addr,
+    client_port: u16,
+    flags: u8,
+    seq: u32,
+}
+
+/// The client's TCP segment in an NVGRE frame the LB sent, if `frame` is one.
+fn tunnelled(frame: &[u8]) -> Option<Tunnelled> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != ip_proto::GRE {
+        return None;
+    }
+    let g = gre::Packet::new_checked(ip.payload()).ok()?;
+    let inner = ethernet::Frame::new_checked(g.payload()).ok()?;
+    let iip = ipv4::Packet::new_checked(inner.payload()).ok()?;
+    if iip.protocol() != ip_proto::TCP || iip.src_addr() != CLIENT {
+        return None;
+    }
+    let t = tcp::Packet::new_checked(iip.payload()).ok()?;
+    Some(Tunnelled {
+        lb_pa: ip.src_addr(),
+        host_pa: ip.dst_addr(),
+        key: g.key()?,
+        lb_mac: inner.src_addr(),
+        vm_mac: inner.dst_addr(),
+        dip: iip.dst_addr(),
+        client_port: t.src_port(),
+        flags: t.flags(),
+        seq: t.seq_number(),
+    })
+}
+
+/// A plain TCP segment from Blue's VIP to the client (what the LB sends the Internet):
+/// (client port, flags, sequence number).
+fn to_client(frame: &[u8]) -> Option<(u16, u8, u32)> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != ip_proto::TCP || ip.src_addr() != BLUE_VIP || ip.dst_addr() != CLIENT {
+        return None;
+    }
+    let t = tcp::Packet::new_checked(ip.payload()).ok()?;
+    (t.src_port() == 80).then(|| (t.dst_port(), t.flags(), t.seq_number()))
+}
+
+/// A TCP segment of the client's flow from `port` to Blue's VIP, framed as the
+/// Internet gateway sends it to the LB.
+fn client_segment(port: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let ip = craft::ip_packet(
+        IpAddr::V4(CLIENT),
+        IpAddr::V4(BLUE_VIP),
+        64,
+        Transport::Tcp {
+            src_port: port,
+            dst_port: 80,
+            flags,
+            seq,
+            ack,
+        },
+        &[],
+    );
+    craft::ip_frame(GATEWAY_MAC, LB_EXTERNAL_MAC, &ip)
+}
+
+/// Sends a SYN of the client's flow from each of `ports` to Blue's VIP (all at once)
+/// and returns the DIP the LB tunnelled each to, by port; a port is missing when its
+/// SYN was not tunnelled (captured until 2 s pass without a frame).
+fn syn_dips(ns: &str, ports: &[u16]) -> BTreeMap<u16, Ipv4Addr> {
+    let ports = ports.to_vec();
+    in_netns(ns, move || {
+        let pa = Socket::open("pap", None).expect("capture socket");
+        let ext = Socket::open("extp", None).expect("send socket");
+        let frames = ports
+            .iter()
+            .map(|&p| client_segment(p, tcp::flags::SYN, 1000, 0));
+        assert_eq!(send_all(&ext, frames) as usize, ports.len(), "SYNs sent");
+        let mut dips = BTreeMap::new();
+        capture(&pa, Duration::from_secs(2), |f| {
+            if let Some(t) = tunnelled(f).filter(|t| ports.contains(&t.client_port)) {
+                dips.insert(t.client_port, t.dip);
+            }
+            dips.len() == ports.len()
+        });
+        dips
+    })
+    .join()
+    .expect("traffic thread")
+}
+
+/// Whether the LB answers a ping (echo identifier `ident`) from the client to Blue's
+/// VIP within `wait`.
+fn echo_answered(ns: &str, ident: u16, wait: Duration) -> bool {
+    in_netns(ns, move || {
+        let ext = Socket::open("extp", None).expect("socket");
+        let mut icmp = vec![0u8; icmpv4::HEADER_LEN + 8];
+        let mut p = icmpv4::Packet::new_unchecked(&mut icmp[..]);
+        p.set_msg_type(icmpv4::msg_type::ECHO_REQUEST);
+        p.set_echo_ident(ident);
+        p.set_echo_seq_no(1);
+        p.data_mut().copy_from_slice(b"nvlb-api");
+        p.fill_checksum();
+        let ip = craft::ip_with_payload(
+            IpAddr::V4(CLIENT),
+            IpAddr::V4(BLUE_VIP),
+            64,
+            ip_proto::ICMP,
+            &mut icmp,
+        );
+        ext.send(&craft::ip_frame(GATEWAY_MAC, LB_EXTERNAL_MAC, &ip))
+            .expect("send");
+        let is_reply = |f: &[u8]| {
+            let Ok(eth) = ethernet::Frame::new_checked(f) else {
+                return false;
+            };
+            let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else {
+                return false;
+            };
+            ip.protocol() == ip_proto::ICMP
+                && ip.src_addr() == BLUE_VIP
+                && ip.dst_addr() == CLIENT
+                && icmpv4::Packet::new_checked(ip.payload()).is_ok_and(|e| {
+                    e.msg_type() == icmpv4::msg_type::ECHO_REPLY && e.echo_ident() == ident
+                })
+        };
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 65536];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match ext.recv(&mut buf).expect("recv") {
+                Recv::Frame(n, _) if is_reply(&buf[..n]) => return true,
+                Recv::Frame(..) | Recv::Truncated(_) => {}
+                Recv::Empty => {
+                    ext.wait(left.min(Duration::from_millis(100)))
+                        .expect("poll");
+                }
+            }
+        }
+        false
+    })
+    .join()
+    .expect("traffic thread")
+}
+
+/// What [`idle_resets`] saw.
+#[derive(Debug, Default)]
+struct Resets {
+    /// The DIP's ACK reached the client (the LB took it as the flow's reply).
+    reply_forwarded: bool,
+    /// Sequence numbers of the LB's RST to the client and to the DIP, and when each
+    /// came (after the DIP's ACK).
+    to_client: Option<(u32, Duration)>,
+    to_dip: Option<(u32, Duration)>,
+}
+
+/// The client's acknowledgment and sequence numbers in [`idle_resets`]' flow (the
+/// DIP's are the other way round).
+const CLIENT_ACK: u32 = 5000;
+const CLIENT_SEQ: u32 = 1000;
+
+/// Makes an established flow from the client's `port` to Blue's VIP with both ends'
+/// acknowledgment numbers seen (the client's ACK, then the DIP's ACK back through its
+/// host, as the host would tunnel it) and lets it idle: the RSTs the LB sends within
+/// `wait`.
+fn idle_resets(ns: &str, port: u16, wait: Duration) -> Resets {
+    in_netns(ns, move || {
+        let pa = Socket::open("pap", None).expect("PA socket");
+        let ext = Socket::open("extp", None).expect("external socket");
+        let mut buf = vec![0u8; 65536];
+        let mut seen = Resets::default();
+        ext.send(&client_segment(
+            port,
+            tcp::flags::ACK,
+            CLIENT_SEQ,
+            CLIENT_ACK,
+        ))
+        .expect("send");
+        let mut forward = None;
+        capture(&pa, Duration::from_secs(3), |f| {
+            forward = tunnelled(f).filter(|t| t.client_port == port);
+            forward.is_some()
+        });
+        let Some(fwd) = forward else {
+            return seen;
+        };
+        let ip = craft::ip_packet(
+            IpAddr::V4(fwd.dip),
+            IpAddr::V4(CLIENT),
+            64,
+            Transport::Tcp {
+                src_port: 80,
+                dst_port: port,
+                flags: tcp::flags::ACK,
+                seq: CLIENT_ACK,
+                ack: CLIENT_SEQ,
+            },
+            &[],
+        );
+        let outer = craft::Outer {
+            src_mac: HOST_MAC,
+            dst_mac: LB_PROVIDER_MAC,
+            src: IpAddr::V4(fwd.host_pa),
+            dst: IpAddr::V4(fwd.lb_pa),
+            vsid: fwd.key >> 8,
+            flow_id: (fwd.key & 0xff) as u8,
+        };
+        pa.send(&craft::nvgre(
+            &outer,
+            &craft::ip_frame(fwd.vm_mac, fwd.lb_mac, &ip),
+        ))
+        .expect("send");
+        let t = Instant::now();
+        while t.elapsed() < wait && (seen.to_client.is_none() || seen.to_dip.is_none()) {
+            for sock in [&ext, &pa] {
+                loop {
+                    match sock.recv(&mut buf).expect("recv") {
+                        Recv::Frame(n, _) => {
+                            let f = &buf[..n];
+                            match to_client(f) {
+                                Some((p, fl, seq)) if p == port && fl & tcp::flags::RST != 0 => {
+                                    seen.to_client = Some((seq, t.elapsed()));
+                                }
+                                Some((p, _, _)) if p == port => seen.reply_forwarded = true,
+                                _ => {}
+                            }
+                            if let Some(r) = tunnelled(f).filter(|r| {
+                                r.client_port == port
+                                    && r.dip == fwd.dip
+                                    && r.flags & tcp::flags::RST != 0
+                            }) {
+                                seen.to_dip = Some((r.seq, t.elapsed()));
+                            }
+                        }
+                        Recv::Truncated(_) => {}
+                        Recv::Empty => break,
+                    }
+                }
+            }
+            wait_any(&[&ext, &pa], Duration::from_millis(100)).expect("poll");
+        }
+        seen
+    })
+    .join()
+    .expect("traffic thread")
+}
+
 #[test]
 fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
     if skip() {
         return;
     }
     let mut lb = Lb::create("rule");
-    let example = std::fs::read_to_string(lb.policy()).unwrap();
+    // This test sends traffic through the pool: no health checks to race.
+    let example = without_health(&lb.policy());
     let red = "[[tenant]]\nname = \"red\"";
     let outbound = "[[tenant.outbound]]\nname = \"blue-out\"\naddress = \"203.0.113.11\"\n\
                     pools = [\"blue-web\"]\nports = \"40000-49999\"\nports_per_dip = 2000\n\n";
@@ -567,6 +845,29 @@ fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
     )
     .unwrap();
     lb.start();
+    // On the wire before the change (five_tuple, pings answered): new flows of one
+    // client spread over the DIPs by their ports.
+    let before_ports: Vec<u16> = (50_000..50_032).collect();
+    let spread = syn_dips(&lb.ns, &before_ports);
+    assert_eq!(
+        spread.len(),
+        before_ports.len(),
+        "every SYN is tunnelled before the change: {spread:?}"
+    );
+    let spread_dips: BTreeSet<Ipv4Addr> = spread.values().copied().collect();
+    println!(
+        "five_tuple: {} flows of {CLIENT} went to {spread_dips:?}",
+        spread.len()
+    );
+    assert!(
+        spread_dips.len() >= 2,
+        "five_tuple: {} flows of one client all went to {spread_dips:?}",
+        spread.len()
+    );
+    assert!(
+        echo_answered(&lb.ns, 7, Duration::from_secs(3)),
+        "the LB answers a ping to the VIP before the change"
+    );
     let before = std::fs::read_to_string(lb.policy()).unwrap();
     let set = lb.ctl(
         Some(BLUE),
@@ -604,6 +905,31 @@ fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
         "{file}"
     );
     assert!(file.contains("# Figure 6: Blue VIP1"));
+    // And on the wire: the running engine has the new rule. The client's new flows (new
+    // ports) all go to one DIP now, and a ping to the VIP is dropped.
+    let after_ports: Vec<u16> = (50_100..50_132).collect();
+    let affine = syn_dips(&lb.ns, &after_ports);
+    assert_eq!(
+        affine.len(),
+        after_ports.len(),
+        "every SYN is tunnelled after the change: {affine:?}"
+    );
+    let affine_dips: BTreeSet<Ipv4Addr> = affine.values().copied().collect();
+    println!(
+        "source_ip: {} flows of {CLIENT} went to {affine_dips:?}",
+        affine.len()
+    );
+    assert_eq!(
+        affine_dips.len(),
+        1,
+        "after `pool set --distribution source_ip` the client's {} new flows went to \
+         {affine_dips:?}: the running pool still spreads them (before: {spread_dips:?})",
+        affine.len()
+    );
+    assert!(
+        !echo_answered(&lb.ns, 8, Duration::from_secs(1)),
+        "after `pool set --icmp-echo drop` the LB still answers a ping to the VIP"
+    );
     // `none` removes the idle timeout again; --json gives the change and the pool.
     let v = lb.json(BLUE, &["pool", "set", "blue-web", "--idle-timeout", "none"]);
     assert!(v["pool"]["rule"]["idle_timeout_s"].is_null(), "{v}");
@@ -644,6 +970,32 @@ fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
     let j = lb.journal();
     assert_eq!(j.len(), 3, "{j:?}");
     assert_eq!(j[0]["call"], "PATCH /v1/pools/blue-web");
+    // The idle timeout and tcp_reset on the wire: with a 2 s idle timeout (tcp_reset is
+    // still true), an established flow that idles is reset at both ends, each RST with
+    // the sequence number its receiver acknowledged last.
+    let v = lb.json(BLUE, &["pool", "set", "blue-web", "--idle-timeout", "2s"]);
+    assert_eq!(v["pool"]["rule"]["idle_timeout_s"], 2, "{v}");
+    let resets = idle_resets(&lb.ns, 50_200, Duration::from_secs(10));
+    println!("idle 2 s, tcp_reset: {resets:?}");
+    assert!(
+        resets.reply_forwarded,
+        "the DIP's ACK did not reach the client: {resets:?}"
+    );
+    let (client_seq, client_after) = resets.to_client.unwrap_or_else(|| {
+        panic!("no RST to the client within 10 s of idling (idle_timeout 2s, tcp_reset true)")
+    });
+    let (dip_seq, dip_after) = resets.to_dip.unwrap_or_else(|| {
+        panic!("no RST to the DIP within 10 s of idling (idle_timeout 2s, tcp_reset true)")
+    });
+    assert_eq!(
+        (client_seq, dip_seq),
+        (CLIENT_ACK, CLIENT_SEQ),
+        "{resets:?}"
+    );
+    assert!(
+        client_after >= Duration::from_secs(1) && dip_after >= Duration::from_secs(1),
+        "reset before the flow idled 2 s: {resets:?}"
+    );
     lb.stop();
     // A restart runs what was written.
     lb.start();

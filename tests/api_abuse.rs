@@ -168,6 +168,67 @@ fn request(method: &str, path: &str, body: &[u8]) -> (u16, String) {
     read_answer(&mut s)
 }
 
+/// The API server's TCP sockets, from the kernel's table of the calling thread's
+/// network namespace (`/proc/thread-self/net/tcp`).
+#[derive(Debug)]
+struct ApiSockets {
+    /// Connections waiting in the listener's accept queue (`None`: no listener).
+    listen_queue: Option<u32>,
+    /// The server's ends of connections it has not closed: established, or closed by
+    /// the client only (CLOSE_WAIT).
+    open: usize,
+}
+
+fn api_sockets() -> ApiSockets {
+    let port = API.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
+    let local = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").expect("/proc/net/tcp");
+    let mut s = ApiSockets {
+        listen_queue: None,
+        open: 0,
+    };
+    // sl local_address rem_address st tx_queue:rx_queue ...
+    for f in table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    {
+        if f.get(1) != Some(&local.as_str()) {
+            continue;
+        }
+        match f.get(3).copied() {
+            // LISTEN: rx_queue is the accept queue's length.
+            Some("0A") => {
+                s.listen_queue = f
+                    .get(4)
+                    .and_then(|q| q.split_once(':'))
+                    .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok());
+            }
+            // ESTABLISHED, CLOSE_WAIT.
+            Some("01") | Some("08") => s.open += 1,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Polls the API's sockets (every 10 ms, inside the LB's namespace) until `done` holds;
+/// fails naming `what` after 5 s. What they were then, and how long it took.
+fn wait_for_api_sockets(done: impl Fn(&ApiSockets) -> bool, what: &str) -> (ApiSockets, Duration) {
+    let t = Instant::now();
+    loop {
+        let s = api_sockets();
+        if done(&s) {
+            return (s, t.elapsed());
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "waited 5 s for {what}; the API's sockets: {s:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn skip() -> bool {
     if common::skip_without_netns() {
         return true;
@@ -322,7 +383,13 @@ fn connections_beyond_the_cap_get_503_and_service_resumes() {
         // Hold every slot with idle connections (each would be cut by the header
         // timeout; they are closed before that).
         let held: Vec<TcpStream> = (0..MAX_CONNECTIONS).map(|_| connect()).collect();
-        thread::sleep(Duration::from_millis(300));
+        // The server has taken them all: every one established, none left in the
+        // listener's accept queue (it takes a slot as it accepts, one at a time).
+        let taken = wait_for_api_sockets(
+            |s| s.listen_queue == Some(0) && s.open >= MAX_CONNECTIONS,
+            "the server to hold every one of the connections (accepted, none refused)",
+        );
+        println!("held connections accepted: {taken:?}");
         let mut refused = Vec::new();
         for _ in 0..3 {
             let mut s = connect();
@@ -331,7 +398,11 @@ fn connections_beyond_the_cap_get_503_and_service_resumes() {
         }
         let n = held.len();
         drop(held);
-        thread::sleep(Duration::from_millis(300));
+        // The server has closed every held connection (and given back its slot): none
+        // of its ends is left established or half-closed.
+        let freed =
+            wait_for_api_sockets(|s| s.open == 0, "the server to close the held connections");
+        println!("held connections closed by the server: {freed:?}");
         (n, refused, request("GET", "/v1/whoami", b""))
     });
     println!("{held} connections held; the next ones: {refused:?}; after: {later:?}");

@@ -7,6 +7,9 @@
 //!   BIRD frozen): at least 99 % complete intact, BGP withdraws the instance's routes
 //!   within the hold time (plus the router's scan), and every new connection after
 //!   convergence succeeds;
+//! - every instance picks the same DIP for the same flow: asked through each instance's
+//!   API, and on the wire (the same client 5-tuples steered through each instance in
+//!   turn reach the same DIP, as the NVGRE each sent and the answering VM show);
 //! - the instance added back takes load: ECMP moves a share of 200 established
 //!   connections to it (measured from its own binding count), and none of them breaks.
 //!
@@ -15,7 +18,11 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nvlb::lab::bgp;
@@ -244,6 +251,305 @@ fn every_instance_picks_the_same_dips(netns: &[String], token: &std::path::Path)
     }
 }
 
+/// The wire check's client: for every VIP (comma-separated, first argument) and every
+/// source port in [second, third), one `GET /` from that port, closed with a reset (so
+/// that neither end keeps the 4-tuple in TIME_WAIT and the next pass can reuse it);
+/// one line per connection: VIP, port, the VM that answered (`X-Served-By`) or
+/// `error:WHY`.
+const SAME_PORTS: &str = r#"
+import socket, struct, sys
+ports = range(int(sys.argv[2]), int(sys.argv[3]))
+for vip in sys.argv[1].split(","):
+    fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    for p in ports:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(5)
+        by = "error:no-x-served-by"
+        try:
+            s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", p))
+            s.connect((vip, 80))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+            for line in data.split(b"\r\n"):
+                k, _, v = line.partition(b":")
+                if k.lower() == b"x-served-by":
+                    by = v.strip().decode()
+        except Exception as e:
+            by = "error:%r" % e
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        print(vip, p, by.replace(" ", "_"), flush=True)
+"#;
+
+/// Source ports of the wire check's flows; the router steers exactly these.
+const SAME_FIRST_PORT: u16 = 31_000;
+const SAME_PORTS_PER_VIP: u16 = 50;
+/// Routing tables (plus the instance's number) and rule priority of the steering.
+const STEER_TABLE: usize = 3100;
+const STEER_PREF: &str = "3100";
+
+/// A flow of the wire check: VIP and client source port.
+type FlowKey = (IpAddr, u16);
+/// How an instance tunnelled a client SYN: (VSID, inner destination: the DIP).
+type Tunnelled = (u32, IpAddr);
+/// What one instance chose for the client SYNs it tunnelled: the DIP by (IPv6, VSID,
+/// client port).
+type Choices = BTreeMap<(bool, u32, u16), IpAddr>;
+
+/// The SYN of a client flow in an NVGRE frame an instance sent: (client port, what it
+/// chose).
+fn client_syn(frame: &[u8]) -> Option<(u16, Tunnelled)> {
+    use nvlb::lab::topology::{CLIENT_V4, CLIENT_V6};
+    use nvlb::wire::{ethernet, gre, ip_proto, ipv4, ipv6, tcp};
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != ip_proto::GRE {
+        return None;
+    }
+    let g = gre::Packet::new_checked(ip.payload()).ok()?;
+    let vsid = g.key()? >> 8;
+    let inner = ethernet::Frame::new_checked(g.payload()).ok()?;
+    let syn_port = |l4: &[u8]| {
+        let t = tcp::Packet::new_checked(l4).ok()?;
+        (t.syn() && !t.ack()).then_some(t.src_port())
+    };
+    match inner.ethertype() {
+        ethernet::ethertype::IPV4 => {
+            let p = ipv4::Packet::new_checked(inner.payload()).ok()?;
+            (p.protocol() == ip_proto::TCP && p.src_addr() == CLIENT_V4).then_some(())?;
+            Some((syn_port(p.payload())?, (vsid, p.dst_addr().into())))
+        }
+        ethernet::ethertype::IPV6 => {
+            let p = ipv6::Packet::new_checked(inner.payload()).ok()?;
+            (p.next_header() == ip_proto::TCP && p.src_addr() == CLIENT_V6).then_some(())?;
+            Some((syn_port(p.payload())?, (vsid, p.dst_addr().into())))
+        }
+        _ => None,
+    }
+}
+
+/// Records, on the router, the client SYNs each instance tunnels onto the PA network
+/// (what arrives on `rt-pK` came from instance K) until `stop`; per instance, what it
+/// chose for each (address family, client port).
+fn capture_choices(lab: &ScaleLab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Choices>> {
+    use nvlb::dataplane::afpacket::{Recv, Socket, wait_any};
+    let links: Vec<String> = lab.plan.lbs.iter().map(|l| l.rt_pa.clone()).collect();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let handle = common::in_netns(&lab.plan.t.router, move || {
+        let socks: Vec<Socket> = links
+            .iter()
+            .map(|l| Socket::open(l, None).expect("capture socket"))
+            .collect();
+        ready_tx.send(()).unwrap();
+        let mut seen: Vec<Choices> = vec![BTreeMap::new(); socks.len()];
+        let mut buf = vec![0u8; 65536];
+        let mut last_round = false;
+        loop {
+            for (sock, seen) in socks.iter().zip(&mut seen) {
+                loop {
+                    match sock.recv(&mut buf).expect("recv") {
+                        Recv::Frame(n, _) => {
+                            if let Some((port, (vsid, dip))) = client_syn(&buf[..n]) {
+                                seen.insert((dip.is_ipv6(), vsid, port), dip);
+                            }
+                        }
+                        Recv::Truncated(_) => {}
+                        Recv::Empty => break,
+                    }
+                }
+            }
+            if last_round {
+                return seen;
+            }
+            last_round = stop.load(Ordering::Relaxed);
+            let refs: Vec<&Socket> = socks.iter().collect();
+            wait_any(&refs, Duration::from_millis(50)).expect("poll");
+        }
+    });
+    ready.recv().expect("capture thread ready");
+    handle
+}
+
+/// Issue 9's test 1 on the wire: the same client flows (the same 5-tuples) sent through
+/// each instance in turn, steered by the router (a policy-routing rule on their source
+/// ports), reach the same DIP through every instance. Each flow is a real connection
+/// answered by the VM it reached; the instance's own choice is read from the NVGRE it
+/// sent (captured on the router's link from that instance), and every pass's SYNs must
+/// have left through that instance only.
+fn every_instance_sends_the_same_flows_to_the_same_dips(lab: &ScaleLab) {
+    let router = lab.plan.t.router.as_str();
+    let vips: Vec<IpAddr> = lab
+        .plan
+        .vips
+        .iter()
+        .map(|&v| v.into())
+        .chain(lab.plan.vips6.iter().map(|&v| v.into()))
+        .collect();
+    let last = SAME_FIRST_PORT + SAME_PORTS_PER_VIP;
+    let script = lab.dir.join("same_ports.py");
+    std::fs::write(&script, SAME_PORTS).unwrap();
+    let vip_list: Vec<String> = vips.iter().map(|v| v.to_string()).collect();
+    let ports = format!("{SAME_FIRST_PORT}-{}", last - 1);
+    // One table per instance: every public VIP through that instance alone.
+    for l in &lab.plan.lbs {
+        let table = (STEER_TABLE + l.peer.index).to_string();
+        for vip in &vips {
+            let hop = match vip {
+                IpAddr::V4(_) => l.peer.vip_next_hop.to_string(),
+                IpAddr::V6(_) => l.peer.vip_next_hop6.to_string(),
+            };
+            let vip = vip.to_string();
+            common::must(
+                "ip",
+                &[
+                    "-n", router, "route", "add", &vip, "via", &hop, "dev", &l.rt_ext, "table",
+                    &table,
+                ],
+            );
+        }
+    }
+    let mut served: Vec<BTreeMap<FlowKey, String>> = Vec::new();
+    let mut chose = Vec::new();
+    for l in &lab.plan.lbs {
+        let table = (STEER_TABLE + l.peer.index).to_string();
+        for family in ["-4", "-6"] {
+            common::must(
+                "ip",
+                &[
+                    "-n", router, family, "rule", "add", "pref", STEER_PREF, "ipproto", "tcp",
+                    "sport", &ports, "lookup", &table,
+                ],
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let capture = capture_choices(lab, stop.clone());
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lab.plan.t.client, "/usr/bin/python3"])
+            .arg(&script)
+            .args([
+                vip_list.join(","),
+                SAME_FIRST_PORT.to_string(),
+                last.to_string(),
+            ])
+            .output()
+            .expect("python3");
+        // Nothing to wait for: a flow's SYN reached the router (and the capture) before
+        // the flow could be answered, and the capture drains once more after `stop`.
+        stop.store(true, Ordering::Relaxed);
+        let per_link = capture.join().expect("capture thread");
+        for family in ["-4", "-6"] {
+            common::must(
+                "ip",
+                &["-n", router, family, "rule", "del", "pref", STEER_PREF],
+            );
+        }
+        assert!(
+            out.status.success(),
+            "wire check client: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answers: BTreeMap<FlowKey, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split_whitespace();
+                let vip = f.next()?.parse().ok()?;
+                let port = f.next()?.parse().ok()?;
+                Some(((vip, port), f.next()?.to_string()))
+            })
+            .collect();
+        let flows = vips.len() * usize::from(SAME_PORTS_PER_VIP);
+        let failed: Vec<_> = answers
+            .iter()
+            .filter(|(_, by)| by.starts_with("error:"))
+            .collect();
+        assert!(
+            answers.len() == flows && failed.is_empty(),
+            "through {} alone: {} of {flows} connections answered; failed: {failed:?}",
+            l.name,
+            answers.len() - failed.len()
+        );
+        // The steering held: this pass's SYNs left through this instance, and only it.
+        for (k, link) in per_link.iter().enumerate() {
+            let n = link.len();
+            if k + 1 == l.peer.index {
+                assert_eq!(
+                    n, flows,
+                    "{} tunnelled {n} of the {flows} SYNs steered to it",
+                    l.name
+                );
+            } else {
+                assert_eq!(
+                    n,
+                    0,
+                    "instance {} tunnelled {n} SYNs that the router steered to {}",
+                    k + 1,
+                    l.name
+                );
+            }
+        }
+        let seen: Vec<usize> = per_link.iter().map(|m| m.len()).collect();
+        println!(
+            "WIRE: steered through {} alone: {flows} connections answered; SYNs tunnelled by \
+             instance 1..{}: {seen:?}",
+            l.name,
+            seen.len()
+        );
+        served.push(answers);
+        chose.push(per_link.into_iter().nth(l.peer.index - 1).unwrap());
+    }
+    let first = &served[0];
+    for &vip in &vips {
+        let used: BTreeSet<&String> = first
+            .iter()
+            .filter(|((v, _), _)| *v == vip)
+            .map(|(_, by)| by)
+            .collect();
+        println!("WIRE: {vip}: {SAME_PORTS_PER_VIP} flows through instance 1 served by {used:?}");
+        assert!(used.len() >= 2, "{vip}: every flow served by {used:?}");
+    }
+    for (i, (other, other_chose)) in served.iter().zip(&chose).enumerate().skip(1) {
+        let differ: Vec<_> = first
+            .iter()
+            .filter(|(flow, by)| other.get(flow) != Some(*by))
+            .map(|(flow, by)| (flow, by, other.get(flow)))
+            .collect();
+        let differ_dips = chose[0]
+            .iter()
+            .filter(|(flow, dip)| other_chose.get(flow) != Some(*dip))
+            .count();
+        println!(
+            "WIRE: the same {} flows through instance 1 and through instance {}: {} served by \
+             another VM, {differ_dips} tunnelled to another DIP",
+            first.len(),
+            i + 1,
+            differ.len()
+        );
+        assert_eq!(
+            differ_dips,
+            0,
+            "instance {} tunnelled {differ_dips} of {} flows to another DIP than instance 1",
+            i + 1,
+            chose[0].len()
+        );
+        assert!(
+            differ.is_empty(),
+            "instance {} sent {} of {} flows to another VM than instance 1 did \
+             ((VIP, port), via 1, via {}): {:?}",
+            i + 1,
+            differ.len(),
+            first.len(),
+            i + 1,
+            &differ[..differ.len().min(10)]
+        );
+    }
+}
+
 #[test]
 fn connections_survive_an_instance_loss_and_an_instance_added_back() {
     if skip() {
@@ -266,6 +572,7 @@ fn connections_survive_an_instance_loss_and_an_instance_added_back() {
 
     let netns: Vec<String> = lab.plan.lbs.iter().map(|l| l.netns.clone()).collect();
     every_instance_picks_the_same_dips(&netns, &lab.dir.join(nvlb::lab::API_TOKEN_FILE));
+    every_instance_sends_the_same_flows_to_the_same_dips(&lab);
 
     // Both instances serve: new connections through ECMP all answered.
     let r = traffic::requests(&lab.plan.t.client, &url, 60, 5, &lab.dir, "warm").unwrap();
@@ -441,6 +748,7 @@ fn three_instances_pick_the_same_dip_for_every_flow() {
     let netns: Vec<String> = lab.plan.lbs.iter().map(|l| l.netns.clone()).collect();
     assert_eq!(netns.len(), 3);
     every_instance_picks_the_same_dips(&netns, &lab.dir.join(nvlb::lab::API_TOKEN_FILE));
+    every_instance_sends_the_same_flows_to_the_same_dips(&lab);
     lab.down();
     assert!(
         common::namespaces_with(&prefix).is_empty(),
