@@ -23,6 +23,7 @@ ARG NVLB_GIT_REVISION=unknown
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+COPY crates ./crates
 COPY benches ./benches
 COPY lb-config ./lb-config
 COPY dashboards/alerts ./dashboards/alerts

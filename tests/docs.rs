@@ -2,7 +2,7 @@
 //! `nvlb check`, and README.md's commands against the binary.
 //!
 //! docs/config.md: every ```toml block must be a complete policy that `nvlb check`
-//! accepts; every key of `src/policy/config.rs` must have a row in its tables (and every
+//! accepts; every key of `crates/proto/src/policy/config.rs` must have a row in its tables (and every
 //! row must be a key), the blocks together must use every key, and every default a row
 //! states as a TOML value must load exactly like the key left out. A key added to the
 //! schema without documentation fails here: that is the point.
@@ -30,10 +30,10 @@ fn read(rel: &str) -> String {
 }
 
 /// The key paths of the schema, walked from `RawConfig` through the `Raw*` structs of
-/// src/policy/config.rs: `balancer.flows.udp_timeout`, `tenant.vip.dips.drain`, … The
+/// crates/proto/src/policy/config.rs: `balancer.flows.udp_timeout`, `tenant.vip.dips.drain`, … The
 /// bool says whether the key holds a table (or a list of them) rather than a value.
 fn schema_keys() -> BTreeMap<String, bool> {
-    let src = read("src/policy/config.rs");
+    let src = read("crates/proto/src/policy/config.rs");
     let mut structs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in src.lines() {
@@ -85,7 +85,7 @@ fn schema_keys() -> BTreeMap<String, bool> {
     // A parser that found nothing would make every check below pass vacuously.
     assert!(
         out.len() >= 40,
-        "only {} keys parsed from src/policy/config.rs: has its layout changed?",
+        "only {} keys parsed from crates/proto/src/policy/config.rs: has its layout changed?",
         out.len()
     );
     out
@@ -212,7 +212,7 @@ fn every_schema_key_has_a_row_and_every_row_is_a_key() {
     let missing: Vec<&String> = schema.keys().filter(|k| !rows.contains(*k)).collect();
     assert!(
         missing.is_empty(),
-        "keys of src/policy/config.rs with no row in docs/config.md: {missing:?}"
+        "keys of crates/proto/src/policy/config.rs with no row in docs/config.md: {missing:?}"
     );
     let stale: Vec<&String> = rows.iter().filter(|r| !schema.contains_key(*r)).collect();
     assert!(
