@@ -7,10 +7,10 @@
 //! valid, which a test checks).
 
 /// Blue's rules, shared with the engine's unit tests.
-const BLUE: &str = include_str!("../../src/engine/tests/rules.toml");
+const BLUE: &str = include_str!("../../crates/proto/src/engine/tests/rules.toml");
 
 /// Red's rules, shared with the engine's outbound tests, appended after the tenants.
-const RED: &str = include_str!("../../src/engine/tests/outbound.toml");
+const RED: &str = include_str!("../../crates/proto/src/engine/tests/outbound.toml");
 
 /// The text of the policy (see the module's doc).
 pub fn text() -> String {
