@@ -381,16 +381,8 @@ fn changes_are_written_journaled_and_survive_a_restart() {
 /// What the LB sent to the PA network for the client's flow from `port`: (outer
 /// destination, inner destination).
 fn nvgre_of(frame: &[u8], port: u16) -> Option<(Ipv4Addr, Ipv4Addr)> {
-    let eth = ethernet::Frame::new_checked(frame).ok()?;
-    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
-    if ip.protocol() != ip_proto::GRE {
-        return None;
-    }
-    let g = gre::Packet::new_checked(ip.payload()).ok()?;
-    let inner = ethernet::Frame::new_checked(g.payload()).ok()?;
-    let iip = ipv4::Packet::new_checked(inner.payload()).ok()?;
-    let t = tcp::Packet::new_checked(iip.payload()).ok()?;
-    (iip.src_addr() == CLIENT && t.src_port() == port).then(|| (ip.dst_addr(), iip.dst_addr()))
+    let t = tunnelled(frame)?;
+    (t.client_port == port).then_some((t.host_pa, t.dip))
 }
 
 /// Sends one TCP segment of the client's flow from `port` to Blue's VIP and returns

@@ -172,6 +172,25 @@ podman logs "$NAME" 2>&1 | grep 'nvlb: ready' >&2 || { podman logs "$NAME" >&2; 
 user=$(podman top "$NAME" user | tail -1)
 [ "$user" = nvlb ] || die "the data plane runs as '$user', not nvlb"
 
+# The lab prints one curl command per VIP of its policy (the embedded default, which is
+# lb-config/example.toml, the file the container runs): exactly the VIPs that
+# `nvlb check --json` lists for that file, each as http://ADDRESS:PORT.
+vips=$(echo "$lab_out" | sed -n 's/^  ip netns exec \([^ ]*\) curl \([^ ]*\)\/$/\1 \2/p')
+printed=$(echo "$vips" | awk 'NF {print $2}' | sort)
+expected=$("$nvlb" check --json lb-config/example.toml | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["pools"]:
+    a = p["address"]
+    print("http://%s:%d" % ("[%s]" % a if ":" in a else a, p["port"]))
+' | sort) || die "nvlb check --json lb-config/example.toml"
+count() { awk 'NF {n++} END {print n + 0}'; }
+n_printed=$(echo "$printed" | count)
+n_expected=$(echo "$expected" | count)
+say "the lab printed $n_printed VIPs to try; lb-config/example.toml declares $n_expected:" $expected
+[ "$n_expected" -gt 0 ] || die "nvlb check --json lists no VIP in lb-config/example.toml"
+[ "$n_printed" -eq "$n_expected" ] && [ "$printed" = "$expected" ] ||
+  die "the lab printed $n_printed VIPs ($(echo $printed)), the example declares $n_expected"
+
 # Every VIP the lab printed (public from the client, CA VIPs from a tenant VM), several
 # connections each; the public Blue VIP must be answered by more than one Blue VM.
 failures=0
@@ -182,7 +201,7 @@ while read -r ns url; do
       say "FAIL $url from $ns: $body"; failures=$((failures + 1)); continue; }
     answers+="$url $body"$'\n'
   done
-done < <(echo "$lab_out" | sed -n 's/^  ip netns exec \([^ ]*\) curl \([^ ]*\)\/$/\1 \2/p')
+done <<<"$vips"
 [ -n "$answers" ] || die "no VIP answered (or the lab printed no curl commands)"
 echo "$answers" | awk 'NF {print $1}' | sort | uniq -c | sed 's/^/  answers: /' >&2
 blue=$(echo "$answers" | awk '$1 == "http://203.0.113.10:80" {print $2}' | sort -u)

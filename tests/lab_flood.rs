@@ -18,9 +18,14 @@
 //! docs/reliability.md.
 //!
 //! The router blackholes the spoofed range, as the Internet would lose answers to
-//! addresses nobody owns: Red's VMs answer each SYN, the LB sees the SYN-ACK and holds
-//! the binding as established (`tcp_established_timeout`, 15 s here), not for the SYN
-//! timeout. Skips (and passes) when not root or without `ip netns`.
+//! addresses nobody owns: Red's VMs answer each SYN, and the LB holds each answered
+//! binding (SYN-ACK seen, no ACK) for the SYN timeout (5 s here), from its last SYN-ACK.
+//! A full-NAT flow takes a source-NAT port only if it then fits Red's quota, so the NAT
+//! flood starts only once Red's active-flow gauge (`nvlb_tenant_active_flows`) leaves
+//! room in every shard for that worker's whole share of the ports: when Red is first
+//! answered again the flood's bindings still hold nearly all of its quota, and NAT SYNs
+//! would be counted as `tenant_quota`, not `nat_ports_exhausted`. Skips (and passes)
+//! when not root or without `ip netns`.
 
 mod common;
 mod rlab;
@@ -40,6 +45,8 @@ const WORKERS: u64 = 2;
 const MAX_FLOWS: u64 = 32768;
 const PER_TENANT: u64 = 16384;
 const SYNS: u64 = 1_000_000;
+/// Room left in Red's quota beyond its source-NAT ports before the NAT flood starts.
+const NAT_HEADROOM: u64 = 1024;
 
 /// The most a worker's full shard holds: the slab at its largest capacity (it grows by
 /// doubling from 4096, so at most the next power of two of the bound), the free list,
@@ -184,7 +191,44 @@ fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
     };
     // Part two: Red's VM opens new flows to its CA VIP (red-vip1, full NAT) faster than
     // Red's source-NAT ports free up, while Blue's CA-VIP load (its own ports) goes on.
-    let (nat_drops, nat_syns, nat_time) = nat_flood(&lab);
+    // A full-NAT flow takes a source-NAT port only if it then fits Red's quota, so the
+    // ports can run out (`nat_ports_exhausted`) only once every shard has room for its
+    // worker's whole share of the ports; when Red is answered again, the flood's
+    // answered bindings (on the SYN timeout from their last SYN-ACK) may still hold
+    // nearly all of the quota, and the NAT flood would then meet `tenant_quota` instead.
+    let red_vsid = lab
+        .policy
+        .pools()
+        .iter()
+        .find(|p| p.name == "red-vip1")
+        .and_then(|p| p.dips.first())
+        .expect("red-vip1 has a DIP")
+        .vsid
+        .get();
+    let at_recovery = lab.metrics();
+    let vsid_label = format!("vsid=\"{red_vsid}\"");
+    let nat_ports = rlab::sample(&at_recovery, "nvlb_nat_ports", &[&vsid_label])
+        .expect("nvlb_nat_ports of red-vip1's VSID on the metrics page");
+    let quota = rlab::sample(&at_recovery, "nvlb_tenant_flow_quota", &[])
+        .expect("nvlb_tenant_flow_quota on the metrics page");
+    // Each worker hands out the ports p = worker (mod W).
+    let share = nat_ports.div_ceil(WORKERS);
+    let room_for = quota.saturating_sub(share + NAT_HEADROOM);
+    let red_then = red_per_shard(&at_recovery);
+    let (roomy_page, waited, roomy) =
+        lab.poll_metrics(Duration::from_secs(60), Duration::from_millis(200), |p| {
+            red_per_shard(p).iter().all(|&n| n <= room_for)
+        });
+    let red_roomy = red_per_shard(&roomy_page);
+    println!(
+        "FLOOD: Red answered again {recovered:.1?} after the flood (tcp_syn_timeout 5 s), \
+         holding {red_then:?} flows per shard (quota {quota}); Red's source-NAT ports: \
+         {nat_ports} per DIP endpoint, {share} per worker; at most {room_for} Red flows per \
+         shard leave room for them ({NAT_HEADROOM} to spare): {} {waited:.1?} later \
+         ({red_roomy:?})",
+        if roomy { "reached" } else { "NOT reached" }
+    );
+    let nat = nat_flood(&lab, red_vsid);
     // Blue went on through the flood, Red's recovery and the NAT flood.
     stop.store(true, Ordering::Relaxed);
     let public = blue_public.join().unwrap();
@@ -200,7 +244,8 @@ fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
     let red_new = delta("nvlb_vip_new_flows_total", &["vip=\"red-web\""]);
     let blue_new = delta("nvlb_vip_new_flows_total", &["vip=\"blue-web\""]);
     let blue_ca_new = delta("nvlb_vip_new_flows_total", &["vip=\"blue-vip1\""]);
-    let red_active = metric(&page1, "nvlb_tenant_active_flows", &["tenant=\"red\""]);
+    let red_active = rlab::sample(&page1, "nvlb_tenant_active_flows", &["tenant=\"red\""])
+        .expect("nvlb_tenant_active_flows of red on the metrics page");
     let received = delta("nvlb_received_packets_total", &[]);
     let (pf, ps, pwhy) = rlab::failures(&public);
     let (cf, cs, cwhy) = rlab::failures(&ca);
@@ -238,13 +283,39 @@ fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
         table / 1024
     );
     println!(
-        "FLOOD: Red's VM sent {nat_syns} SYNs to red-vip1 in {nat_time:.1?}: \
-         nat_ports_exhausted {nat_drops} (Red's range: 10000 ports over {WORKERS} workers)"
+        "FLOOD: Red's VM sent {} SYNs to red-vip1 in {:.1?} (Red's flows per shard then \
+         {:?}); the LB's counters {} {:.1?} later: red-vip1 new flows {}, drops \
+         nat_ports_exhausted {}, tenant_quota {}; Red's source-NAT ports in use {} of \
+         {nat_ports} ({share} per worker), Red's flows per shard {:?}",
+        nat.syns,
+        nat.took,
+        nat.red_before,
+        if nat.still { "settled" } else { "still moved" },
+        nat.settled,
+        nat.new_flows,
+        nat.nat_drops,
+        nat.quota_drops,
+        nat.ports_in_use,
+        nat.red_after
     );
+    let rss_after = lab.lb_rss_kib();
+    println!("FLOOD: RSS after the NAT flood {rss_after} KiB");
     assert!(sent >= SYNS * 99 / 100, "sent {sent}");
     assert!(
-        nat_drops > 0,
-        "Red's source-NAT ports ran out and were counted"
+        roomy,
+        "Red's flood bindings still hold {red_roomy:?} flows per shard {waited:.1?} after \
+         Red was answered again (at most {room_for} leave room for {share} ports)"
+    );
+    assert!(
+        nat.still,
+        "the LB's counters still moved after the NAT flood"
+    );
+    assert!(
+        nat.nat_drops > 0,
+        "Red's source-NAT ports ran out and were counted: nat_ports_exhausted {}, \
+         tenant_quota {} during the NAT flood",
+        nat.nat_drops,
+        nat.quota_drops
     );
     assert!(pf == 0 && cf == 0, "Blue failed: {pwhy:?} {cwhy:?}");
     assert!(broken.is_empty(), "broken downloads: {broken:?}");
@@ -263,14 +334,6 @@ fn a_syn_flood_on_red_leaves_blue_untouched_and_memory_bounded() {
         rss_peak.saturating_sub(rss_before) <= 2 * bound_kib,
         "RSS grew {} KiB, bound {bound_kib} KiB",
         rss_peak.saturating_sub(rss_before)
-    );
-
-    let page2 = lab.metrics();
-    let rss_after = lab.lb_rss_kib();
-    println!(
-        "FLOOD: Red answered again {recovered:.1?} after the flood (tcp_syn_timeout 5 s, \
-         tcp_established_timeout 15 s); red active flows then {}; RSS after {rss_after} KiB",
-        metric(&page2, "nvlb_tenant_active_flows", &["tenant=\"red\""])
     );
     lab.down();
 }
@@ -294,9 +357,39 @@ for i in range(n):
     s.sendto(h[:16] + struct.pack("!H", c) + h[18:], (dst, 0))
 "#;
 
-/// Red's tier-1 VM floods red-vip1 with new flows; the `nat_ports_exhausted` drops it
-/// caused, the SYNs sent and how long it took.
-fn nat_flood(lab: &Lab) -> (u64, u64, Duration) {
+/// What the NAT flood did, from the LB's counters.
+struct NatFlood {
+    syns: u64,
+    took: Duration,
+    /// From the end of the sending until the counters stopped moving (`still`), or
+    /// until the poll gave up.
+    settled: Duration,
+    still: bool,
+    new_flows: u64,
+    nat_drops: u64,
+    quota_drops: u64,
+    ports_in_use: u64,
+    red_before: Vec<u64>,
+    red_after: Vec<u64>,
+}
+
+/// Red's flows in each shard (`nvlb_tenant_active_flows`); the gauge must be there.
+fn red_per_shard(page: &str) -> Vec<u64> {
+    (0..WORKERS)
+        .map(|w| {
+            let shard = format!("shard=\"{w}\"");
+            rlab::sample(
+                page,
+                "nvlb_tenant_active_flows",
+                &["tenant=\"red\"", &shard],
+            )
+            .unwrap_or_else(|| panic!("no nvlb_tenant_active_flows of red in shard {w}"))
+        })
+        .collect()
+}
+
+/// Red's tier-1 VM floods red-vip1 with new flows; what the LB counted meanwhile.
+fn nat_flood(lab: &Lab, backend_vsid: u32) -> NatFlood {
     let pool = lab
         .topo
         .pools
@@ -333,13 +426,38 @@ fn nat_flood(lab: &Lab) -> (u64, u64, Duration) {
     );
     let took = t.elapsed();
     assert!(out.status.success(), "{}", rlab::text(&out.stderr));
-    thread::sleep(Duration::from_millis(500));
-    let after = lab.metrics();
-    let reason = ["reason=\"nat_ports_exhausted\""];
-    let drops = metric(&after, "nvlb_drops_total", &reason).saturating_sub(metric(
-        &before,
-        "nvlb_drops_total",
-        &reason,
-    ));
-    (drops, n, took)
+    // The workers publish their counters every 100 ms: scrape until the NAT flood's
+    // counters stop moving.
+    let nat = ["reason=\"nat_ports_exhausted\""];
+    let quota = ["reason=\"tenant_quota\""];
+    let vip = ["vip=\"red-vip1\""];
+    let key = |p: &str| {
+        (
+            rlab::sample(p, "nvlb_drops_total", &nat).expect("drop reason nat_ports_exhausted"),
+            rlab::sample(p, "nvlb_drops_total", &quota).expect("drop reason tenant_quota"),
+            rlab::sample(p, "nvlb_vip_new_flows_total", &vip).expect("red-vip1's new flows"),
+            rlab::sample(p, "nvlb_vip_packets_total", &vip).expect("red-vip1's packets"),
+        )
+    };
+    let mut last = key(&lab.metrics());
+    let (after, settled, still) =
+        lab.poll_metrics(Duration::from_secs(10), Duration::from_millis(300), |p| {
+            let now = key(p);
+            std::mem::replace(&mut last, now) == now
+        });
+    let (k0, k1) = (key(&before), key(&after));
+    let ports_label = format!("vsid=\"{backend_vsid}\"");
+    NatFlood {
+        syns: n,
+        took,
+        settled,
+        still,
+        new_flows: k1.2 - k0.2,
+        nat_drops: k1.0 - k0.0,
+        quota_drops: k1.1 - k0.1,
+        ports_in_use: rlab::sample(&after, "nvlb_nat_ports_in_use", &[&ports_label])
+            .expect("nvlb_nat_ports_in_use of red-vip1's VSID"),
+        red_before: red_per_shard(&before),
+        red_after: red_per_shard(&after),
+    }
 }

@@ -194,6 +194,28 @@ impl Lab {
         text(&out.stdout)
     }
 
+    /// Scrapes /metrics every `every` until `done` holds for a page or `limit` has
+    /// passed: the last page, how long it took and whether `done` held (the caller
+    /// prints its figures, then asserts).
+    pub fn poll_metrics(
+        &self,
+        limit: Duration,
+        every: Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> (String, Duration, bool) {
+        let t = Instant::now();
+        loop {
+            let page = self.metrics();
+            if done(&page) {
+                return (page, t.elapsed(), true);
+            }
+            if t.elapsed() >= limit {
+                return (page, t.elapsed(), false);
+            }
+            thread::sleep(every);
+        }
+    }
+
     /// Resident memory of `nvlb run` in KiB (VmRSS of /proc/PID/status).
     pub fn lb_rss_kib(&self) -> u64 {
         rss_kib(self.lb().0).expect("VmRSS of nvlb run")
@@ -231,9 +253,17 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// The sum of every sample of `name` whose labels contain each of `labels`
-/// (`key="value"` strings) in a Prometheus text page.
+/// (`key="value"` strings) in a Prometheus text page; 0 when there is none (see
+/// [`sample`] where a missing series must be an error).
 pub fn metric(page: &str, name: &str, labels: &[&str]) -> u64 {
-    page.lines()
+    sample(page, name, labels).unwrap_or(0)
+}
+
+/// Like [`metric`], but `None` when the page has no sample of `name` with `labels`: a
+/// renamed metric or label then fails the caller instead of reading 0.
+pub fn sample(page: &str, name: &str, labels: &[&str]) -> Option<u64> {
+    let values: Vec<u64> = page
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (key, value) = l.rsplit_once(' ')?;
@@ -245,7 +275,8 @@ pub fn metric(page: &str, name: &str, labels: &[&str]) -> u64 {
                 .then(|| value.parse::<f64>().ok())?
         })
         .map(|v| v as u64)
-        .sum()
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 pub use crate::common::Slow;
