@@ -198,7 +198,7 @@ fn request(method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, S
         .unwrap_or_else(|| panic!("{method} {path}: bad status line in {head:?}"));
     let chunked = head
         .lines()
-        .any(|l| l.to_ascii_lowercase() == "transfer-encoding: chunked");
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
     let body = if chunked {
         let mut out = String::new();
         let mut rest = rest;
@@ -217,6 +217,9 @@ fn request(method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, S
     (status, body)
 }
 
+/// The bodies a path's change calls get, by method.
+type Bodies<'a> = &'a [(&'a str, &'a str)];
+
 /// Every call of the table, in the order they are made (changes happen in this
 /// order, so later answers see earlier changes).
 fn table(records: &str) -> Vec<Call> {
@@ -231,7 +234,7 @@ fn table(records: &str) -> Vec<Call> {
     };
     // Every path with every method; a change call gets a valid body with the method
     // it takes, every other method none.
-    let paths: &[(&str, &str, &[(&str, &str)])] = &[
+    let paths: &[(&str, &str, Bodies)] = &[
         ("health", "/healthz", &[]),
         ("paths", "/", &[]),
         ("paths", "/nope", &[]),

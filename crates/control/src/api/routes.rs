@@ -194,11 +194,7 @@ mod tests {
     #[test]
     fn every_path_takes_its_method_and_no_other() {
         for r in ROUTES {
-            let path = r
-                .path
-                .replace("{port*}", "80")
-                .replace('{', "")
-                .replace('}', "");
+            let path = r.path.replace("{port*}", "80").replace(['{', '}'], "");
             assert_eq!(
                 call(r.method, &path),
                 Some(r.call),
