@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod edit;
 mod pick;
+mod routes;
 pub mod server;
 mod views;
 
@@ -24,6 +25,7 @@ use serde_json::{Map, Value, json};
 
 use self::auth::{Caller, Scope, Tokens};
 use self::edit::{DipSpec, LookupSpec, RuleSpec, SubnetSpec};
+use self::routes::{Call, Found, Who};
 use super::ChangeError;
 use super::persist::{Actor, Done, EditError, Persist, PersistError};
 use crate::policy::{ConfigError, Vsid};
@@ -360,27 +362,34 @@ impl Api {
         };
         let call = format!("{method} {path}");
         let scope = &caller.scope;
-        let operator = || -> Result<(), Response> {
-            match scope {
-                Scope::Operator => Ok(()),
-                Scope::Tenant(t) => Err(Response::error(
-                    403,
-                    format!("this call needs an operator token; this one is tenant {t:?}'s"),
-                )),
+        let (route, params) = match routes::find(method, &segs) {
+            Found::Call(r, p) => (r, p),
+            Found::WrongMethod => {
+                return Err(Response::error(
+                    405,
+                    format!("{method} is not a call on {path}"),
+                ));
             }
+            Found::Unknown => return Err(Response::error(404, format!("no such call: {path}"))),
         };
+        if let (Who::Operator, Scope::Tenant(t)) = (route.who, scope) {
+            return Err(Response::error(
+                403,
+                format!("this call needs an operator token; this one is tenant {t:?}'s"),
+            ));
+        }
         let flows = self.flows.as_ref().and_then(|f| f.flows());
         let c = self.persist.control();
-        match (method, segs.as_slice()) {
-            ("GET", ["v1", "whoami"]) => Ok(Response::ok(
+        match route.call {
+            Call::Whoami => Ok(Response::ok(
                 json!({ "token": caller.name, "scope": scope.name() }),
             )),
-            ("GET", ["v1", "tenants"]) => Ok(Response::ok(views::tenants(
+            Call::Tenants => Ok(Response::ok(views::tenants(
                 &c.policy(),
                 scope,
                 flows.as_ref(),
             ))),
-            ("GET", ["v1", "vips"]) => {
+            Call::Vips => {
                 let s = c.policy();
                 Ok(Response::ok(
                     views::visible(&s, scope)
@@ -389,7 +398,7 @@ impl Api {
                         .collect(),
                 ))
             }
-            ("GET", ["v1", "pools"]) => {
+            Call::Pools => {
                 let s = c.policy();
                 Ok(Response::ok(
                     views::visible(&s, scope)
@@ -398,12 +407,14 @@ impl Api {
                         .collect(),
                 ))
             }
-            ("GET", ["v1", "pools", pool]) => {
+            Call::Pool => {
+                let pool = params.get("pool");
                 let s = c.policy();
                 let p = self.pool_for(&s, scope, pool)?;
                 Ok(Response::ok(views::pool_json(&s, c, p, flows.as_ref())))
             }
-            ("PATCH", ["v1", "pools", pool]) => {
+            Call::SetRule => {
+                let pool = params.get("pool");
                 let s = c.policy();
                 let p = self.pool_for(&s, scope, pool)?;
                 if let Some(nat) = &p.rule.nat {
@@ -426,9 +437,9 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            ("GET", ["v1", "outbound"]) => Ok(Response::ok(views::outbound(&c.policy(), scope))),
-            ("GET", ["v1", "health"]) => Ok(Response::ok(views::health(&c.policy(), c, scope))),
-            ("GET", ["v1", "flows"]) => Ok(Response::ok(match &flows {
+            Call::Outbound => Ok(Response::ok(views::outbound(&c.policy(), scope))),
+            Call::Health => Ok(Response::ok(views::health(&c.policy(), c, scope))),
+            Call::Flows => Ok(Response::ok(match &flows {
                 None => json!({ "available": false }),
                 Some(f) => {
                     let s = c.policy();
@@ -452,7 +463,8 @@ impl Api {
                     json!({ "available": true, "total": total, "tenants": tenants, "pools": pools })
                 }
             })),
-            ("POST", ["v1", "pools", pool, "dips"]) => {
+            Call::AddDip => {
+                let pool = params.get("pool");
                 self.pool_for(&c.policy(), scope, pool)?;
                 let v = parse_body(body)?;
                 let f = Fields::of(&v, "", &["ca", "port", "vsid", "weight", "drain"])?;
@@ -471,13 +483,16 @@ impl Api {
                     .map(|d| applied(d, 201))
                     .map_err(refused)
             }
-            ("POST", ["v1", "pools", pool, "pick"]) => {
+            Call::Pick => {
+                let pool = params.get("pool");
                 let s = c.policy();
                 let p = self.pool_for(&s, scope, pool)?;
                 let v = parse_body(body)?;
                 Ok(Response::ok(pick::pick(p, c.generation(), &v)?))
             }
-            (m @ ("PATCH" | "DELETE"), ["v1", "pools", pool, "dips", ca, rest @ ..]) => {
+            Call::ChangeDip | Call::RemoveDip => {
+                let m = method;
+                let (pool, ca, rest) = (params.get("pool"), params.get("ca"), params.rest());
                 self.pool_for(&c.policy(), scope, pool)?;
                 let ca: IpAddr = ca
                     .parse()
@@ -525,12 +540,8 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            ("GET", ["v1", "lookups"]) => {
-                operator()?;
-                Ok(Response::ok(views::lookups(&c.declared())))
-            }
-            ("PUT", ["v1", "lookups"]) => {
-                operator()?;
+            Call::Lookups => Ok(Response::ok(views::lookups(&c.declared()))),
+            Call::ReplaceLookups => {
                 let v = parse_body(body)?;
                 let f = Fields::of(&v, "", &["records"])?;
                 let list = f
@@ -544,8 +555,7 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            ("PATCH", ["v1", "lookups"]) => {
-                operator()?;
+            Call::PatchLookups => {
                 let v = parse_body(body)?;
                 let f = Fields::of(&v, "", &["set", "delete"])?;
                 let set = match f.list("set")? {
@@ -567,12 +577,9 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            ("GET", ["v1", "subnets"]) => {
-                operator()?;
-                Ok(Response::ok(views::subnets(&c.declared())))
-            }
-            ("PUT", ["v1", "subnets", vsid]) => {
-                operator()?;
+            Call::Subnets => Ok(Response::ok(views::subnets(&c.declared()))),
+            Call::PutSubnet => {
+                let vsid = params.get("vsid");
                 let vsid: i64 = vsid
                     .parse()
                     .map_err(|_| Bad(format!("{vsid:?} is not a VSID")))?;
@@ -608,8 +615,8 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            ("DELETE", ["v1", "subnets", vsid]) => {
-                operator()?;
+            Call::DeleteSubnet => {
+                let vsid = params.get("vsid");
                 let vsid: i64 = vsid
                     .parse()
                     .map_err(|_| Bad(format!("{vsid:?} is not a VSID")))?;
@@ -618,31 +625,23 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            ("POST", ["v1", "reload"]) => {
-                operator()?;
-                match self.persist.reload(&actor, now) {
-                    Ok(a) => Ok(Response::ok(json!({
-                        "generation": a.generation,
-                        "added": a.added,
-                        "removed": a.removed,
-                        "draining": a.draining,
-                    }))),
-                    Err(ChangeError::Config(e)) => Err(Response::config(
-                        422,
-                        "reload refused, the running policy stays",
-                        &e,
-                    )),
-                    Err(e) => Err(Response::error(
-                        500,
-                        format!("reload refused, the running policy stays: {e}"),
-                    )),
-                }
-            }
-            (_, ["v1", rest @ ..]) if known(rest) => Err(Response::error(
-                405,
-                format!("{method} is not a call on {path}"),
-            )),
-            _ => Err(Response::error(404, format!("no such call: {path}"))),
+            Call::Reload => match self.persist.reload(&actor, now) {
+                Ok(a) => Ok(Response::ok(json!({
+                    "generation": a.generation,
+                    "added": a.added,
+                    "removed": a.removed,
+                    "draining": a.draining,
+                }))),
+                Err(ChangeError::Config(e)) => Err(Response::config(
+                    422,
+                    "reload refused, the running policy stays",
+                    &e,
+                )),
+                Err(e) => Err(Response::error(
+                    500,
+                    format!("reload refused, the running policy stays: {e}"),
+                )),
+            },
         }
     }
 
@@ -667,25 +666,6 @@ impl Api {
             ))
         }
     }
-}
-
-/// Paths that exist (with some method), to tell 405 from 404.
-fn known(rest: &[&str]) -> bool {
-    matches!(
-        rest,
-        ["whoami"
-            | "tenants"
-            | "vips"
-            | "pools"
-            | "health"
-            | "flows"
-            | "outbound"
-            | "lookups"
-            | "subnets"
-            | "reload"]
-            | ["pools" | "subnets", _]
-            | ["pools", _, "dips", ..]
-    )
 }
 
 /// The body of `PATCH /v1/pools/{pool}`: the rule settings to change.

@@ -871,3 +871,24 @@ fn outbound_rules_are_listed_to_their_tenant() {
     assert_eq!(ops, v);
     assert_eq!(s.call(Some("OPS"), "POST", "/v1/outbound", "").0, 405);
 }
+
+/// Every path of the route table answers 405 to a method it does not take, pick too
+/// (a second list of paths once left it out, and it answered 404).
+#[test]
+fn a_known_path_with_another_method_is_405() {
+    let s = setup("405", false);
+    for (m, p) in [
+        ("GET", "/v1/pools/blue-web/pick"),
+        ("DELETE", "/v1/pools/blue-web/pick"),
+        ("GET", "/v1/pools/blue-web/dips"),
+        ("POST", "/v1/pools/blue-web/dips/10.0.0.5/80"),
+        ("POST", "/v1/subnets/5001"),
+        ("GET", "/v1/reload"),
+    ] {
+        let (st, v) = s.call(Some("OPS"), m, p, "");
+        assert_eq!(st, 405, "{m} {p}: {v}");
+        assert_eq!(v["error"], format!("{m} is not a call on {p}"));
+    }
+    let (st, _) = s.call(Some("OPS"), "POST", "/v1/pools/blue-web/pick/x", "{}");
+    assert_eq!(st, 404);
+}
