@@ -76,7 +76,10 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         t = m["target"]
         package = m["manifest_path"].rsplit("/", 1)[0]
-        name = m["package_id"].split("#")[-1].split("@")[0]
+        # "path+file:///DIR#NAME@VERSION", or "path+file:///DIR#VERSION" when the
+        # folder has the package's name.
+        url, _, frag = m["package_id"].partition("#")
+        name = frag.split("@")[0] if "@" in frag else url.rstrip("/").rsplit("/", 1)[-1]
         print(name + " " + t["kind"][0] + " " + t["name"] + "\t" + m["executable"] + "\t" + package)
 ' >"$bins"
 build=${PIPESTATUS[0]}
