@@ -19,6 +19,7 @@ use nvlb::control::api::auth::{Tokens, hash_token, hex};
 use nvlb::control::api::replies::{self, Frontend};
 use nvlb::control::api::{Api, DEFAULT_ADDR, FlowStats, client, server};
 use nvlb::control::persist::Persist;
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -539,18 +540,20 @@ fn read_json(file: &Path) -> anyhow::Result<Value> {
 }
 
 fn print_error(status: u16, answer: &Value, no_token: bool) {
-    let msg = answer["error"].as_str().unwrap_or("(no message)");
-    eprintln!("nvlb ctl: {status}: {msg}");
-    for e in answer["errors"].as_array().into_iter().flatten() {
-        let field = e["field"].as_str().unwrap_or("");
-        let sep = if field.is_empty() { "" } else { ": " };
-        eprintln!(
-            "{}:{}:{}: {field}{sep}{}",
-            e["file"].as_str().unwrap_or("?"),
-            e["line"],
-            e["column"],
-            e["message"].as_str().unwrap_or("")
-        );
+    match replies::Refusal::deserialize(answer) {
+        Ok(r) => {
+            eprintln!("nvlb ctl: {status}: {}", r.error);
+            for e in r.errors.iter().flatten() {
+                let sep = if e.field.is_empty() { "" } else { ": " };
+                eprintln!(
+                    "{}:{}:{}: {}{sep}{}",
+                    e.file, e.line, e.column, e.field, e.message
+                );
+            }
+        }
+        Err(e) => eprintln!(
+            "nvlb ctl: {status}: {answer} (the API's refusal is not what this nvlb reads: {e})"
+        ),
     }
     if status == 401 && no_token {
         eprintln!("nvlb ctl: give a token with --token, --token-file or NVLB_TOKEN");

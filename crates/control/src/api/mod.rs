@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use self::auth::{Caller, Scope, Tokens};
 use self::edit::{DipSpec, LookupSpec, RuleSpec, SubnetSpec};
@@ -66,24 +66,31 @@ impl Response {
     fn error(status: u16, message: impl Into<String>) -> Response {
         Response {
             status,
-            body: json!({ "error": message.into() }),
+            body: replies::to_body(&replies::Refusal {
+                error: message.into(),
+                errors: None,
+            }),
         }
     }
 
     fn config(status: u16, message: &str, e: &ConfigError) -> Response {
-        let errors: Vec<Value> = e
+        let errors = e
             .errors
             .iter()
-            .map(|d| {
-                json!({
-                    "file": d.file, "line": d.line, "column": d.column,
-                    "field": d.field, "message": d.message,
-                })
+            .map(|d| replies::Finding {
+                file: d.file.clone(),
+                line: d.line,
+                column: d.column,
+                field: d.field.clone(),
+                message: d.message.clone(),
             })
             .collect();
         Response {
             status,
-            body: json!({ "error": message, "errors": errors }),
+            body: replies::to_body(&replies::Refusal {
+                error: message.into(),
+                errors: Some(errors),
+            }),
         }
     }
 }
@@ -330,7 +337,10 @@ impl Api {
         // tenant data, just that the process answers and which policy it runs.
         if method == "GET" && target == "/healthz" {
             let c = self.persist.control();
-            return Response::ok(json!({ "status": "ok", "generation": c.generation() }));
+            return Response::ok(replies::to_body(&replies::Healthz {
+                status: "ok".into(),
+                generation: c.generation(),
+            }));
         }
         let caller = match authorization
             .and_then(|a| a.strip_prefix("Bearer "))

@@ -281,6 +281,37 @@ pub struct Changed {
     pub after: Value,
 }
 
+/// `GET /healthz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthz {
+    /// Always `ok`: the API answers.
+    pub status: String,
+    pub generation: u64,
+}
+
+/// Every refusal (4xx, 5xx): a message, and for a policy that does not validate, its
+/// findings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub error: String,
+    /// Only when the refusal is the policy's validation (a reload, or an edit that
+    /// would leave a policy that does not validate); absent otherwise, so a missing
+    /// key is `None` here by design.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<Finding>>,
+}
+
+/// One validation finding: where in which file, the field, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Empty when the finding is about no one field.
+    pub field: String,
+    pub message: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
