@@ -1,5 +1,6 @@
-//! What the API's reads return: the running policy as JSON, cut to what a scope may
-//! see. Reads only; must never change policy or show one tenant another's pools.
+//! What the API's reads return: the running policy as the reply types of
+//! [`super::replies`] (which `nvlb ctl` reads back), cut to what a scope may see. Reads
+//! only; must never change policy or show one tenant another's pools.
 
 use std::net::IpAddr;
 
