@@ -800,3 +800,100 @@ fn usage_errors_exit_2() {
         assert!(!run.stderr.is_empty(), "{args:?}");
     }
 }
+
+/// An API stand-in on loopback that answers one request with `body` (200), whatever
+/// was asked; its address.
+fn answer_once(body: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(body.as_bytes());
+    });
+    addr
+}
+
+/// `ctl` reads answers into the API's reply types (nvlb::control::api::replies): a key
+/// the API renamed is an error naming the key, not a table with an empty cell.
+#[test]
+fn ctl_refuses_an_answer_with_a_renamed_key_and_names_it() {
+    use nvlb::control::api::replies::{Dip, Frontend, Pool, Rule, to_body};
+    let pool = Pool {
+        name: "blue-web".into(),
+        tenant: "blue".into(),
+        frontend: Frontend::Named("public".into()),
+        address: "203.0.113.10".into(),
+        protocol: "tcp".into(),
+        port: 80,
+        dips: vec![Dip {
+            vsid: 5001,
+            ca: "10.0.0.5".into(),
+            port: 8080,
+            weight: 1,
+            state: "active".into(),
+            health: "up".into(),
+            host: Some("host1".into()),
+            pa: vec!["192.0.2.1".into()],
+            mac: "02:00:00:00:00:05".into(),
+        }],
+        active: 1,
+        flows: None,
+        rule: Rule {
+            kind: "lb".into(),
+            all_ports: false,
+            distribution: "five_tuple".into(),
+            idle_timeout_s: None,
+            tcp_reset: false,
+            icmp_echo: "answer".into(),
+            floating_ip: false,
+            inbound_nat: None,
+        },
+    };
+    let ctl = |body: String| {
+        let api = answer_once(body);
+        nvlb(&["ctl", "--api", &api, "--token", "t", "pools", "blue-web"])
+    };
+    let good = ctl(to_body(&pool).to_string());
+    assert_eq!(good.code, Some(0), "{}", good.describe());
+    assert!(good.stdout.contains("10.0.0.5"), "{}", good.describe());
+
+    let mut renamed = to_body(&pool);
+    let dip = renamed["dips"][0].as_object_mut().unwrap();
+    let ca = dip.remove("ca").unwrap();
+    dip.insert("dip_ca".into(), ca);
+    let bad = ctl(renamed.to_string());
+    assert_eq!(bad.code, Some(1), "{}", bad.describe());
+    assert!(
+        bad.stderr.contains("missing field `ca`"),
+        "{}",
+        bad.describe()
+    );
+    assert!(!bad.stdout.contains("10.0.0.5"), "{}", bad.describe());
+
+    let mut renamed = to_body(&pool);
+    let flows = renamed["flows"].take();
+    renamed.as_object_mut().unwrap().remove("flows");
+    renamed["flow_count"] = flows;
+    let bad = ctl(renamed.to_string());
+    assert_eq!(bad.code, Some(1), "{}", bad.describe());
+    assert!(
+        bad.stderr.contains("missing field `flows`"),
+        "{}",
+        bad.describe()
+    );
+}

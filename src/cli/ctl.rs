@@ -16,8 +16,11 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use nvlb::control::Control;
 use nvlb::control::api::auth::{Tokens, hash_token, hex};
+use nvlb::control::api::replies::{self, Frontend};
 use nvlb::control::api::{Api, DEFAULT_ADDR, FlowStats, client, server};
 use nvlb::control::persist::Persist;
+use serde::Deserialize as _;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// Where the API is and who is calling.
@@ -263,7 +266,9 @@ fn pool_set(conn: &Conn, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
         let both = json!({ "applied": change, "pool": pool });
         println!("{}", serde_json::to_string_pretty(&both)?);
     } else {
-        print!("{}{}", render(Show::Change, &change), pool_text(&pool));
+        let change: replies::Changed = read(&format!("PATCH {path}"), change)?;
+        let pool: replies::Pool = read(&format!("GET {path}"), pool)?;
+        print!("{}{}", change_text(&change, true), pool_text(&pool));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -506,7 +511,7 @@ pub fn run(conn: &Conn, cmd: Ctl) -> anyhow::Result<ExitCode> {
     if conn.json || matches!(show, Show::Raw) {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        print!("{}", render(show, &answer));
+        print!("{}", render(show, &format!("{method} {path}"), answer)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -535,18 +540,20 @@ fn read_json(file: &Path) -> anyhow::Result<Value> {
 }
 
 fn print_error(status: u16, answer: &Value, no_token: bool) {
-    let msg = answer["error"].as_str().unwrap_or("(no message)");
-    eprintln!("nvlb ctl: {status}: {msg}");
-    for e in answer["errors"].as_array().into_iter().flatten() {
-        let field = e["field"].as_str().unwrap_or("");
-        let sep = if field.is_empty() { "" } else { ": " };
-        eprintln!(
-            "{}:{}:{}: {field}{sep}{}",
-            e["file"].as_str().unwrap_or("?"),
-            e["line"],
-            e["column"],
-            e["message"].as_str().unwrap_or("")
-        );
+    match replies::Refusal::deserialize(answer) {
+        Ok(r) => {
+            eprintln!("nvlb ctl: {status}: {}", r.error);
+            for e in r.errors.iter().flatten() {
+                let sep = if e.field.is_empty() { "" } else { ": " };
+                eprintln!(
+                    "{}:{}:{}: {}{sep}{}",
+                    e.file, e.line, e.column, e.field, e.message
+                );
+            }
+        }
+        Err(e) => eprintln!(
+            "nvlb ctl: {status}: {answer} (the API's refusal is not what this nvlb reads: {e})"
+        ),
     }
     if status == 401 && no_token {
         eprintln!("nvlb ctl: give a token with --token, --token-file or NVLB_TOKEN");
@@ -597,141 +604,217 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-/// A JSON value as a cell: strings bare, null as `-`, lists space-separated.
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) if a.is_empty() => "-".into(),
-        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(" "),
-        other => other.to_string(),
+/// Reads the API's answer to `call` as the reply type the server builds it from
+/// (crates/control/src/api/replies.rs). A key missing from the answer (an API that
+/// renamed or dropped it) is an error naming the key, never an empty cell.
+fn read<T: DeserializeOwned>(call: &str, answer: Value) -> anyhow::Result<T> {
+    serde_json::from_value(answer)
+        .map_err(|e| anyhow::anyhow!("the API's answer to {call} is not what this nvlb reads: {e}"))
+}
+
+/// A nullable value as a cell: `-` for null.
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), T::to_string)
+}
+
+/// A list as a cell: space-separated, `-` when empty.
+fn list<T: ToString>(v: &[T]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.iter().map(T::to_string).collect::<Vec<_>>().join(" ")
     }
 }
 
-fn rows(v: &Value, keys: &[&str]) -> Vec<Vec<String>> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| keys.iter().map(|k| cell(&r[*k])).collect())
-        .collect()
+fn frontend(f: &Frontend) -> String {
+    match f {
+        Frontend::Vsid(v) => v.to_string(),
+        Frontend::Named(n) => n.clone(),
+    }
 }
 
-const DIP_KEYS: [&str; 8] = [
-    "vsid", "ca", "port", "weight", "state", "health", "host", "pa",
-];
 const DIP_HEAD: [&str; 8] = [
     "VSID", "CA", "PORT", "WEIGHT", "STATE", "HEALTH", "HOST", "PA",
 ];
 
-fn pool_text(p: &Value) -> String {
-    let r = &p["rule"];
+fn dip_row(d: &replies::Dip) -> Vec<String> {
+    vec![
+        d.vsid.to_string(),
+        d.ca.clone(),
+        d.port.to_string(),
+        d.weight.to_string(),
+        d.state.clone(),
+        d.health.clone(),
+        opt(&d.host),
+        list(&d.pa),
+    ]
+}
+
+fn pool_text(p: &replies::Pool) -> String {
+    let r = &p.rule;
     format!(
         "pool {} (tenant {}): {} {} {}/{}, flows {}\nrule {}: distribution {}, idle_timeout {}, \
          tcp_reset {}, icmp_echo {}, floating_ip {}\n{}",
-        cell(&p["name"]),
-        cell(&p["tenant"]),
-        cell(&p["frontend"]),
-        cell(&p["address"]),
-        cell(&p["protocol"]),
-        cell(&p["port"]),
-        cell(&p["flows"]),
-        cell(&r["kind"]),
-        cell(&r["distribution"]),
-        match r["idle_timeout_s"].as_u64() {
-            Some(s) => format!("{s}s"),
-            None => "-".into(),
-        },
-        cell(&r["tcp_reset"]),
-        cell(&r["icmp_echo"]),
-        cell(&r["floating_ip"]),
-        table(&DIP_HEAD, rows(&p["dips"], &DIP_KEYS))
+        p.name,
+        p.tenant,
+        frontend(&p.frontend),
+        p.address,
+        p.protocol,
+        p.port,
+        opt(&p.flows),
+        r.kind,
+        r.distribution,
+        opt(&r.idle_timeout_s.map(|s| format!("{s}s"))),
+        r.tcp_reset,
+        r.icmp_echo,
+        r.floating_ip,
+        table(&DIP_HEAD, p.dips.iter().map(dip_row).collect())
     )
 }
 
-fn render(show: Show, v: &Value) -> String {
-    match show {
-        Show::Whoami => format!("token {}, scope {}\n", cell(&v["token"]), cell(&v["scope"])),
-        Show::Tenants => table(
-            &["TENANT", "VSIDS", "POOLS", "FLOWS"],
-            rows(v, &["name", "vsids", "pools", "flows"]),
-        ),
-        Show::Vips => table(
-            &[
-                "NAME", "TENANT", "FRONTEND", "ADDRESS", "PROTO", "PORT", "DIPS", "ACTIVE", "FLOWS",
-            ],
-            rows(
-                v,
+fn applied_text(a: &replies::Applied) -> String {
+    format!(
+        "applied: generation {}, {} DIP(s) added, {} removed, {} draining\n",
+        a.generation, a.added, a.removed, a.draining
+    )
+}
+
+/// An edit's answer; with `edits`, the entry before and after it.
+fn change_text(c: &replies::Changed, edits: bool) -> String {
+    let mut s = applied_text(&c.applied);
+    for (k, v) in [("before", &c.before), ("after", &c.after)] {
+        if !v.is_null() && edits {
+            s.push_str(&format!("{k}: {v}\n"));
+        }
+    }
+    s
+}
+
+/// The table (or text) of `show` for the answer to `call`.
+fn render(show: Show, call: &str, v: Value) -> anyhow::Result<String> {
+    Ok(match show {
+        Show::Whoami => {
+            let w: replies::Whoami = read(call, v)?;
+            format!("token {}, scope {}\n", w.token, w.scope)
+        }
+        Show::Tenants => {
+            let t: Vec<replies::Tenant> = read(call, v)?;
+            table(
+                &["TENANT", "VSIDS", "POOLS", "FLOWS"],
+                t.iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            list(&t.vsids),
+                            list(&t.pools),
+                            opt(&t.flows),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        Show::Vips => {
+            let vips: Vec<replies::Vip<usize>> = read(call, v)?;
+            table(
                 &[
-                    "name", "tenant", "frontend", "address", "protocol", "port", "dips", "active",
-                    "flows",
+                    "NAME", "TENANT", "FRONTEND", "ADDRESS", "PROTO", "PORT", "DIPS", "ACTIVE",
+                    "FLOWS",
                 ],
-            ),
-        ),
-        Show::Pools => v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(pool_text)
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Show::Pool => pool_text(v),
+                vips.iter()
+                    .map(|p| {
+                        vec![
+                            p.name.clone(),
+                            p.tenant.clone(),
+                            frontend(&p.frontend),
+                            p.address.clone(),
+                            p.protocol.clone(),
+                            p.port.to_string(),
+                            p.dips.to_string(),
+                            p.active.to_string(),
+                            opt(&p.flows),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        Show::Pools => {
+            let pools: Vec<replies::Pool> = read(call, v)?;
+            pools.iter().map(pool_text).collect::<Vec<_>>().join("\n")
+        }
+        Show::Pool => pool_text(&read(call, v)?),
         Show::Health => {
-            let mut keys = vec!["pool"];
-            keys.extend(DIP_KEYS);
+            let rows: Vec<replies::HealthRow> = read(call, v)?;
             let mut head = vec!["POOL"];
             head.extend(DIP_HEAD);
-            table(&head, rows(v, &keys))
+            table(
+                &head,
+                rows.iter()
+                    .map(|r| {
+                        let mut row = vec![r.pool.clone()];
+                        row.extend(dip_row(&r.dip));
+                        row
+                    })
+                    .collect(),
+            )
         }
         Show::Flows => {
-            if v["available"] != json!(true) {
-                return "flow counts are not available from this nvlb\n".into();
-            }
+            let replies::Flows::Counted(f) = read(call, v)? else {
+                return Ok("flow counts are not available from this nvlb\n".into());
+            };
             let mut r: Vec<Vec<String>> = Vec::new();
-            for (kind, key) in [("tenant", "tenants"), ("pool", "pools")] {
-                for (name, n) in v[key].as_object().into_iter().flatten() {
-                    r.push(vec![kind.into(), name.clone(), cell(n)]);
+            for (kind, counts) in [("tenant", &f.tenants), ("pool", &f.pools)] {
+                for (name, n) in counts {
+                    r.push(vec![kind.into(), name.clone(), n.to_string()]);
                 }
             }
-            r.push(vec!["total".into(), "-".into(), cell(&v["total"])]);
+            r.push(vec!["total".into(), "-".into(), f.total.to_string()]);
             table(&["KIND", "NAME", "FLOWS"], r)
         }
         Show::Pick => {
-            let clients = v["clients"].as_array().cloned().unwrap_or_default();
-            let dips = v["dips"].as_array().cloned().unwrap_or_default();
-            let r = clients
+            let p: replies::Pick = read(call, v)?;
+            let r = p
+                .clients
                 .iter()
-                .zip(dips.iter())
-                .map(|(c, d)| vec![cell(c), cell(&v["vip"]), cell(d)])
+                .zip(&p.dips)
+                .map(|(c, d)| vec![c.clone(), p.vip.clone(), opt(d)])
                 .collect();
             table(&["CLIENT", "VIP", "DIP"], r)
         }
-        Show::Lookups => table(
-            &["TENANT", "VSID", "CA", "HOST", "PA", "MAC"],
-            rows(v, &["tenant", "vsid", "ca", "host", "pa", "mac"]),
-        ),
+        Show::Lookups => {
+            let l: Vec<replies::Lookup> = read(call, v)?;
+            table(
+                &["TENANT", "VSID", "CA", "HOST", "PA", "MAC"],
+                l.iter()
+                    .map(|l| {
+                        vec![
+                            opt(&l.tenant),
+                            l.vsid.to_string(),
+                            l.ca.clone(),
+                            opt(&l.host),
+                            list(&l.pa),
+                            l.mac.clone(),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
         Show::Subnets => {
-            let r = v
-                .as_array()
-                .into_iter()
-                .flatten()
+            let subnets: Vec<replies::Subnet> = read(call, v)?;
+            let r = subnets
+                .iter()
                 .map(|s| {
-                    let snat: Vec<String> = s["snat"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|x| format!("{}={}", cell(&x["ca"]), cell(&x["ports"])))
+                    let snat: Vec<String> = s
+                        .snat
+                        .iter()
+                        .map(|x| format!("{}={}", x.ca, x.ports))
                         .collect();
                     vec![
-                        cell(&s["tenant"]),
-                        cell(&s["routing_domain"]),
-                        cell(&s["vsid"]),
-                        cell(&s["prefixes"]),
-                        cell(&s["lb_mac"]),
-                        if snat.is_empty() {
-                            "-".into()
-                        } else {
-                            snat.join(" ")
-                        },
+                        opt(&s.tenant),
+                        opt(&s.routing_domain),
+                        s.vsid.to_string(),
+                        list(&s.prefixes),
+                        s.lb_mac.clone(),
+                        list(&snat),
                     ]
                 })
                 .collect();
@@ -748,23 +831,28 @@ fn render(show: Show, v: &Value) -> String {
             )
         }
         Show::Outbound => {
+            let rules: Vec<replies::Outbound> = read(call, v)?;
             let mut r: Vec<Vec<String>> = Vec::new();
-            for rule in v.as_array().into_iter().flatten() {
-                for (i, src) in rule["sources"].as_array().into_iter().flatten().enumerate() {
+            for rule in &rules {
+                for (i, src) in rule.sources.iter().enumerate() {
                     let mut row = if i == 0 {
-                        ["name", "tenant", "address", "ports", "ports_per_dip"]
-                            .iter()
-                            .map(|k| cell(&rule[*k]))
-                            .chain([format!("{}s", cell(&rule["idle_timeout_s"]))])
-                            .collect()
+                        vec![
+                            rule.name.clone(),
+                            rule.tenant.clone(),
+                            rule.address.clone(),
+                            rule.ports.clone(),
+                            rule.ports_per_dip.to_string(),
+                            format!("{}s", rule.idle_timeout_s),
+                        ]
                     } else {
                         vec![String::new(); 6]
                     };
-                    row.extend(
-                        ["vsid", "ca", "block", "host"]
-                            .iter()
-                            .map(|k| cell(&src[*k])),
-                    );
+                    row.extend([
+                        src.vsid.to_string(),
+                        src.ca.clone(),
+                        src.block.clone(),
+                        opt(&src.host),
+                    ]);
                     r.push(row);
                 }
             }
@@ -776,23 +864,10 @@ fn render(show: Show, v: &Value) -> String {
                 r,
             )
         }
-        Show::Change | Show::Reload => {
-            let mut s = format!(
-                "applied: generation {}, {} DIP(s) added, {} removed, {} draining\n",
-                cell(&v["generation"]),
-                cell(&v["added"]),
-                cell(&v["removed"]),
-                cell(&v["draining"])
-            );
-            for k in ["before", "after"] {
-                if !v[k].is_null() && matches!(show, Show::Change) {
-                    s.push_str(&format!("{k}: {}\n", v[k]));
-                }
-            }
-            s
-        }
+        Show::Change => change_text(&read(call, v)?, true),
+        Show::Reload => applied_text(&read(call, v)?),
         Show::Raw => format!("{v}\n"),
-    }
+    })
 }
 
 /// How `nvlb run` serves the API.

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod edit;
 mod pick;
+pub mod replies;
 mod routes;
 pub mod server;
 mod views;
@@ -21,7 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use self::auth::{Caller, Scope, Tokens};
 use self::edit::{DipSpec, LookupSpec, RuleSpec, SubnetSpec};
@@ -65,24 +66,31 @@ impl Response {
     fn error(status: u16, message: impl Into<String>) -> Response {
         Response {
             status,
-            body: json!({ "error": message.into() }),
+            body: replies::to_body(&replies::Refusal {
+                error: message.into(),
+                errors: None,
+            }),
         }
     }
 
     fn config(status: u16, message: &str, e: &ConfigError) -> Response {
-        let errors: Vec<Value> = e
+        let errors = e
             .errors
             .iter()
-            .map(|d| {
-                json!({
-                    "file": d.file, "line": d.line, "column": d.column,
-                    "field": d.field, "message": d.message,
-                })
+            .map(|d| replies::Finding {
+                file: d.file.clone(),
+                line: d.line,
+                column: d.column,
+                field: d.field.clone(),
+                message: d.message.clone(),
             })
             .collect();
         Response {
             status,
-            body: json!({ "error": message, "errors": errors }),
+            body: replies::to_body(&replies::Refusal {
+                error: message.into(),
+                errors: Some(errors),
+            }),
         }
     }
 }
@@ -267,16 +275,22 @@ fn refused(e: PersistError) -> Response {
     }
 }
 
+fn applied_reply(a: &crate::Applied) -> replies::Applied {
+    replies::Applied {
+        generation: a.generation,
+        added: a.added,
+        removed: a.removed,
+        draining: a.draining,
+    }
+}
+
 fn applied(done: Done, status: u16) -> Response {
     Response {
         status,
-        body: json!({
-            "generation": done.applied.generation,
-            "added": done.applied.added,
-            "removed": done.applied.removed,
-            "draining": done.applied.draining,
-            "before": done.edited.before,
-            "after": done.edited.after,
+        body: replies::to_body(&replies::Changed {
+            applied: applied_reply(&done.applied),
+            before: done.edited.before,
+            after: done.edited.after,
         }),
     }
 }
@@ -323,7 +337,10 @@ impl Api {
         // tenant data, just that the process answers and which policy it runs.
         if method == "GET" && target == "/healthz" {
             let c = self.persist.control();
-            return Response::ok(json!({ "status": "ok", "generation": c.generation() }));
+            return Response::ok(replies::to_body(&replies::Healthz {
+                status: "ok".into(),
+                generation: c.generation(),
+            }));
         }
         let caller = match authorization
             .and_then(|a| a.strip_prefix("Bearer "))
@@ -381,37 +398,41 @@ impl Api {
         let flows = self.flows.as_ref().and_then(|f| f.flows());
         let c = self.persist.control();
         match route.call {
-            Call::Whoami => Ok(Response::ok(
-                json!({ "token": caller.name, "scope": scope.name() }),
-            )),
-            Call::Tenants => Ok(Response::ok(views::tenants(
+            Call::Whoami => Ok(Response::ok(replies::to_body(&replies::Whoami {
+                token: caller.name.clone(),
+                scope: scope.name().to_string(),
+            }))),
+            Call::Tenants => Ok(Response::ok(replies::to_body(&views::tenants(
                 &c.policy(),
                 scope,
                 flows.as_ref(),
-            ))),
+            )))),
             Call::Vips => {
                 let s = c.policy();
-                Ok(Response::ok(
-                    views::visible(&s, scope)
-                        .into_iter()
-                        .map(|p| views::vip_json(&s, p, flows.as_ref()))
-                        .collect(),
-                ))
+                let vips: Vec<_> = views::visible(&s, scope)
+                    .into_iter()
+                    .map(|p| views::vip(&s, p, flows.as_ref()))
+                    .collect();
+                Ok(Response::ok(replies::to_body(&vips)))
             }
             Call::Pools => {
                 let s = c.policy();
-                Ok(Response::ok(
-                    views::visible(&s, scope)
-                        .into_iter()
-                        .map(|p| views::pool_json(&s, c, p, flows.as_ref()))
-                        .collect(),
-                ))
+                let pools: Vec<_> = views::visible(&s, scope)
+                    .into_iter()
+                    .map(|p| views::pool(&s, c, p, flows.as_ref()))
+                    .collect();
+                Ok(Response::ok(replies::to_body(&pools)))
             }
             Call::Pool => {
                 let pool = params.get("pool");
                 let s = c.policy();
                 let p = self.pool_for(&s, scope, pool)?;
-                Ok(Response::ok(views::pool_json(&s, c, p, flows.as_ref())))
+                Ok(Response::ok(replies::to_body(&views::pool(
+                    &s,
+                    c,
+                    p,
+                    flows.as_ref(),
+                ))))
             }
             Call::SetRule => {
                 let pool = params.get("pool");
@@ -437,32 +458,43 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            Call::Outbound => Ok(Response::ok(views::outbound(&c.policy(), scope))),
-            Call::Health => Ok(Response::ok(views::health(&c.policy(), c, scope))),
-            Call::Flows => Ok(Response::ok(match &flows {
-                None => json!({ "available": false }),
+            Call::Outbound => Ok(Response::ok(replies::to_body(&views::outbound(
+                &c.policy(),
+                scope,
+            )))),
+            Call::Health => Ok(Response::ok(replies::to_body(&views::health(
+                &c.policy(),
+                c,
+                scope,
+            )))),
+            Call::Flows => Ok(Response::ok(replies::to_body(&match &flows {
+                None => replies::Flows::Unavailable,
                 Some(f) => {
                     let s = c.policy();
-                    let pools: Map<String, Value> = views::visible(&s, scope)
+                    let pools = views::visible(&s, scope)
                         .into_iter()
                         .map(|p| {
                             let n = f.per_pool.get(&p.name).copied().unwrap_or(0);
-                            (p.name.clone(), json!(n))
+                            (p.name.clone(), n)
                         })
                         .collect();
-                    let tenants: Map<String, Value> = f
+                    let tenants = f
                         .per_tenant
                         .iter()
                         .filter(|(t, _)| scope.covers(t))
-                        .map(|(t, n)| (t.clone(), json!(n)))
+                        .map(|(t, n)| (t.clone(), *n))
                         .collect();
                     let total = match scope {
                         Scope::Operator => f.total,
                         Scope::Tenant(t) => f.per_tenant.get(t).copied().unwrap_or(0),
                     };
-                    json!({ "available": true, "total": total, "tenants": tenants, "pools": pools })
+                    replies::Flows::Counted(replies::FlowCounts {
+                        total,
+                        tenants,
+                        pools,
+                    })
                 }
-            })),
+            }))),
             Call::AddDip => {
                 let pool = params.get("pool");
                 self.pool_for(&c.policy(), scope, pool)?;
@@ -488,7 +520,11 @@ impl Api {
                 let s = c.policy();
                 let p = self.pool_for(&s, scope, pool)?;
                 let v = parse_body(body)?;
-                Ok(Response::ok(pick::pick(p, c.generation(), &v)?))
+                Ok(Response::ok(replies::to_body(&pick::pick(
+                    p,
+                    c.generation(),
+                    &v,
+                )?)))
             }
             Call::ChangeDip | Call::RemoveDip => {
                 let m = method;
@@ -540,7 +576,9 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            Call::Lookups => Ok(Response::ok(views::lookups(&c.declared()))),
+            Call::Lookups => Ok(Response::ok(replies::to_body(&views::lookups(
+                &c.declared(),
+            )))),
             Call::ReplaceLookups => {
                 let v = parse_body(body)?;
                 let f = Fields::of(&v, "", &["records"])?;
@@ -577,7 +615,9 @@ impl Api {
                     .map(|d| applied(d, 200))
                     .map_err(refused)
             }
-            Call::Subnets => Ok(Response::ok(views::subnets(&c.declared()))),
+            Call::Subnets => Ok(Response::ok(replies::to_body(&views::subnets(
+                &c.declared(),
+            )))),
             Call::PutSubnet => {
                 let vsid = params.get("vsid");
                 let vsid: i64 = vsid
@@ -626,12 +666,7 @@ impl Api {
                     .map_err(refused)
             }
             Call::Reload => match self.persist.reload(&actor, now) {
-                Ok(a) => Ok(Response::ok(json!({
-                    "generation": a.generation,
-                    "added": a.added,
-                    "removed": a.removed,
-                    "draining": a.draining,
-                }))),
+                Ok(a) => Ok(Response::ok(replies::to_body(&applied_reply(&a)))),
                 Err(ChangeError::Config(e)) => Err(Response::config(
                     422,
                     "reload refused, the running policy stays",

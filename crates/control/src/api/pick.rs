@@ -7,8 +7,9 @@
 
 use std::net::SocketAddr;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::replies::Pick;
 use super::{Bad, Fields};
 use crate::policy::{Protocol, VipPool};
 
@@ -17,7 +18,7 @@ use crate::policy::{Protocol, VipPool};
 pub const MAX_CLIENTS: usize = 65_536;
 
 /// The answer for body `v` (`{"clients": ["IP:PORT", ...], "port": N, "protocol": P}`).
-pub(super) fn pick(p: &VipPool, generation: u64, v: &Value) -> Result<Value, Bad> {
+pub(super) fn pick(p: &VipPool, generation: u64, v: &Value) -> Result<Pick, Bad> {
     let f = Fields::of(v, "", &["clients", "port", "protocol"])?;
     let clients = f
         .strings("clients")?
@@ -83,14 +84,14 @@ pub(super) fn pick(p: &VipPool, generation: u64, v: &Value) -> Result<Value, Bad
                 let dport = if p.rule.all_ports { port } else { d.port };
                 SocketAddr::new(d.ca, dport).to_string()
             });
-        dips.push(json!(dip));
+        dips.push(dip);
     }
-    Ok(json!({
-        "pool": p.name,
-        "generation": generation,
-        "vip": SocketAddr::new(p.address, port).to_string(),
-        "protocol": protocol.name(),
-        "clients": clients,
-        "dips": dips,
-    }))
+    Ok(Pick {
+        pool: p.name.clone(),
+        generation,
+        vip: SocketAddr::new(p.address, port).to_string(),
+        protocol: protocol.name().into(),
+        clients,
+        dips,
+    })
 }

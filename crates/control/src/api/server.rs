@@ -89,9 +89,12 @@ async fn serve(api: Arc<Api>, listener: std::net::TcpListener) {
 /// keep even this task.
 async fn refuse_busy(mut stream: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
-    let body = format!(
-        "{{\n  \"error\": \"too many connections: at most {MAX_CONNECTIONS} at once\"\n}}\n"
-    );
+    let refusal = super::replies::Refusal {
+        error: format!("too many connections: at most {MAX_CONNECTIONS} at once"),
+        errors: None,
+    };
+    let mut body = serde_json::to_string_pretty(&refusal).unwrap_or_else(|_| "{}".into());
+    body.push('\n');
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
         body.len()

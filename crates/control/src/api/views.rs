@@ -1,12 +1,12 @@
-//! What the API's reads return: the running policy as JSON, cut to what a scope may
-//! see. Reads only; must never change policy or show one tenant another's pools.
+//! What the API's reads return: the running policy as the reply types of
+//! [`super::replies`] (which `nvlb ctl` reads back), cut to what a scope may see. Reads
+//! only; must never change policy or show one tenant another's pools.
 
 use std::net::IpAddr;
 
-use serde_json::{Value, json};
-
 use super::FlowCounts;
 use super::auth::Scope;
+use super::replies::{self, Frontend};
 use crate::Control;
 use crate::policy::{Dip, Snapshot, VipPool, Vsid};
 
@@ -14,94 +14,100 @@ fn tenant_of<'s>(s: &'s Snapshot, p: &VipPool) -> &'s str {
     s.tenant(p.tenant).map(|t| t.name.as_str()).unwrap_or("?")
 }
 
-fn frontend(v: Vsid) -> Value {
+fn frontend(v: Vsid) -> Frontend {
     if v.is_public() {
-        json!("public")
+        Frontend::Named("public".into())
     } else {
-        json!(v.get())
+        Frontend::Vsid(v.get())
     }
 }
 
-fn host_json(s: &Snapshot, id: crate::policy::HostId) -> (Value, Value) {
+/// The host's name (`None` when the policy has no such host) and its PAs.
+fn host_of(s: &Snapshot, id: crate::policy::HostId) -> (Option<String>, Vec<String>) {
     match s.get_host(id) {
         Some(h) => (
-            json!(h.name),
-            json!(
-                [h.pa(false), h.pa(true)]
-                    .into_iter()
-                    .flatten()
-                    .map(|a: IpAddr| a.to_string())
-                    .collect::<Vec<_>>()
-            ),
+            Some(h.name.clone()),
+            [h.pa(false), h.pa(true)]
+                .into_iter()
+                .flatten()
+                .map(|a: IpAddr| a.to_string())
+                .collect(),
         ),
-        None => (Value::Null, json!([])),
+        None => (None, Vec::new()),
     }
 }
 
-fn dip_json(s: &Snapshot, c: &Control, pool: &VipPool, d: &Dip) -> Value {
-    let (host, pa) = host_json(s, d.host);
-    json!({
-        "vsid": d.vsid.get(),
-        "ca": d.ca.to_string(),
-        "port": d.port,
-        "weight": d.weight,
-        "state": d.state.name(),
-        "health": if c.is_down(&pool.name, d.key()) { "down" } else { "up" },
-        "host": host,
-        "pa": pa,
-        "mac": d.mac.to_string(),
-    })
+fn dip(s: &Snapshot, c: &Control, pool: &VipPool, d: &Dip) -> replies::Dip {
+    let (host, pa) = host_of(s, d.host);
+    replies::Dip {
+        vsid: d.vsid.get(),
+        ca: d.ca.to_string(),
+        port: d.port,
+        weight: d.weight,
+        state: d.state.name().into(),
+        health: if c.is_down(&pool.name, d.key()) {
+            "down"
+        } else {
+            "up"
+        }
+        .into(),
+        host,
+        pa,
+        mac: d.mac.to_string(),
+    }
 }
 
-fn flows_of(flows: Option<&FlowCounts>, pool: &str) -> Value {
-    flows
-        .map(|f| json!(f.per_pool.get(pool).copied().unwrap_or(0)))
-        .unwrap_or(Value::Null)
+fn flows_of(flows: Option<&FlowCounts>, pool: &str) -> Option<u64> {
+    flows.map(|f| f.per_pool.get(pool).copied().unwrap_or(0))
 }
 
-pub(super) fn vip_json(s: &Snapshot, p: &VipPool, flows: Option<&FlowCounts>) -> Value {
-    json!({
-        "name": p.name,
-        "tenant": tenant_of(s, p),
-        "frontend": frontend(p.frontend),
-        "address": p.address.to_string(),
-        "protocol": p.rule.protocol_name(p.protocol),
-        "port": p.port,
-        "dips": p.dips.len(),
-        "active": p.dips.iter().filter(|d| d.effective_weight() > 0).count(),
-        "flows": flows_of(flows, &p.name),
-        "rule": rule_json(p),
-    })
+/// Pool `p` with `dips` standing for its DIPs (a count for a VIP, the list for a pool).
+fn vip_with<D>(s: &Snapshot, p: &VipPool, flows: Option<&FlowCounts>, dips: D) -> replies::Vip<D> {
+    replies::Vip {
+        name: p.name.clone(),
+        tenant: tenant_of(s, p).into(),
+        frontend: frontend(p.frontend),
+        address: p.address.to_string(),
+        protocol: p.rule.protocol_name(p.protocol).into(),
+        port: p.port,
+        dips,
+        active: p.dips.iter().filter(|d| d.effective_weight() > 0).count(),
+        flows: flows_of(flows, &p.name),
+        rule: rule(p),
+    }
+}
+
+pub(super) fn vip(s: &Snapshot, p: &VipPool, flows: Option<&FlowCounts>) -> replies::Vip<usize> {
+    vip_with(s, p, flows, p.dips.len())
 }
 
 /// The rule's mode; a load-balancing rule's settings change through
 /// `PATCH /v1/pools/{pool}`, an inbound NAT rule's only in the policy file.
-fn rule_json(p: &VipPool) -> Value {
-    json!({
-        "kind": p.rule.kind(),
-        "all_ports": p.rule.all_ports,
-        "distribution": p.distribution.name(),
-        "idle_timeout_s": p.rule.idle_timeout.map(|d| d.as_secs()),
-        "tcp_reset": p.rule.tcp_reset,
-        "icmp_echo": p.rule.icmp_echo.name(),
-        "floating_ip": p.floating_ip,
-        "inbound_nat": p.rule.nat.as_ref().map(|n| json!({
-            "rule": n.rule,
-            "first": n.first,
-            "last": n.last,
-        })),
-    })
+fn rule(p: &VipPool) -> replies::Rule {
+    replies::Rule {
+        kind: p.rule.kind().into(),
+        all_ports: p.rule.all_ports,
+        distribution: p.distribution.name().into(),
+        idle_timeout_s: p.rule.idle_timeout.map(|d| d.as_secs()),
+        tcp_reset: p.rule.tcp_reset,
+        icmp_echo: p.rule.icmp_echo.name().into(),
+        floating_ip: p.floating_ip,
+        inbound_nat: p.rule.nat.as_ref().map(|n| replies::InboundNat {
+            rule: n.rule.clone(),
+            first: n.first,
+            last: n.last,
+        }),
+    }
 }
 
-pub(super) fn pool_json(
+pub(super) fn pool(
     s: &Snapshot,
     c: &Control,
     p: &VipPool,
     flows: Option<&FlowCounts>,
-) -> Value {
-    let mut v = vip_json(s, p, flows);
-    v["dips"] = p.dips.iter().map(|d| dip_json(s, c, p, d)).collect();
-    v
+) -> replies::Pool {
+    let dips = p.dips.iter().map(|d| dip(s, c, p, d)).collect();
+    vip_with(s, p, flows, dips)
 }
 
 /// Pools `scope` may see, in declaration order.
@@ -112,48 +118,47 @@ pub(super) fn visible<'s>(s: &'s Snapshot, scope: &Scope) -> Vec<&'s VipPool> {
         .collect()
 }
 
-pub(super) fn tenants(s: &Snapshot, scope: &Scope, flows: Option<&FlowCounts>) -> Value {
+pub(super) fn tenants(
+    s: &Snapshot,
+    scope: &Scope,
+    flows: Option<&FlowCounts>,
+) -> Vec<replies::Tenant> {
     s.tenants()
         .iter()
         .filter(|t| scope.covers(&t.name))
-        .map(|t| {
-            let pools: Vec<&str> = s
-                .pools()
-                .iter()
-                .filter(|p| p.tenant == t.id)
-                .map(|p| p.name.as_str())
-                .collect();
-            let vsids: Vec<u32> = s
+        .map(|t| replies::Tenant {
+            name: t.name.clone(),
+            vsids: s
                 .subnets()
                 .iter()
                 .filter(|n| n.tenant == t.id)
                 .map(|n| n.vsid.get())
-                .collect();
-            json!({
-                "name": t.name,
-                "vsids": vsids,
-                "pools": pools,
-                "flows": flows
-                    .map(|f| json!(f.per_tenant.get(&t.name).copied().unwrap_or(0)))
-                    .unwrap_or(Value::Null),
-            })
+                .collect(),
+            pools: s
+                .pools()
+                .iter()
+                .filter(|p| p.tenant == t.id)
+                .map(|p| p.name.clone())
+                .collect(),
+            flows: flows.map(|f| f.per_tenant.get(&t.name).copied().unwrap_or(0)),
         })
         .collect()
 }
 
-pub(super) fn health(s: &Snapshot, c: &Control, scope: &Scope) -> Value {
+pub(super) fn health(s: &Snapshot, c: &Control, scope: &Scope) -> Vec<replies::HealthRow> {
     let mut out = Vec::new();
     for p in visible(s, scope) {
         for d in &p.dips {
-            let mut v = dip_json(s, c, p, d);
-            v["pool"] = json!(p.name);
-            out.push(v);
+            out.push(replies::HealthRow {
+                pool: p.name.clone(),
+                dip: dip(s, c, p, d),
+            });
         }
     }
-    Value::Array(out)
+    out
 }
 
-pub(super) fn lookups(s: &Snapshot) -> Value {
+pub(super) fn lookups(s: &Snapshot) -> Vec<replies::Lookup> {
     s.lookups()
         .iter()
         .map(|l| {
@@ -161,71 +166,70 @@ pub(super) fn lookups(s: &Snapshot) -> Value {
                 .subnet(l.vsid)
                 .and_then(|n| s.tenant(n.tenant))
                 .map(|t| t.name.clone());
-            let (host, pa) = host_json(s, l.host);
-            json!({
-                "tenant": tenant,
-                "vsid": l.vsid.get(),
-                "ca": l.ca.to_string(),
-                "host": host,
-                "pa": pa,
-                "mac": l.mac.to_string(),
-            })
+            let (host, pa) = host_of(s, l.host);
+            replies::Lookup {
+                tenant,
+                vsid: l.vsid.get(),
+                ca: l.ca.to_string(),
+                host,
+                pa,
+                mac: l.mac.to_string(),
+            }
         })
         .collect()
 }
 
-pub(super) fn subnets(s: &Snapshot) -> Value {
+pub(super) fn subnets(s: &Snapshot) -> Vec<replies::Subnet> {
     s.subnets()
         .iter()
-        .map(|n| {
-            json!({
-                "tenant": s.tenant(n.tenant).map(|t| t.name.clone()),
-                "routing_domain": s
-                    .routing_domains()
-                    .get(n.routing_domain as usize)
-                    .map(|r| r.name.clone()),
-                "vsid": n.vsid.get(),
-                "prefixes": n.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                "lb_mac": n.lb_mac.to_string(),
-                "snat": n.snat.iter().map(|r| json!({
-                    "ca": r.ca.to_string(),
-                    "ports": format!("{}-{}", r.first_port, r.last_port),
-                })).collect::<Vec<_>>(),
-            })
+        .map(|n| replies::Subnet {
+            tenant: s.tenant(n.tenant).map(|t| t.name.clone()),
+            routing_domain: s
+                .routing_domains()
+                .get(n.routing_domain as usize)
+                .map(|r| r.name.clone()),
+            vsid: n.vsid.get(),
+            prefixes: n.prefixes.iter().map(|p| p.to_string()).collect(),
+            lb_mac: n.lb_mac.to_string(),
+            snat: n
+                .snat
+                .iter()
+                .map(|r| replies::Snat {
+                    ca: r.ca.to_string(),
+                    ports: format!("{}-{}", r.first_port, r.last_port),
+                })
+                .collect(),
         })
         .collect()
 }
 
 /// Outbound rules `scope` may see, each with its source VMs and their blocks of ports.
-pub(super) fn outbound(s: &Snapshot, scope: &Scope) -> Value {
+pub(super) fn outbound(s: &Snapshot, scope: &Scope) -> Vec<replies::Outbound> {
     s.outbound_rules()
         .iter()
         .filter_map(|r| {
             let tenant = s.tenant(r.tenant).map(|t| t.name.as_str())?;
-            scope.covers(tenant).then(|| {
-                let sources: Vec<Value> = r
+            scope.covers(tenant).then(|| replies::Outbound {
+                name: r.name.clone(),
+                tenant: tenant.into(),
+                address: r.address.to_string(),
+                ports: format!("{}-{}", r.first_port, r.last_port),
+                ports_per_dip: r.ports_per_dip,
+                idle_timeout_s: r.idle_timeout.as_secs(),
+                sources: r
                     .sources
                     .iter()
                     .map(|src| {
-                        let (host, pa) = host_json(s, src.host);
-                        json!({
-                            "vsid": src.vsid.get(),
-                            "ca": src.ca.to_string(),
-                            "block": format!("{}-{}", src.first_port, src.last_port),
-                            "host": host,
-                            "pa": pa,
-                        })
+                        let (host, pa) = host_of(s, src.host);
+                        replies::OutboundSource {
+                            vsid: src.vsid.get(),
+                            ca: src.ca.to_string(),
+                            block: format!("{}-{}", src.first_port, src.last_port),
+                            host,
+                            pa,
+                        }
                     })
-                    .collect();
-                json!({
-                    "name": r.name,
-                    "tenant": tenant,
-                    "address": r.address.to_string(),
-                    "ports": format!("{}-{}", r.first_port, r.last_port),
-                    "ports_per_dip": r.ports_per_dip,
-                    "idle_timeout_s": r.idle_timeout.as_secs(),
-                    "sources": sources,
-                })
+                    .collect(),
             })
         })
         .collect()
@@ -234,6 +238,11 @@ pub(super) fn outbound(s: &Snapshot, scope: &Scope) -> Value {
 #[cfg(test)]
 mod rule_tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn vip_json(s: &Snapshot, p: &VipPool, flows: Option<&FlowCounts>) -> Value {
+        replies::to_body(&vip(s, p, flows))
+    }
 
     #[test]
     fn vip_views_carry_each_rules_mode() {
