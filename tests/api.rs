@@ -67,21 +67,15 @@ impl Lb {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(EXAMPLE, dir.join("policy.toml")).unwrap();
-        let mut tokens = String::from("# made by tests/api.rs\n");
-        for (name, scope, token) in [
-            ("ops", "operator", OPS),
-            ("b", "blue", BLUE),
-            ("r", "red", RED),
-        ] {
-            let out = nvlb().args(["ctl", "hash-token", token]).output().unwrap();
-            assert!(out.status.success());
-            let hash = String::from_utf8(out.stdout).unwrap();
-            tokens.push_str(&format!(
-                "[[token]]\nname = \"{name}\"\nscope = \"{scope}\"\nsha256 = \"{}\"\n",
-                hash.trim()
-            ));
-        }
-        std::fs::write(dir.join("tokens.toml"), tokens).unwrap();
+        common::write_tokens(
+            &dir.join("tokens.toml"),
+            "tests/api.rs",
+            &[
+                ("ops", "operator", OPS),
+                ("b", "blue", BLUE),
+                ("r", "red", RED),
+            ],
+        );
         let (ext_mac, gw_mac) = (LB_EXTERNAL_MAC.to_string(), GATEWAY_MAC.to_string());
         let pa_mac = LB_PROVIDER_MAC.to_string();
         for (lb_if, lb_mac, peer, peer_mac) in [
@@ -204,19 +198,6 @@ fn dip_of<'a>(pool: &'a Value, ca: &str, port: u64) -> Option<&'a Value> {
         .as_array()?
         .iter()
         .find(|d| d["ca"] == ca && d["port"] == port)
-}
-
-/// The policy file at `path` without its health checks: no host answers their probes
-/// in the test's namespace, so every DIP would go down about 2.5 s after the start,
-/// each change published as a new generation, while a test sends traffic or counts
-/// generations.
-fn without_health(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("health = "))
-        .map(|l| format!("{l}\n"))
-        .collect()
 }
 
 fn skip() -> bool {
@@ -434,7 +415,7 @@ fn reload_of_a_broken_file_is_refused_and_the_old_policy_serves() {
     }
     let mut lb = Lb::create("reload");
     // The SYNs and the generation this test counts would race the health checks.
-    std::fs::write(lb.policy(), without_health(&lb.policy())).unwrap();
+    std::fs::write(lb.policy(), common::without_health(&lb.policy())).unwrap();
     lb.start();
     assert!(
         send_segment(&lb.ns, 41000, tcp::flags::SYN).is_some(),
@@ -827,7 +808,7 @@ fn pool_set_changes_a_rule_in_the_file_and_the_running_pool() {
     }
     let mut lb = Lb::create("rule");
     // This test sends traffic through the pool: no health checks to race.
-    let example = without_health(&lb.policy());
+    let example = common::without_health(&lb.policy());
     let red = "[[tenant]]\nname = \"red\"";
     let outbound = "[[tenant.outbound]]\nname = \"blue-out\"\naddress = \"203.0.113.11\"\n\
                     pools = [\"blue-web\"]\nports = \"40000-49999\"\nports_per_dip = 2000\n\n";

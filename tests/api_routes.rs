@@ -53,10 +53,6 @@ backend_vsid = 5001
 targets = [{ ca = "10.0.0.5", port = 22 }, { ca = "10.0.0.6", port = 22 }]
 "#;
 
-fn nvlb() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nvlb"))
-}
-
 /// The LB in its namespace; dropping it stops the LB, removes its files and the
 /// namespace.
 struct Lb {
@@ -76,31 +72,20 @@ impl Lb {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // Without health checks: see the module comment.
-        let policy: String = std::fs::read_to_string(EXAMPLE)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with("health = "))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let policy = common::without_health(Path::new(EXAMPLE));
         // And an inbound NAT rule of blue's, whose pools are shown but not changed.
         let red = "[[tenant]]\nname = \"red\"";
         let policy = policy.replacen(red, &format!("{NAT}\n{red}"), 1);
         std::fs::write(dir.join("policy.toml"), policy).unwrap();
-        let mut tokens = String::from("# made by tests/api_routes.rs\n");
-        for (name, scope, token) in [
-            ("ops", "operator", OPS),
-            ("b", "blue", BLUE),
-            ("r", "red", RED),
-        ] {
-            let out = nvlb().args(["ctl", "hash-token", token]).output().unwrap();
-            assert!(out.status.success());
-            let hash = String::from_utf8(out.stdout).unwrap();
-            tokens.push_str(&format!(
-                "[[token]]\nname = \"{name}\"\nscope = \"{scope}\"\nsha256 = \"{}\"\n",
-                hash.trim()
-            ));
-        }
-        std::fs::write(dir.join("tokens.toml"), tokens).unwrap();
+        common::write_tokens(
+            &dir.join("tokens.toml"),
+            "tests/api_routes.rs",
+            &[
+                ("ops", "operator", OPS),
+                ("b", "blue", BLUE),
+                ("r", "red", RED),
+            ],
+        );
         for (lb_if, lb_mac, peer, peer_mac) in [
             ("ext0", "02:00:00:00:01:0a", "extp", "02:00:00:00:01:01"),
             ("pa0", "02:00:00:00:06:0a", "pap", "02:00:00:00:06:11"),

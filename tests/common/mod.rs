@@ -419,3 +419,35 @@ impl Slow {
         result
     }
 }
+
+/// The policy file at `path` without its health checks: no host answers their probes
+/// in a test's own namespace, so every DIP would go down about 2.5 s after the start,
+/// each change published as a new generation, while a test sends traffic or counts
+/// generations.
+pub fn without_health(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("health = "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Writes a tokens file at `path`: one `[[token]]` per (name, scope, token), each hashed
+/// by `nvlb ctl hash-token` as an operator would make it.
+pub fn write_tokens(path: &std::path::Path, made_by: &str, tokens: &[(&str, &str, &str)]) {
+    let mut text = format!("# made by {made_by}\n");
+    for (name, scope, token) in tokens {
+        let out = Command::new(env!("CARGO_BIN_EXE_nvlb"))
+            .args(["ctl", "hash-token", token])
+            .output()
+            .expect("run nvlb ctl hash-token");
+        assert!(out.status.success(), "nvlb ctl hash-token failed");
+        let hash = String::from_utf8(out.stdout).unwrap();
+        text.push_str(&format!(
+            "[[token]]\nname = \"{name}\"\nscope = \"{scope}\"\nsha256 = \"{}\"\n",
+            hash.trim()
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
