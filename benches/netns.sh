@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by benches/forward.sh and benches/load.sh (sourced, not run): the three
 # namespaces gen --veth-- dut --veth-- far that both measure through, their cleanup and
 # the removal of an earlier run's leftovers. The caller sets PIDS=() and TMP first.

@@ -196,7 +196,7 @@ say "the lab printed $n_printed VIPs to try; lb-config/example.toml declares $n_
 failures=0
 answers=""
 while read -r ns url; do
-  for i in 1 2 3 4 5 6; do
+  for _ in 1 2 3 4 5 6; do
     body=$(ip netns exec "$ns" curl -sS --max-time 5 "$url/" 2>&1) || {
       say "FAIL $url from $ns: $body"; failures=$((failures + 1)); continue; }
     answers+="$url $body"$'\n'

@@ -17,6 +17,8 @@ command -v ovs-vswitchd >/dev/null 2>&1 || [ -x /usr/sbin/ovs-vswitchd ] || need
 command -v bird >/dev/null 2>&1 || [ -x /usr/sbin/bird ] || need+=(bird2)
 # Prometheus and promtool: `nvlb lab --prometheus`, tests/lab_metrics.rs, tests/promtool.sh.
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# ShellCheck: tests/run.sh checks every shell script of the repository with it.
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 # matplotlib: dashboards/render.py draws the panels in docs/ from Prometheus data.
 /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || need+=(python3-matplotlib)
 if [ ${#need[@]} -gt 0 ]; then

@@ -9,8 +9,7 @@
 # half-way) counts as one failure, so the line can never say 0 failed when something
 # failed. Each failure is named after it. The exit status is 0 only when nothing failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
+cd "$(dirname "$0")/.." || exit 1
 
 # Here every test must run: a test that cannot (not root, a tool missing) fails
 # instead of skipping (tests/common/mod.rs, `skip`).
@@ -59,6 +58,9 @@ step() {
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "promtool (alert rules)" bash tests/promtool.sh
+# The shell scripts, this one included: a quoting slip in a script stops it half-way
+# (it did: a stray apostrophe ended run.sh after its third step).
+step "shellcheck" bash -c 'git ls-files -z "*.sh" .ci/run | xargs -0 shellcheck -S warning'
 
 # Every crate's library and binary tests and every integration test, each test binary
 # run by itself (as cargo test runs it: from its package's folder) so that one failing
@@ -66,27 +68,19 @@ step "promtool (alert rules)" bash tests/promtool.sh
 bins=$work/bins.tsv
 cargo test --workspace --release --locked --lib --bins --tests --no-run --message-format=json \
   2>"$work/build.err" |
-  /usr/bin/python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
-        t = m["target"]
-        package = m["manifest_path"].rsplit("/", 1)[0]
-        # "path+file:///DIR#NAME@VERSION", or "path+file:///DIR#VERSION" when the
-        # folder has the package's name.
-        url, _, frag = m["package_id"].partition("#")
-        name = frag.split("@")[0] if "@" in frag else url.rstrip("/").rsplit("/", 1)[-1]
-        print(name + " " + t["kind"][0] + " " + t["name"] + "\t" + m["executable"] + "\t" + package)
-' >"$bins"
-build=${PIPESTATUS[0]}
+  /usr/bin/python3 tests/test-binaries.py >"$bins"
+statuses=("${PIPESTATUS[@]}")
+build=${statuses[0]}
 if [ "$build" -ne 0 ]; then
   cat "$work/build.err"
   failed=$((failed + 1))
   failures+=("building the tests: exit status $build (see the compiler's errors above)")
+fi
+# A lister that broke (or listed nothing) would otherwise leave a green line with no
+# test binary run at all.
+if [ "${statuses[1]}" -ne 0 ] || [ ! -s "$bins" ]; then
+  failed=$((failed + 1))
+  failures+=("listing the test binaries: exit status ${statuses[1]}, $(wc -l <"$bins") listed")
 fi
 while IFS=$'\t' read -r name exe package; do
   step "$name" bash -c 'cd "$1" && exec "$2"' _ "$package" "$exe"
