@@ -237,11 +237,7 @@ fn copy(b: &common::Batch) -> common::Batch {
     common::Batch {
         started: b.started,
         ended: b.ended,
-        got: nvlb::lab::traffic::Requests {
-            sent: b.got.sent,
-            answers: b.got.answers.clone(),
-            failures: b.got.failures.clone(),
-        },
+        got: b.got.clone(),
     }
 }
 

@@ -115,7 +115,7 @@ fn finish(outcome: &lab::Outcome) -> ExitCode {
         print!("\n{k}");
     }
     if outcome.problems.is_empty() {
-        println!("OK: every request answered by a DIP of its pool, every healthy DIP used");
+        println!("OK: every request answered by the DIP that its pool's Maglev table picks");
         ExitCode::SUCCESS
     } else {
         println!("FAILED:");

@@ -326,7 +326,7 @@ pub fn run(
     }
     let mut text = report::render(&t, &results);
     text.push_str(&upload::render(&uploads));
-    let mut problems = report::problems(&t, &results);
+    let mut problems = report::problems(policy, &t, &results);
     problems.extend(upload::problems(&t, &uploads));
     if let Some(plan) = &monitor {
         let (summary, found) = monitor::summary(plan)?;

@@ -3,13 +3,20 @@
 //! problems that make `nvlb lab` exit non-zero.
 //!
 //! Pure formatting and judgement over results already collected: it must never run
-//! anything, and never call a run good when a request failed, an answer came from a VM
-//! outside the pool, or a DIP with a non-zero weight got nothing.
+//! anything, and never call a run good when a request failed or was answered by any
+//! VM but the one the pool's Maglev table picks for that request's 5-tuple.
+//!
+//! Why each answer is checked against the pick rather than "every DIP got some": the
+//! requests leave from ports the client's kernel chooses, so whether 20 of them reach
+//! each of several DIPs is chance (about one lab run in twenty missed a DIP). The
+//! pick is exact: `policy::pick` is the function the engine balances with.
 
 use std::fmt::Write;
+use std::net::SocketAddr;
 
 use super::topology::{PoolPlan, Topology};
 use super::traffic::{Bulk, Requests};
+use crate::policy::Snapshot;
 
 /// What the lab did against one VIP.
 #[derive(Clone, Debug)]
@@ -157,8 +164,31 @@ pub fn counters_line(label: &str, stdout: &str) -> String {
     format!("  {label}: {}\n", parts.join(", "))
 }
 
-/// Why the run is not good; empty when it is.
-pub fn problems(t: &Topology, results: &[PoolResult]) -> Vec<String> {
+/// The VM that the pool's Maglev table gives a TCP connection from `client` (as the
+/// engine hashes it: the frontend's VSID, the VIP and its port); `None` when the table
+/// picks no DIP or one that no VM of the lab holds.
+fn picked_vm<'t>(
+    policy: &Snapshot,
+    t: &'t Topology,
+    plan: &PoolPlan,
+    client: SocketAddr,
+) -> Option<&'t str> {
+    let pool = policy.pools().get(plan.index)?;
+    let hash = pool.flow_hash(
+        pool.frontend.get(),
+        6,
+        client.ip(),
+        client.port(),
+        pool.address,
+        pool.port,
+    );
+    let index = usize::from(pool.pick(hash)?);
+    let dip = plan.dips.iter().find(|d| d.index == index)?;
+    Some(vm_name(t, dip.vm))
+}
+
+/// Why the run is not good; empty when it is. `policy` is the snapshot the LB runs.
+pub fn problems(policy: &Snapshot, t: &Topology, results: &[PoolResult]) -> Vec<String> {
     let mut v = Vec::new();
     for r in results {
         let p = &r.plan;
@@ -181,11 +211,35 @@ pub fn problems(t: &Topology, results: &[PoolResult]) -> Vec<String> {
                 ));
             }
         }
-        for d in p.dips.iter().filter(|d| d.weight > 0) {
-            let vm = vm_name(t, d.vm);
-            if req.answers.get(vm).copied().unwrap_or(0) == 0 {
-                v.push(format!("{}: DIP {} ({vm}) got no request", p.name, d.ca));
-            }
+        let wrong: Vec<String> = req
+            .served
+            .iter()
+            .filter_map(|s| {
+                let picked = picked_vm(policy, t, p, s.client);
+                (picked != Some(s.vm.as_str())).then(|| {
+                    format!(
+                        "#{} from {} answered by {}, Maglev picks {}",
+                        s.request,
+                        s.client,
+                        s.vm,
+                        picked.unwrap_or("no DIP of the lab")
+                    )
+                })
+            })
+            .collect();
+        if !wrong.is_empty() {
+            v.push(format!(
+                "{}: {} of {} answers not from the DIP the pool's table picks: {}",
+                p.name,
+                wrong.len(),
+                req.served.len(),
+                wrong
+                    .iter()
+                    .take(SHOWN_FAILURES)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
         }
         match &r.bulk {
             Some(Bulk { error: Some(e), .. }) => v.push(format!("{}: bulk transfer: {e}", p.name)),
@@ -202,26 +256,41 @@ pub fn problems(t: &Topology, results: &[PoolResult]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Snapshot;
+    use crate::lab::traffic::Served;
     use std::collections::BTreeMap;
 
-    fn topo() -> Topology {
-        let s =
-            Snapshot::from_toml(include_str!("../../../../lb-config/example.toml"), "x").unwrap();
-        Topology::from_snapshot(&s, "nvlab-")
+    fn policy() -> Snapshot {
+        Snapshot::from_toml(include_str!("../../../../lb-config/example.toml"), "x").unwrap()
     }
 
-    fn result(t: &Topology, pool: &str, answers: &[(&str, usize)], failures: usize) -> PoolResult {
+    /// A client of red-web (a CA VIP: a red VM's address) on `port`.
+    fn client(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 7], port))
+    }
+
+    /// `served` as (client port, VM that answered) pairs.
+    fn result(t: &Topology, pool: &str, served: &[(u16, &str)], failures: usize) -> PoolResult {
         let plan = t.pools.iter().find(|p| p.name == pool).unwrap().clone();
-        let answers: BTreeMap<String, usize> =
-            answers.iter().map(|(n, c)| (n.to_string(), *c)).collect();
-        let sent = answers.values().sum::<usize>() + failures;
+        let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, vm) in served {
+            *answers.entry(vm.to_string()).or_default() += 1;
+        }
+        let served: Vec<Served> = served
+            .iter()
+            .enumerate()
+            .map(|(request, (port, vm))| Served {
+                request,
+                client: client(*port),
+                vm: vm.to_string(),
+            })
+            .collect();
         PoolResult {
             plan,
             source: "nvlab-client".into(),
             requests: Some(Requests {
-                sent,
+                sent: served.len() + failures,
                 answers,
+                served,
                 failures: (0..failures).map(|i| format!("#{i}: timeout")).collect(),
             }),
             bulk: Some(Bulk {
@@ -234,11 +303,34 @@ mod tests {
         }
     }
 
+    /// Each of `ports` with the VM that red-web's table picks for it.
+    fn picked(s: &Snapshot, t: &Topology, ports: std::ops::Range<u16>) -> Vec<(u16, String)> {
+        let plan = t.pools.iter().find(|p| p.name == "red-web").unwrap();
+        ports
+            .map(|port| {
+                let vm = picked_vm(s, t, plan, client(port)).unwrap();
+                (port, vm.to_string())
+            })
+            .collect()
+    }
+
     #[test]
     fn a_good_run_has_no_problems_and_shows_every_dip() {
-        let t = topo();
-        let r = [result(&t, "red-web", &[("red-5", 21), ("red-6", 19)], 0)];
-        assert!(problems(&t, &r).is_empty(), "{:?}", problems(&t, &r));
+        let s = policy();
+        let t = Topology::from_snapshot(&s, "nvlab-");
+        let picks = picked(&s, &t, 40000..40040);
+        let served: Vec<(u16, &str)> = picks.iter().map(|(p, v)| (*p, v.as_str())).collect();
+        let on_6 = served.iter().filter(|(_, v)| *v == "red-6").count();
+        assert!(
+            on_6 > 0 && on_6 < 40,
+            "both DIPs are picked: {on_6} of 40 on red-6"
+        );
+        let r = [result(&t, "red-web", &served, 0)];
+        assert!(
+            problems(&s, &t, &r).is_empty(),
+            "{:?}",
+            problems(&s, &t, &r)
+        );
         let text = render(&t, &r);
         assert!(
             text.contains("40 requests, 40 answered, 0 failed"),
@@ -246,33 +338,44 @@ mod tests {
         );
         assert!(text.contains("10.0.0.5:80"), "{text}");
         let row = text.lines().find(|l| l.contains("red-6")).unwrap();
-        assert_eq!(row.split_whitespace().last(), Some("19"));
+        assert_eq!(
+            row.split_whitespace().last(),
+            Some(on_6.to_string().as_str())
+        );
         assert!(text.contains("(21.0 MB/s), sha256 equal"), "{text}");
     }
 
     #[test]
-    fn failures_idle_dips_strangers_and_bad_bulk_are_problems() {
-        let t = topo();
-        let mut r = result(&t, "red-web", &[("red-5", 30), ("blue-5", 1)], 2);
+    fn failures_strangers_wrong_picks_and_bad_bulk_are_problems() {
+        let s = policy();
+        let t = Topology::from_snapshot(&s, "nvlab-");
+        let picks = picked(&s, &t, 40000..40030);
+        let mut served: Vec<(u16, &str)> = picks.iter().map(|(p, v)| (*p, v.as_str())).collect();
+        // One answer from the other red DIP than the table picks, one from a stranger.
+        let other = if served[3].1 == "red-5" {
+            "red-6"
+        } else {
+            "red-5"
+        };
+        served[3].1 = other;
+        served.push((41000, "blue-5"));
+        let mut r = result(&t, "red-web", &served, 2);
         r.bulk.as_mut().unwrap().error = Some("sha256 x, expected y".into());
-        let p = problems(&t, &[r.clone()]);
+        let p = problems(&s, &t, std::slice::from_ref(&r));
         assert_eq!(p.len(), 4, "{p:?}");
-        assert!(p[0].contains("2 of 33 requests failed"));
-        assert!(p[1].contains("blue-5, which is not one of its DIPs"));
-        assert!(p[2].contains("(red-6) got no request"));
-        assert!(p[3].contains("sha256"));
+        assert!(p[0].contains("2 of 33 requests failed"), "{p:?}");
+        assert!(
+            p[1].contains("blue-5, which is not one of its DIPs"),
+            "{p:?}"
+        );
+        assert!(p[2].contains("2 of 31 answers not from the DIP"), "{p:?}");
+        let wrong = format!("#3 from 10.0.0.7:40003 answered by {other}, Maglev picks");
+        assert!(p[2].contains(&wrong), "{p:?}");
+        assert!(p[3].contains("sha256"), "{p:?}");
         let text = render(&t, &[r]);
         assert!(text.contains("(not a DIP!)"), "{text}");
         assert!(text.contains("failed #1: timeout"), "{text}");
         assert!(text.contains("bulk: FAILED"), "{text}");
-    }
-
-    #[test]
-    fn drained_dips_may_stay_idle() {
-        let t = topo();
-        let mut r = result(&t, "red-web", &[("red-5", 40)], 0);
-        r.plan.dips[1].weight = 0;
-        assert!(problems(&t, &[r]).is_empty());
     }
 
     #[test]

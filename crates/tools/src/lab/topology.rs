@@ -83,6 +83,8 @@ pub enum Source {
 /// One backend of a VIP as the lab sees it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct DipPlan {
+    /// Its index in the pool's DIPs: what the pool's Maglev table answers.
+    pub index: usize,
     pub ca: IpAddr,
     pub port: u16,
     pub weight: u32,
@@ -93,6 +95,8 @@ pub struct DipPlan {
 /// A VIP pool and how the lab exercises it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PoolPlan {
+    /// Its index in the snapshot's pools: the pool whose Maglev table picks its DIPs.
+    pub index: usize,
     pub name: String,
     pub tenant: String,
     pub public: bool,
@@ -381,18 +385,21 @@ fn derive_pools(s: &Snapshot, vms: &[Vm]) -> Vec<PoolPlan> {
     let ext = &s.balancer().external;
     s.pools()
         .iter()
+        .enumerate()
         // An all-ports rule has no port of its own to try (its tests pick ports).
-        .filter(|p| !p.rule.all_ports)
-        .map(|p| {
+        .filter(|(_, p)| !p.rule.all_ports)
+        .map(|(index, p)| {
             let v6 = p.address.is_ipv6();
             let dips = p
                 .dips
                 .iter()
-                .filter_map(|d| {
+                .enumerate()
+                .filter_map(|(index, d)| {
                     let vm = vms.iter().position(|v| {
                         v.vsid == d.vsid && v.mac == d.mac && v.ca(v6) == Some(d.ca)
                     })?;
                     Some(DipPlan {
+                        index,
                         ca: d.ca,
                         port: d.port,
                         weight: d.weight,
@@ -418,6 +425,7 @@ fn derive_pools(s: &Snapshot, vms: &[Vm]) -> Vec<PoolPlan> {
                     .map(|(i, _)| Source::Vm(i))
             };
             PoolPlan {
+                index,
                 name: p.name.clone(),
                 tenant: s
                     .tenant(p.tenant)

@@ -7,6 +7,7 @@
 //! from the topology) and never wait without a `--max-time`.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::Error;
@@ -21,8 +22,20 @@ pub struct Requests {
     pub sent: usize,
     /// Answers per VM name (the body the server sent).
     pub answers: BTreeMap<String, usize>,
+    /// Every answered request: the client's address and port (as curl bound them) and
+    /// the VM that answered, so that the report can check each against the Maglev pick.
+    pub served: Vec<Served>,
     /// One line per failed request: `#i: why`.
     pub failures: Vec<String>,
+}
+
+/// One answered request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// `#i` of the request, for messages.
+    pub request: usize,
+    pub client: SocketAddr,
+    pub vm: String,
 }
 
 impl Requests {
@@ -87,7 +100,7 @@ pub fn requests(
         "--header",
         "Connection: close",
         "--write-out",
-        "%{urlnum}\t%{http_code}\t%{exitcode}\t%{errormsg}\n",
+        "%{urlnum}\t%{http_code}\t%{exitcode}\t%{errormsg}\t%{local_ip}\t%{local_port}\n",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -116,6 +129,11 @@ pub fn requests(
         let code = f.get(1).copied().unwrap_or("");
         let exit = f.get(2).copied().unwrap_or("");
         let msg = f.get(3).copied().unwrap_or("");
+        let client = f
+            .get(4)
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .zip(f.get(5).and_then(|p| p.parse::<u16>().ok()))
+            .map(SocketAddr::from);
         if exit != "0" || code != "200" {
             result
                 .failures
@@ -126,10 +144,22 @@ pub fn requests(
         let name = body.trim();
         if name.is_empty() {
             result.failures.push(format!("#{i}: empty answer"));
-        } else {
-            *result.answers.entry(name.to_string()).or_default() += 1;
+            continue;
+        }
+        *result.answers.entry(name.to_string()).or_default() += 1;
+        match client {
+            Some(client) => result.served.push(Served {
+                request: i,
+                client,
+                vm: name.to_string(),
+            }),
+            None => result.failures.push(format!(
+                "#{i}: answered by {name}, but curl did not say from which address and port"
+            )),
         }
     }
+    // curl reports transfers as they finish; the report lists them by request.
+    result.served.sort_by_key(|s| s.request);
     for (i, s) in seen.iter().enumerate() {
         if !s {
             result.failures.push(format!(
