@@ -145,6 +145,19 @@ impl Tokens {
     }
 
     /// The caller whose token this is, if any.
+    /// The caller an `Authorization` header's value names, or why there is none (the
+    /// message of the 401 answer).
+    pub fn caller(&self, authorization: Option<&str>) -> Result<&Caller, &'static str> {
+        let Some(header) = authorization else {
+            return Err("missing bearer token (Authorization: Bearer ...)");
+        };
+        header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .and_then(|t| self.check(t))
+            .ok_or("unknown bearer token")
+    }
+
     pub fn check(&self, token: &str) -> Option<&Caller> {
         let digest = hash_token(token);
         let mut found = None;

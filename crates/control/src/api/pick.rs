@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+use super::fields::{Bad, Fields};
 use super::replies::Pick;
-use super::{Bad, Fields};
 use crate::policy::{Protocol, VipPool};
 
 /// Most flows one call may ask about: the answer stays well under the API's body
