@@ -55,7 +55,8 @@ step() {
   fi
 }
 
-step "cargo fmt --check" cargo fmt --all -- --check
+# The fuzz crate is a workspace of its own (fuzz/Cargo.toml), so it is checked too.
+step "cargo fmt --check" bash -c 'cargo fmt --all -- --check && cd fuzz && cargo fmt --all -- --check'
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "promtool (alert rules)" bash tests/promtool.sh
 # The shell scripts, this one included: a quoting slip in a script stops it half-way

@@ -23,20 +23,26 @@ use nvlb::policy::Snapshot;
 const EXAMPLE: &str = include_str!("../../lb-config/example.toml");
 
 /// Routes the first input byte picks; past the end, the path comes from the input.
-pub(crate) const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/whoami"),
-    ("GET", "/v1/pools"),
-    ("GET", "/v1/pools/blue-web"),
-    ("POST", "/v1/pools/blue-web/dips"),
-    ("PATCH", "/v1/pools/blue-web/dips/10.0.0.6"),
-    ("DELETE", "/v1/pools/red-web/dips/10.0.0.5/80"),
-    ("PATCH", "/v1/lookups"),
-    ("PUT", "/v1/lookups"),
-    ("PUT", "/v1/subnets/5001"),
-    ("DELETE", "/v1/subnets/6002"),
-    ("POST", "/v1/reload"),
-    ("GET", "/healthz"),
-];
+/// They are the API's own route table (`api::calls`), each pattern filled with names
+/// the example policy has, and `/healthz`: a call added to the API is fuzzed without
+/// a second list to keep up (one once lacked `pick`).
+pub fn routes() -> &'static [(&'static str, String)] {
+    static ROUTES: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let mut v: Vec<(&'static str, String)> = nvlb::control::api::calls()
+            .map(|(method, pattern)| {
+                let path = pattern
+                    .replace("{pool}", "blue-web")
+                    .replace("{ca}", "10.0.0.6")
+                    .replace("{port*}", "80")
+                    .replace("{vsid}", "5001");
+                (method, path)
+            })
+            .collect();
+        v.push(("GET", "/healthz".to_string()));
+        v
+    })
+}
 
 pub(crate) const METHODS: &[&str] = &["GET", "POST", "PATCH", "PUT", "DELETE"];
 
@@ -60,7 +66,8 @@ fn world() -> &'static Mutex<World> {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("policy.toml");
         std::fs::write(&path, EXAMPLE).expect("policy file");
-        let control = Arc::new(Control::open_with(&path, crate::options()).expect("example policy"));
+        let control =
+            Arc::new(Control::open_with(&path, crate::options()).expect("example policy"));
         let pristine = control.declared();
         let tokens: String = [
             ("ops", "operator", "OPS"),
@@ -87,10 +94,14 @@ fn world() -> &'static Mutex<World> {
 
 /// The input that asks `method path` with `token` and `body`, in the form `run`
 /// decodes past the fixed routes: a route byte that picks the method, then the path, a
-/// newline and the body. `None` for a method or token the harness does not know.
+/// newline and the body. `None` for a method or token the harness does not know. The
+/// route byte is the highest that names the method, so that saved inputs keep their
+/// meaning when the API gains calls (and the fixed routes grow).
 pub fn request(method: &str, path: &str, token: Option<&str>, body: &str) -> Option<Vec<u8>> {
     let m = METHODS.iter().position(|x| *x == method)?;
-    let route = (ROUTES.len()..=255).find(|r| r % METHODS.len() == m)?;
+    let route = (routes().len()..=255)
+        .rev()
+        .find(|r| r % METHODS.len() == m)?;
     let token = TOKENS.iter().position(|t| *t == token)?;
     let mut v = vec![u8::try_from(route).ok()?, u8::try_from(token).ok()?];
     v.extend_from_slice(path.as_bytes());
@@ -110,8 +121,8 @@ pub fn status(data: &[u8]) -> Result<Option<u16>, String> {
         return Ok(None);
     };
     let rest = data.get(2..).unwrap_or(&[]);
-    let (method, path, body): (&str, String, &[u8]) = match ROUTES.get(usize::from(route)) {
-        Some((m, p)) => (m, (*p).to_string(), rest),
+    let (method, path, body): (&str, String, &[u8]) = match routes().get(usize::from(route)) {
+        Some((m, p)) => (m, p.clone(), rest),
         None => {
             // A path of the input's own, up to the first newline, then the body.
             let cut = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());

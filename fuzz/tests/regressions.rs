@@ -150,6 +150,28 @@ fn the_checks_catch_a_wrong_tenant_and_a_bad_checksum() {
     assert!(err.contains("checksum"), "{err}");
 }
 
+/// The harness's fixed routes are the API's own calls: none is answered 404 or 405 (a
+/// path or method the API does not know), and `pick` is among them.
+#[test]
+fn every_fixed_api_route_is_a_call() {
+    let routes = nvlb_fuzz::api::routes();
+    assert!(
+        routes
+            .iter()
+            .any(|(m, p)| *m == "POST" && p.ends_with("/pick")),
+        "{routes:?}"
+    );
+    for (i, (method, path)) in routes.iter().enumerate() {
+        // The operator's token (index 2), no body.
+        let input = [u8::try_from(i).unwrap(), 2];
+        let status = nvlb_fuzz::api::status(&input).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            !matches!(status, Some(404 | 405) | None),
+            "{method} {path}: answered {status:?}"
+        );
+    }
+}
+
 /// The API seeds that name a call are accepted by it: each starts the fuzzer inside a
 /// route's handler, past authorization and body parsing, not at a refusal.
 #[test]

@@ -58,6 +58,14 @@ pub trait FlowStats: Send + Sync {
     fn flows(&self) -> Option<FlowCounts>;
 }
 
+/// Every call of the API as (method, path pattern), in the route table's order: a
+/// pattern's `{name}` stands for one path segment, `{name*}` for the rest of the path.
+/// For tools that walk the API (the fuzz harness) without a route list of their own.
+/// `GET /healthz` is not among them (it is no call of the versioned API).
+pub fn calls() -> impl Iterator<Item = (&'static str, &'static str)> {
+    routes::ROUTES.iter().map(|r| (r.method, r.path))
+}
+
 /// An answer: HTTP status and JSON body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Response {
