@@ -2,8 +2,8 @@
 //! host simulators in it, drives traffic as a user would and prints what happened
 //! (see `nvlb::lab`). Also the hidden `nvlb lab-serve`, the web server it runs in VMs.
 //!
-//! Exit status: 0 every request answered by a DIP of its pool and every healthy DIP
-//! used; 1 otherwise, or when the lab could not be built (always torn down first).
+//! Exit status: 0 every request answered by the DIP that its pool's Maglev table picks
+//! for it; 1 otherwise, or when the lab could not be built (always torn down first).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -134,9 +134,9 @@ enum Command {
     /// transfer per VIP with its sha256 compared. Prints a table per VIP and the LB's
     /// counters. Everything is removed on exit, also on failure and Ctrl-C.
     #[command(
-        after_help = "Exit status:\n  0  every request answered, every healthy DIP \
-        used\n  1  a request failed, a DIP got nothing, or the lab could not be built\n  \
-        2  usage error\nNeeds root, iproute2 and curl (ethtool recommended)."
+        after_help = "Exit status:\n  0  every request answered by the DIP its pool's \
+        Maglev table picks\n  1  a request failed or reached another DIP, or the lab could \
+        not be built\n  2  usage error\nNeeds root, iproute2 and curl (ethtool recommended)."
     )]
     Lab {
         /// The policy (default: the built-in lb-config/example.toml).

@@ -132,8 +132,8 @@ pub struct Options {
 pub struct Outcome {
     /// The tables and counters.
     pub report: String,
-    /// Empty when every request was answered by a DIP of its pool and every healthy DIP
-    /// answered.
+    /// Empty when every request was answered by the DIP that its pool's Maglev table
+    /// picks for it (`report::problems`).
     pub problems: Vec<String>,
     /// With `--keep`: how to use and remove the running lab.
     pub kept: Option<String>,
