@@ -53,7 +53,7 @@ before=""
 if [ $# -ge 1 ]; then
   worktree=$tmp/before
   git worktree add --detach "$worktree" "$1" >/dev/null
-  cp benches/engine_count.rs "$worktree/benches/"
+  cp -r benches/engine_count.rs benches/engine_scenarios "$worktree/benches/"
   grep -q 'name = "engine_count"' "$worktree/Cargo.toml" ||
     printf '\n[[bench]]\nname = "engine_count"\nharness = false\n' >>"$worktree/Cargo.toml"
   # Its own lock file, and this tree's build directory, so that the crates both use
