@@ -20,14 +20,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{
-    EXAMPLE, Namespaces, capture, in_netns, lines_of, must, send_all, sigterm, wait_for_line,
-};
+use common::api_lb::ApiLb;
+use common::{EXAMPLE, capture, in_netns, send_all};
 use nvlb::craft::{self, Transport};
 use nvlb::dataplane::afpacket::{Recv, Socket, wait_any};
 use nvlb::wire::{MacAddr, ethernet, gre, icmpv4, ip_proto, ipv4, tcp};
@@ -50,87 +47,18 @@ fn nvlb() -> Command {
 }
 
 /// The LB in its namespace, its policy file and tokens in a temp dir.
-struct Lb {
-    ns: String,
-    dir: PathBuf,
-    child: Option<Child>,
-    stderr: Option<Receiver<String>>,
-    _namespaces: Namespaces,
-}
+type Lb = ApiLb;
 
 impl Lb {
+    /// The example policy and the three tokens; `tag` names the namespace and folder.
     fn create(tag: &str) -> Lb {
-        let pid = std::process::id();
-        let ns = format!("nvapi-{pid}-{tag}");
-        let namespaces = Namespaces::create(&[(&ns, true)]);
-        let dir = std::env::temp_dir().join(format!("nvlb-api-test-{pid}-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(EXAMPLE, dir.join("policy.toml")).unwrap();
-        common::write_tokens(
-            &dir.join("tokens.toml"),
-            "tests/api.rs",
-            &[
-                ("ops", "operator", OPS),
-                ("b", "blue", BLUE),
-                ("r", "red", RED),
-            ],
-        );
-        let (ext_mac, gw_mac) = (LB_EXTERNAL_MAC.to_string(), GATEWAY_MAC.to_string());
-        let pa_mac = LB_PROVIDER_MAC.to_string();
-        for (lb_if, lb_mac, peer, peer_mac) in [
-            ("ext0", ext_mac.as_str(), "extp", gw_mac.as_str()),
-            ("pa0", pa_mac.as_str(), "pap", "02:00:00:00:06:11"),
-        ] {
-            must(
-                "ip",
-                &[
-                    "-n", &ns, "link", "add", lb_if, "address", lb_mac, "type", "veth", "peer",
-                    "name", peer, "address", peer_mac,
-                ],
-            );
-        }
-        for ifname in ["lo", "ext0", "pa0", "extp", "pap"] {
-            must("ip", &["-n", &ns, "link", "set", ifname, "up"]);
-        }
-        Lb {
-            ns,
-            dir,
-            child: None,
-            stderr: None,
-            _namespaces: namespaces,
-        }
-    }
-
-    fn policy(&self) -> PathBuf {
-        self.dir.join("policy.toml")
-    }
-
-    fn start(&mut self) {
-        let policy = self.policy();
-        let tokens = self.dir.join("tokens.toml");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_nvlb"), "run"])
-            .args(["--external", "ext0", "--provider", "pa0", "--api", API])
-            .arg("--config")
-            .arg(&policy)
-            .arg("--api-tokens")
-            .arg(&tokens)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nvlb run");
-        let stderr = lines_of(child.stderr.take().unwrap());
-        self.child = Some(child);
-        wait_for_line(&stderr, "ready", Duration::from_secs(10));
-        self.stderr = Some(stderr);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let (status, _) = sigterm(&mut c, Duration::from_secs(5));
-            assert!(status.success(), "nvlb run exited with {status}");
-        }
+        let example = std::fs::read_to_string(EXAMPLE).unwrap();
+        let tokens = [
+            ("ops", "operator", OPS),
+            ("b", "blue", BLUE),
+            ("r", "red", RED),
+        ];
+        ApiLb::build("nvapi", tag, "tests/api.rs", &example, &tokens, API)
     }
 
     /// `nvlb ARGS` inside the namespace (so that the API's loopback address is ours).
@@ -167,16 +95,6 @@ impl Lb {
             .lines()
             .map(|l| serde_json::from_str(l).expect("journal lines are JSON"))
             .collect()
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -25,11 +25,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{EXAMPLE, Namespaces, in_netns, lines_of, must, sigterm, wait_for_line};
+use common::api_lb::ApiLb;
+use common::{EXAMPLE, in_netns};
 
 const API: &str = "127.0.0.1:9180";
 const OPS: &str = "ops-secret-1";
@@ -53,95 +52,29 @@ backend_vsid = 5001
 targets = [{ ca = "10.0.0.5", port = 22 }, { ca = "10.0.0.6", port = 22 }]
 "#;
 
-/// The LB in its namespace; dropping it stops the LB, removes its files and the
-/// namespace.
-struct Lb {
-    ns: String,
-    dir: PathBuf,
-    child: Option<Child>,
-    _stderr: Option<Receiver<String>>,
-    _namespaces: Namespaces,
-}
-
-impl Lb {
-    fn start() -> Lb {
-        let pid = std::process::id();
-        let ns = format!("nvroutes-{pid}");
-        let namespaces = Namespaces::create(&[(&ns, true)]);
-        let dir = std::env::temp_dir().join(format!("nvlb-api-routes-{pid}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // Without health checks: see the module comment.
-        let policy = common::without_health(Path::new(EXAMPLE));
-        // And an inbound NAT rule of blue's, whose pools are shown but not changed.
-        let red = "[[tenant]]\nname = \"red\"";
-        let policy = policy.replacen(red, &format!("{NAT}\n{red}"), 1);
-        std::fs::write(dir.join("policy.toml"), policy).unwrap();
-        common::write_tokens(
-            &dir.join("tokens.toml"),
-            "tests/api_routes.rs",
-            &[
-                ("ops", "operator", OPS),
-                ("b", "blue", BLUE),
-                ("r", "red", RED),
-            ],
-        );
-        for (lb_if, lb_mac, peer, peer_mac) in [
-            ("ext0", "02:00:00:00:01:0a", "extp", "02:00:00:00:01:01"),
-            ("pa0", "02:00:00:00:06:0a", "pap", "02:00:00:00:06:11"),
-        ] {
-            must(
-                "ip",
-                &[
-                    "-n", &ns, "link", "add", lb_if, "address", lb_mac, "type", "veth", "peer",
-                    "name", peer, "address", peer_mac,
-                ],
-            );
-        }
-        for ifname in ["lo", "ext0", "pa0", "extp", "pap"] {
-            must("ip", &["-n", &ns, "link", "set", ifname, "up"]);
-        }
-        let mut lb = Lb {
-            ns,
-            dir,
-            child: None,
-            _stderr: None,
-            _namespaces: namespaces,
-        };
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &lb.ns, env!("CARGO_BIN_EXE_nvlb"), "run"])
-            .args(["--external", "ext0", "--provider", "pa0", "--api", API])
-            .arg("--config")
-            .arg(lb.dir.join("policy.toml"))
-            .arg("--api-tokens")
-            .arg(lb.dir.join("tokens.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nvlb run");
-        let stderr = lines_of(child.stderr.take().unwrap());
-        lb.child = Some(child);
-        wait_for_line(&stderr, "ready", Duration::from_secs(10));
-        lb._stderr = Some(stderr);
-        lb
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let (status, _) = sigterm(&mut c, Duration::from_secs(5));
-            assert!(status.success(), "nvlb run exited with {status}");
-        }
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The LB in its namespace with the example's pools and an inbound NAT rule, no
+/// health checks, and the three tokens.
+fn start() -> ApiLb {
+    // Without health checks: see the module comment.
+    let policy = common::without_health(Path::new(EXAMPLE));
+    // And an inbound NAT rule of blue's, whose pools are shown but not changed.
+    let red = "[[tenant]]\nname = \"red\"";
+    let policy = policy.replacen(red, &format!("{NAT}\n{red}"), 1);
+    let tokens = [
+        ("ops", "operator", OPS),
+        ("b", "blue", BLUE),
+        ("r", "red", RED),
+    ];
+    let mut lb = ApiLb::build(
+        "nvroutes",
+        "all",
+        "tests/api_routes.rs",
+        &policy,
+        &tokens,
+        API,
+    );
+    lb.start();
+    lb
 }
 
 /// One request of the table.
@@ -653,7 +586,7 @@ fn every_route_answers_as_recorded() {
     if common::skip_without_netns() {
         return;
     }
-    let mut lb = Lb::start();
+    let mut lb = start();
     let bless = std::env::var_os("NVLB_BLESS").is_some();
     let dir = lb.dir.display().to_string();
     let recorded = in_netns(&lb.ns, move || {

@@ -6,6 +6,8 @@
 //! Each test binary uses only some of these.
 #![allow(dead_code)]
 
+pub mod api_lb;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::mpsc;
