@@ -294,20 +294,8 @@ fn send_segment(ns: &str, port: u16, flags: u8) -> Option<(Ipv4Addr, Ipv4Addr)> 
     in_netns(ns, move || {
         let pa = Socket::open("pap", None).expect("capture socket");
         let ext = Socket::open("extp", None).expect("send socket");
-        let ip = craft::ip_packet(
-            IpAddr::V4(CLIENT),
-            IpAddr::V4(BLUE_VIP),
-            64,
-            Transport::Tcp {
-                src_port: port,
-                dst_port: 80,
-                flags,
-                seq: 1000,
-                ack: if flags & tcp::flags::ACK != 0 { 1 } else { 0 },
-            },
-            &[],
-        );
-        ext.send(&craft::ip_frame(GATEWAY_MAC, LB_EXTERNAL_MAC, &ip))
+        let ack = if flags & tcp::flags::ACK != 0 { 1 } else { 0 };
+        ext.send(&client_segment(port, flags, 1000, ack))
             .expect("send");
         let mut buf = vec![0u8; 65536];
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
