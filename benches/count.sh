@@ -62,6 +62,9 @@ if [ $# -ge 1 ]; then
   [ -n "$before" ] || { echo "count.sh: the harness did not build at $1" >&2; exit 1; }
 fi
 
+# per A B: A / B as a decimal.
+per() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.6f", a / b}'; }
+
 frames=16384
 printf '%-10s %-12s %14s %12s' scenario phase instr/frame D1miss/frame
 [ -n "$before" ] && printf ' %14s %12s %8s' "$1 instr" "D1miss" ratio
@@ -69,11 +72,10 @@ printf '\n'
 for s in public_v4 public_v6 ca_vip_v4 ca_vip_v6; do
   for p in new established; do
     read -r ai ad < <(count "$after" "$s" "$p")
-    printf '%-10s %-12s %14.1f %12.2f' "$s" "$p" "$(echo "$ai / $frames" | bc -l)" "$(echo "$ad / $frames" | bc -l)"
+    printf '%-10s %-12s %14.1f %12.2f' "$s" "$p" "$(per "$ai" "$frames")" "$(per "$ad" "$frames")"
     if [ -n "$before" ]; then
       read -r bi bd < <(count "$before" "$s" "$p")
-      printf ' %14.1f %12.2f %8.3f' "$(echo "$bi / $frames" | bc -l)" "$(echo "$bd / $frames" | bc -l)" \
-        "$(echo "$ai / $bi" | bc -l)"
+      printf ' %14.1f %12.2f %8.3f' "$(per "$bi" "$frames")" "$(per "$bd" "$frames")" "$(per "$ai" "$bi")"
     fi
     printf '\n'
   done

@@ -146,13 +146,17 @@ pub fn requests(
             result.failures.push(format!("#{i}: empty answer"));
             continue;
         }
-        *result.answers.entry(name.to_string()).or_default() += 1;
+        // An answer whose client port is unknown cannot be judged, so it is a failure,
+        // not an answer: answered and failed add up to the requests sent.
         match client {
-            Some(client) => result.served.push(Served {
-                request: i,
-                client,
-                vm: name.to_string(),
-            }),
+            Some(client) => {
+                *result.answers.entry(name.to_string()).or_default() += 1;
+                result.served.push(Served {
+                    request: i,
+                    client,
+                    vm: name.to_string(),
+                });
+            }
             None => result.failures.push(format!(
                 "#{i}: answered by {name}, but curl did not say from which address and port"
             )),
