@@ -286,6 +286,7 @@ pub fn shard_limits(policy: &Snapshot) -> ShardLimits {
     ShardLimits {
         max_flows: f.max_flows_per_worker,
         max_per_tenant: f.max_flows_per_tenant,
+        preallocate: f.preallocate_flows_per_worker,
         timeouts: Timeouts::from_durations(
             f.tcp_syn_timeout,
             f.tcp_established_timeout,

@@ -7,6 +7,8 @@
 
 mod binding;
 pub mod idle;
+mod index;
+mod prefetch;
 pub mod shard;
 pub mod state;
 pub mod steer;

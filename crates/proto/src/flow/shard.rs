@@ -1,9 +1,11 @@
 //! One worker's flow table: a slab of [`Flow`] bindings indexed twice, by the key of the
 //! client's packets and by the key of the DIP's replies.
 //!
-//! Why a slab plus two `HashTable<u32>` rather than two maps of full keys: each binding
-//! is stored once (~116 bytes) and each index costs ~5 bytes a slot, which keeps a flow
-//! under the 128 bytes the design allows, and both directions find the same entry.
+//! Why a slab plus two id indexes rather than two maps of full keys: each binding is
+//! stored once (~116 bytes) and each index costs ~5–8 bytes a binding
+//! ([`BucketIndex`]), which keeps a flow under the 128 bytes the design allows, and
+//! both directions find the same entry. The slab and both indexes are sized up front
+//! for [`ShardLimits::preallocate`] bindings, so that new flows do not pay for growth.
 //! The table is bounded (per shard and per tenant) and never evicts a live binding to
 //! make room: a full table refuses the new flow, so established connections survive a
 //! flood. It must never allocate on the lookup path.
@@ -11,10 +13,11 @@
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 
 pub use super::binding::{Flow, FlowId, ForwardKey, ReturnKey};
 use super::idle::{self, IdleRules};
+use super::index::BucketIndex;
+use super::prefetch::prefetch;
 use super::state::{Direction, Timeouts};
 
 /// Bounds and timeouts of a shard.
@@ -25,6 +28,8 @@ pub struct ShardLimits {
     pub max_flows: u32,
     /// Most live bindings one tenant may hold in the shard ([`InsertError::TenantQuota`]).
     pub max_per_tenant: u32,
+    /// Bindings the shard has room for before it first grows (at most `max_flows`).
+    pub preallocate: u32,
     /// Idle timeouts per state, used where a rule sets none.
     pub timeouts: Timeouts,
 }
@@ -47,15 +52,12 @@ pub enum InsertError {
 /// flood against a full table costs a fixed amount of work per packet.
 const RECLAIM_ON_FULL: usize = 16;
 
-/// Bindings a shard has room for before its first growth.
-const INITIAL_CAPACITY: usize = 4096;
-
 /// A worker's flow table. See the module docs.
 pub struct FlowShard {
     slab: Vec<Flow>,
     free: Vec<FlowId>,
-    by_forward: HashTable<FlowId>,
-    by_return: HashTable<FlowId>,
+    by_forward: BucketIndex,
+    by_return: BucketIndex,
     hasher: RandomState,
     per_tenant: Vec<u32>,
     len: u32,
@@ -77,15 +79,15 @@ pub fn seconds(now_nanos: u64) -> u32 {
 }
 
 impl FlowShard {
-    /// An empty shard; it pre-allocates room for `min(max_flows, 4096)` bindings and grows
+    /// An empty shard with room for `min(preallocate, max_flows)` bindings; it grows
     /// from there, up to `max_flows`.
     pub fn new(limits: ShardLimits) -> FlowShard {
-        let initial = (limits.max_flows as usize).min(INITIAL_CAPACITY);
+        let initial = limits.preallocate.min(limits.max_flows) as usize;
         FlowShard {
             slab: Vec::with_capacity(initial),
             free: Vec::new(),
-            by_forward: HashTable::with_capacity(initial),
-            by_return: HashTable::with_capacity(initial),
+            by_forward: BucketIndex::with_capacity(initial),
+            by_return: BucketIndex::with_capacity(initial),
             hasher: RandomState::default(),
             per_tenant: Vec::new(),
             len: 0,
@@ -204,23 +206,90 @@ impl FlowShard {
         self.resets.len()
     }
 
+    /// The hash both indexes file a key under: a packet's (VSID, protocol, source,
+    /// source port, destination, destination port) hashes alike as a forward and as a
+    /// return key, so a batch hashes each packet once for either index.
+    #[inline(always)]
+    pub fn hash<K: std::hash::Hash>(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Asks for the index buckets of a packet whose key hashes to `h`, in both indexes
+    /// (the batch path's first stage: it cannot yet tell which direction it is).
+    #[inline(always)]
+    pub fn prefetch_buckets(&self, h: u64) {
+        self.by_forward.prefetch(h);
+        self.by_return.prefetch(h);
+    }
+
+    /// Asks for the slab entries the buckets of `h` name for its tag (the batch path's
+    /// second stage, once the buckets are in cache).
+    #[inline(always)]
+    pub fn prefetch_entries(&self, h: u64) {
+        for id in [self.by_forward.candidate(h), self.by_return.candidate(h)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(f) = self.slab.get(id as usize) {
+                prefetch(f);
+            }
+        }
+    }
+
     /// Finds the binding of a client's packet; an expired binding is removed and missed.
+    #[inline]
     pub fn find_forward(&mut self, key: &ForwardKey, now: u32) -> Option<FlowId> {
         let hash = self.hasher.hash_one(key);
         let slab = &self.slab;
-        let id = *self
+        let id = self
             .by_forward
-            .find(hash, |&i| slab[i as usize].forward == *key)?;
+            .find(hash, |i| slab[i as usize].forward == *key)?;
         self.live_or_expire(id, now)
     }
 
+    /// [`FlowShard::find_forward`] for a batch of keys, each answer in `found` at the
+    /// key's position: every key is hashed and its bucket and entry prefetched before
+    /// any is resolved, so the cache misses of a large table overlap.
+    pub fn find_forward_batch(
+        &mut self,
+        keys: &[ForwardKey],
+        now: u32,
+        found: &mut [Option<FlowId>],
+    ) {
+        let mut hashes = [0u64; 64];
+        for chunk in keys.chunks(64).zip(found.chunks_mut(64)) {
+            let (keys, found) = chunk;
+            for (h, k) in hashes.iter_mut().zip(keys) {
+                *h = self.hasher.hash_one(k);
+                self.by_forward.prefetch(*h);
+            }
+            for h in &hashes[..keys.len()] {
+                if let Some(f) = self
+                    .by_forward
+                    .candidate(*h)
+                    .and_then(|id| self.slab.get(id as usize))
+                {
+                    prefetch(f);
+                }
+            }
+            for ((k, h), out) in keys.iter().zip(&hashes).zip(found.iter_mut()) {
+                let slab = &self.slab;
+                *out = self
+                    .by_forward
+                    .find(*h, |i| slab[i as usize].forward == *k)
+                    .and_then(|id| self.live_or_expire(id, now));
+            }
+        }
+    }
+
     /// Finds the binding of a DIP's reply; an expired binding is removed and missed.
+    #[inline]
     pub fn find_return(&mut self, key: &ReturnKey, now: u32) -> Option<FlowId> {
         let hash = self.hasher.hash_one(key);
         let slab = &self.slab;
-        let id = *self
+        let id = self
             .by_return
-            .find(hash, |&i| slab[i as usize].ret == *key)?;
+            .find(hash, |i| slab[i as usize].ret == *key)?;
         self.live_or_expire(id, now)
     }
 
@@ -238,7 +307,7 @@ impl FlowShard {
     pub fn return_key_in_use(&self, key: &ReturnKey) -> bool {
         let hash = self.hasher.hash_one(key);
         self.by_return
-            .find(hash, |&i| self.slab[i as usize].ret == *key)
+            .find(hash, |i| self.slab[i as usize].ret == *key)
             .is_some()
     }
 
@@ -269,11 +338,11 @@ impl FlowShard {
         let slab = &self.slab;
         if self
             .by_forward
-            .find(fwd_hash, |&i| slab[i as usize].forward == flow.forward)
+            .find(fwd_hash, |i| slab[i as usize].forward == flow.forward)
             .is_some()
             || self
                 .by_return
-                .find(ret_hash, |&i| slab[i as usize].ret == flow.ret)
+                .find(ret_hash, |i| slab[i as usize].ret == flow.ret)
                 .is_some()
         {
             return Err(InsertError::Duplicate);
@@ -292,9 +361,9 @@ impl FlowShard {
         };
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.by_forward
-            .insert_unique(fwd_hash, id, |&i| hasher.hash_one(slab[i as usize].forward));
+            .insert(fwd_hash, id, |i| hasher.hash_one(slab[i as usize].forward));
         self.by_return
-            .insert_unique(ret_hash, id, |&i| hasher.hash_one(slab[i as usize].ret));
+            .insert(ret_hash, id, |i| hasher.hash_one(slab[i as usize].ret));
         let t = flow.tenant as usize;
         if self.per_tenant.len() <= t {
             self.per_tenant.resize(t + 1, 0);
@@ -312,12 +381,8 @@ impl FlowShard {
         }
         let fwd_hash = self.hasher.hash_one(flow.forward);
         let ret_hash = self.hasher.hash_one(flow.ret);
-        if let Ok(e) = self.by_forward.find_entry(fwd_hash, |&i| i == id) {
-            e.remove();
-        }
-        if let Ok(e) = self.by_return.find_entry(ret_hash, |&i| i == id) {
-            e.remove();
-        }
+        self.by_forward.remove(fwd_hash, id);
+        self.by_return.remove(ret_hash, id);
         self.slab[id as usize].live = false;
         self.free.push(id);
         self.len -= 1;
@@ -452,6 +517,7 @@ mod tests {
         ShardLimits {
             max_flows: max,
             max_per_tenant: per_tenant,
+            preallocate: max,
             timeouts: Timeouts::default(),
         }
     }

@@ -80,6 +80,7 @@ pub(crate) struct RawPort {
 pub(crate) struct RawFlows {
     pub max_flows_per_worker: Option<S<i64>>,
     pub max_flows_per_tenant: Option<S<i64>>,
+    pub preallocate_flows_per_worker: Option<S<i64>>,
     pub tcp_syn_timeout: Option<S<String>>,
     pub tcp_established_timeout: Option<S<String>>,
     pub tcp_closing_timeout: Option<S<String>>,

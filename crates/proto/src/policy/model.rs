@@ -193,6 +193,9 @@ pub struct FlowLimits {
     pub max_flows_per_worker: u32,
     /// Per tenant and per worker: one tenant cannot fill a shard.
     pub max_flows_per_tenant: u32,
+    /// Bindings each worker's table has room for from its start: memory held while
+    /// idle, traded for new flows that never wait for the table to grow.
+    pub preallocate_flows_per_worker: u32,
     /// Idle timeout of a TCP flow before its handshake completes.
     pub tcp_syn_timeout: Duration,
     /// Idle timeout of an established TCP flow.
@@ -208,6 +211,7 @@ impl Default for FlowLimits {
         FlowLimits {
             max_flows_per_worker: 1 << 20,
             max_flows_per_tenant: 1 << 19,
+            preallocate_flows_per_worker: 1 << 16,
             tcp_syn_timeout: Duration::from_secs(20),
             tcp_established_timeout: Duration::from_secs(300),
             tcp_closing_timeout: Duration::from_secs(10),

@@ -186,6 +186,24 @@ impl Validator<'_> {
         {
             limits.max_flows_per_tenant = c;
         }
+        if let Some(n) = &raw.preallocate_flows_per_worker
+            && let Some(c) = self.count(n, field(base, "preallocate_flows_per_worker"))
+        {
+            if c > limits.max_flows_per_worker {
+                self.error(
+                    n.span(),
+                    field(base, "preallocate_flows_per_worker"),
+                    format!(
+                        "{c} is more than max_flows_per_worker ({}): a shard never holds more",
+                        limits.max_flows_per_worker
+                    ),
+                );
+            }
+            limits.preallocate_flows_per_worker = c;
+        }
+        limits.preallocate_flows_per_worker = limits
+            .preallocate_flows_per_worker
+            .min(limits.max_flows_per_worker);
         let timeouts = [
             (
                 &raw.tcp_syn_timeout,

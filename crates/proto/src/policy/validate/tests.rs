@@ -135,6 +135,7 @@ fn balancer_ports_and_flow_limits() {
     assert_eq!((b.external.mtu, b.provider.mtu), (1500, 1600));
     assert_eq!(b.flows.tcp_established_timeout.as_secs(), 300);
     assert_eq!(b.flows.max_flows_per_tenant, 524_288);
+    assert_eq!(b.flows.preallocate_flows_per_worker, 65_536);
 }
 
 #[test]
@@ -1012,6 +1013,17 @@ fn refuses_bad_addresses_macs_and_durations() {
         "0      # per tenant",
         "balancer.flows.max_flows_per_tenant",
         "not in 1..",
+    );
+
+    let text = mutate(
+        "max_flows_per_tenant = 524288",
+        "max_flows_per_tenant = 524288\npreallocate_flows_per_worker = 2000000",
+    );
+    expect_only(
+        &text,
+        "2000000",
+        "balancer.flows.preallocate_flows_per_worker",
+        "more than max_flows_per_worker (1048576)",
     );
 
     let text = mutate(
