@@ -11,12 +11,16 @@
 //!   paths and established state are reached without the fuzzer guessing NAT ports;
 //! - bits 2-7: seconds (x 0.5) the clock advances after each frame, with an expiry sweep.
 //!
+//! Every input runs a second time through `Engine::process_batch` on twin engines, the
+//! frames of each worker cut into batches of 1 + (input length mod 64) between clock
+//! steps, and must give the same verdicts and output frames ([`replay_batched`]).
+//!
 //! Must never: hide a panic, skip a check on a frame the engine emitted, or feed the
 //! engine anything but the bytes it would get from a socket.
 
 use std::sync::{Arc, OnceLock};
 
-use nvlb::engine::{Engine, Verdict, output_len};
+use nvlb::engine::{Engine, MAX_BATCH, Outputs, Verdict, output_len};
 use nvlb::policy::Snapshot;
 use nvlb::wire::{checksum, ethernet, gre, ip_proto, ipv6, tcp};
 
@@ -72,6 +76,32 @@ pub struct Harness {
     now: u64,
     /// Frames processed, for messages.
     pub frames: u64,
+    /// What happened, in order, for [`replay_batched`].
+    log: Vec<Step>,
+}
+
+/// One event of a harness run.
+enum Step {
+    /// Worker `w` decided `frame` at `now`.
+    Frame {
+        w: usize,
+        now: u64,
+        frame: Vec<u8>,
+        verdict: Verdict,
+        out: Vec<u8>,
+    },
+    /// The clock moved to `now`; every engine swept and sent its resets.
+    Advance { now: u64 },
+}
+
+/// The bytes a verdict names in `out`.
+fn emitted(v: &Verdict, out: &[u8]) -> Vec<u8> {
+    match *v {
+        Verdict::Forward { len, .. } | Verdict::Reply { len, .. } => {
+            out.get(..len).unwrap_or(&[]).to_vec()
+        }
+        _ => Vec::new(),
+    }
 }
 
 impl Harness {
@@ -85,6 +115,7 @@ impl Harness {
             policy,
             now: SEC,
             frames: 0,
+            log: Vec::new(),
         }
     }
 
@@ -99,6 +130,7 @@ impl Harness {
             return Ok(());
         }
         self.now = self.now.saturating_add(nanos);
+        self.log.push(Step::Advance { now: self.now });
         let mut out = vec![0u8; nvlb::engine::MAX_RESET_FRAME];
         for e in &mut self.engines {
             e.expire(self.now, 256);
@@ -130,6 +162,14 @@ impl Harness {
         let flows_before = engine.shard().len();
         let mut out = vec![0u8; output_len(frame.len())];
         let v = engine.process(self.now, frame, &mut out);
+        self.log.push(Step::Frame {
+            w,
+            now: self.now,
+            frame: frame.to_vec(),
+            verdict: v,
+            out: emitted(&v, &out),
+        });
+        let engine = &self.engines[w];
         let c = engine.counters();
         let flows_after = engine.shard().len();
         let ctx = |msg: String| format!("{msg}\nverdict {v:?}\nframe {}", hex(frame));
@@ -229,6 +269,90 @@ pub fn run(data: &[u8]) -> Result<(), String> {
     for (i, frame) in split(rest).into_iter().enumerate() {
         h.deliver(i % usize::from(workers), frame, answers, false)?;
         h.advance(step)?;
+    }
+    replay_batched(&h, 1 + data.len() % MAX_BATCH)
+}
+
+/// Collects the batch path's verdicts and output frames.
+struct Collected {
+    buf: Vec<u8>,
+    got: Vec<(Verdict, Vec<u8>)>,
+}
+
+impl Outputs for Collected {
+    fn buffer(&mut self, need: usize) -> &mut [u8] {
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+        &mut self.buf
+    }
+    fn verdict(&mut self, _index: usize, _frame: &[u8], verdict: Verdict) {
+        self.got.push((verdict, emitted(&verdict, &self.buf)));
+    }
+}
+
+/// Replays a harness run on twin engines through `process_batch`: each run of
+/// consecutive frames to one worker at one time, cut every `cut` frames, is one batch.
+/// Every verdict and output frame must equal the single-frame run's.
+pub fn replay_batched(h: &Harness, cut: usize) -> Result<(), String> {
+    let workers = h.engines.len() as u16;
+    let mut twins: Vec<Engine> = (0..workers)
+        .map(|w| Engine::new(h.policy.clone(), w, workers))
+        .collect();
+    let mut reset = vec![0u8; nvlb::engine::MAX_RESET_FRAME];
+    let mut i = 0;
+    while i < h.log.len() {
+        match &h.log[i] {
+            Step::Advance { now } => {
+                for e in &mut twins {
+                    e.expire(*now, 256);
+                    while e.next_reset(&mut reset).is_some() {}
+                }
+                i += 1;
+            }
+            Step::Frame { w, now, .. } => {
+                let (w, now) = (*w, *now);
+                let mut batch: Vec<(&[u8], &Verdict, &[u8])> = Vec::new();
+                while let Some(Step::Frame {
+                    w: fw,
+                    now: fnow,
+                    frame,
+                    verdict,
+                    out,
+                }) = h.log.get(i)
+                {
+                    if *fw != w || *fnow != now || batch.len() == cut {
+                        break;
+                    }
+                    batch.push((frame, verdict, out));
+                    i += 1;
+                }
+                let frames: Vec<&[u8]> = batch.iter().map(|b| b.0).collect();
+                let mut got = Collected {
+                    buf: Vec::new(),
+                    got: Vec::new(),
+                };
+                twins[w].process_batch(now, &frames, &mut got);
+                if got.got.len() != batch.len() {
+                    return Err(format!(
+                        "process_batch gave {} verdicts for {} frames",
+                        got.got.len(),
+                        batch.len()
+                    ));
+                }
+                for ((frame, verdict, out), (v, o)) in batch.iter().zip(&got.got) {
+                    if *verdict != v || out != o {
+                        return Err(format!(
+                            "the batch path disagrees with process (batches of {cut})\n\
+                             process: {verdict:?} {}\nbatch:   {v:?} {}\nframe {}",
+                            hex(out),
+                            hex(o),
+                            hex(frame)
+                        ));
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }

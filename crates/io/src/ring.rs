@@ -55,14 +55,35 @@ impl Ring {
         Ok((sock, Ring { map, next: 0 }))
     }
 
-    /// Handles the frames of up to `max_blocks` ready blocks; how many frames.
-    pub fn drain(&mut self, max_blocks: usize, mut f: impl FnMut(RingFrame)) -> usize {
+    /// Handles the frames of up to `max_blocks` ready blocks, handing `f` up to
+    /// `batch` frames of one block at a time (the engine's batch path looks ahead over
+    /// them); how many frames. The frames lie in the ring and are released after `f`.
+    pub fn drain(
+        &mut self,
+        max_blocks: usize,
+        batch: usize,
+        mut f: impl FnMut(&[RingFrame<'_>]),
+    ) -> usize {
+        let batch = batch.clamp(1, MAX_DRAIN_BATCH);
         let mut frames = 0;
         for _ in 0..max_blocks {
             let Some(block) = self.map.user_block(self.next) else {
                 break;
             };
-            frames += walk(block, &mut f);
+            let mut held: [RingFrame<'_>; MAX_DRAIN_BATCH] =
+                std::array::from_fn(|_| RingFrame::Truncated);
+            let mut n = 0;
+            frames += walk(block, &mut |frame| {
+                held[n] = frame;
+                n += 1;
+                if n == batch {
+                    f(&held[..n]);
+                    n = 0;
+                }
+            });
+            if n > 0 {
+                f(&held[..n]);
+            }
             self.map.release(self.next);
             self.next = (self.next + 1) % self.map.blocks().max(1);
         }
@@ -82,8 +103,11 @@ fn u16_at(b: &[u8], at: usize, field: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(bytes.try_into().ok()?))
 }
 
+/// Most frames [`Ring::drain`] hands over at once.
+pub const MAX_DRAIN_BATCH: usize = 64;
+
 /// The frames of one block, in order; stops at the first header that does not fit.
-fn walk(block: &[u8], f: &mut impl FnMut(RingFrame)) -> usize {
+fn walk<'a>(block: &'a [u8], f: &mut impl FnMut(RingFrame<'a>)) -> usize {
     let (Some(count), Some(first)) = (
         u32_at(block, 0, NUM_PKTS),
         u32_at(block, 0, OFFSET_TO_FIRST_PKT),

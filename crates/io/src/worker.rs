@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::PolicyCell;
-use crate::engine::{Counters, Egress, Engine, Verdict, output_len};
+use crate::engine::{Counters, Egress, Engine, MAX_BATCH, Outputs, Verdict, output_len};
 use crate::flow::Nanos;
 
 use super::LocalSender;
@@ -175,6 +175,13 @@ impl Report {
 /// the inbox, so that a frame borrowed from either can be handled.
 struct Core {
     engine: Engine,
+    /// Everything the engine's verdicts act on, apart from the engine so that both can
+    /// be borrowed at once.
+    rest: Rest,
+}
+
+/// See [`Core::rest`].
+struct Rest {
     ports: Ports,
     outboxes: Vec<Outbox>,
     io: IoCounters,
@@ -194,19 +201,19 @@ const SPARE_MAX: usize = 4096;
 impl Core {
     /// Keeps a handed-over frame's buffer for a later handoff.
     fn recycle(&mut self, frame: Frame) {
-        if self.spare.len() < SPARE_MAX {
-            self.spare.push(frame);
+        if self.rest.spare.len() < SPARE_MAX {
+            self.rest.spare.push(frame);
         }
     }
 
     /// A frame from a socket: what the kernel knows about it decides first.
     fn receive(&mut self, now: Nanos, frame: &[u8], meta: Meta) {
         if meta.vlan_tagged {
-            self.io.rx_vlan_tagged += 1;
+            self.rest.io.rx_vlan_tagged += 1;
             return;
         }
         if meta.csum_partial {
-            self.io.rx_csum_partial += 1;
+            self.rest.io.rx_csum_partial += 1;
         }
         self.handle(now, frame, false);
     }
@@ -217,19 +224,122 @@ impl Core {
             return;
         }
         loop {
-            if !self.tx.has_room(crate::engine::MAX_RESET_FRAME) {
-                self.flush_tx();
+            if !self.rest.tx.has_room(crate::engine::MAX_RESET_FRAME) {
+                self.rest.flush_tx();
             }
-            let Some((egress, len)) = self.engine.next_reset(self.tx.tail()) else {
+            let Some((egress, len)) = self.engine.next_reset(self.rest.tx.tail()) else {
                 break;
             };
-            if !self.tx.commit(egress, len) {
-                self.io.tx_errors += 1;
+            if !self.rest.tx.commit(egress, len) {
+                self.rest.io.tx_errors += 1;
             }
         }
-        self.flush_tx();
+        self.rest.flush_tx();
     }
 
+    fn handle(&mut self, now: Nanos, frame: &[u8], handed_over: bool) {
+        // The engine writes straight into the send batch's arena.
+        let mut sink = Sink {
+            rest: &mut self.rest,
+            handed_over,
+        };
+        let verdict = self
+            .engine
+            .process(now, frame, sink.buffer(output_len(frame.len())));
+        sink.verdict(0, frame, verdict);
+    }
+
+    /// Frames from a receive ring, a batch at a time through the engine's batch path;
+    /// what the kernel knows about a frame decides first, as in [`Core::receive`].
+    fn receive_batch(&mut self, now: Nanos, batch: &[RingFrame<'_>]) {
+        let mut frames: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+        let mut n = 0;
+        for frame in batch {
+            self.rest.io.rx_frames += 1;
+            match frame {
+                RingFrame::Frame(bytes, meta) => {
+                    if meta.vlan_tagged {
+                        self.rest.io.rx_vlan_tagged += 1;
+                        continue;
+                    }
+                    if meta.csum_partial {
+                        self.rest.io.rx_csum_partial += 1;
+                    }
+                    if let Some(slot) = frames.get_mut(n) {
+                        *slot = bytes;
+                        n += 1;
+                    }
+                }
+                RingFrame::Truncated => self.rest.io.rx_truncated += 1,
+            }
+        }
+        let mut sink = Sink {
+            rest: &mut self.rest,
+            handed_over: false,
+        };
+        self.engine
+            .process_batch(now, frames.get(..n).unwrap_or(&[]), &mut sink);
+    }
+}
+
+/// Where the engine's decisions go: the send arena, the other workers' inboxes, the
+/// health thread. Borrows everything of [`Core`] but the engine.
+struct Sink<'a> {
+    rest: &'a mut Rest,
+    /// The frames came from another worker's handoff: a second handoff is refused.
+    handed_over: bool,
+}
+
+impl Outputs for Sink<'_> {
+    fn buffer(&mut self, need: usize) -> &mut [u8] {
+        if !self.rest.tx.has_room(need) {
+            self.rest.flush_tx();
+        }
+        self.rest.tx.tail()
+    }
+
+    fn verdict(&mut self, _index: usize, frame: &[u8], verdict: Verdict) {
+        let r = &mut *self.rest;
+        match verdict {
+            Verdict::Forward { egress, len, .. } | Verdict::Reply { egress, len } => {
+                if !r.tx.commit(egress, len) {
+                    r.io.tx_errors += 1;
+                }
+            }
+            Verdict::Handoff { worker } => {
+                if self.handed_over {
+                    r.io.handoff_bounced += 1;
+                    return;
+                }
+                match r.outboxes.get_mut(usize::from(worker)) {
+                    Some(outbox) => match outbox.push({
+                        let mut buf = r.spare.pop().unwrap_or_default();
+                        buf.clear();
+                        buf.extend_from_slice(frame);
+                        buf
+                    }) {
+                        Ok(()) => r.io.handoff_sent += 1,
+                        Err(Refused::Full | Refused::Closed) => r.io.handoff_queue_full += 1,
+                    },
+                    None => r.io.handoff_bounced += 1,
+                }
+            }
+            Verdict::Local => {
+                let Some(tx) = &r.local else {
+                    r.io.local_queue_full += 1;
+                    return;
+                };
+                match tx.try_send(frame.to_vec()) {
+                    Ok(()) => r.io.local_frames += 1,
+                    Err(_) => r.io.local_queue_full += 1,
+                }
+            }
+            Verdict::Drop(_) => {}
+        }
+    }
+}
+
+impl Rest {
     /// Sends what the round decided, one sendmmsg per egress and batch.
     fn flush_tx(&mut self) {
         if self.tx.is_empty() {
@@ -242,51 +352,6 @@ impl Core {
         self.io.tx_frames += f.sent;
         self.io.tx_queue_full += f.queue_full;
         self.io.tx_errors += f.errors;
-    }
-
-    fn handle(&mut self, now: Nanos, frame: &[u8], handed_over: bool) {
-        // The engine writes straight into the send batch's arena.
-        let need = output_len(frame.len());
-        if !self.tx.has_room(need) {
-            self.flush_tx();
-        }
-        let verdict = self.engine.process(now, frame, self.tx.tail());
-        match verdict {
-            Verdict::Forward { egress, len, .. } | Verdict::Reply { egress, len } => {
-                if !self.tx.commit(egress, len) {
-                    self.io.tx_errors += 1;
-                }
-            }
-            Verdict::Handoff { worker } => {
-                if handed_over {
-                    self.io.handoff_bounced += 1;
-                    return;
-                }
-                match self.outboxes.get_mut(usize::from(worker)) {
-                    Some(outbox) => match outbox.push({
-                        let mut buf = self.spare.pop().unwrap_or_default();
-                        buf.clear();
-                        buf.extend_from_slice(frame);
-                        buf
-                    }) {
-                        Ok(()) => self.io.handoff_sent += 1,
-                        Err(Refused::Full | Refused::Closed) => self.io.handoff_queue_full += 1,
-                    },
-                    None => self.io.handoff_bounced += 1,
-                }
-            }
-            Verdict::Local => {
-                let Some(tx) = &self.local else {
-                    self.io.local_queue_full += 1;
-                    return;
-                };
-                match tx.try_send(frame.to_vec()) {
-                    Ok(()) => self.io.local_frames += 1,
-                    Err(_) => self.io.local_queue_full += 1,
-                }
-            }
-            Verdict::Drop(_) => {}
-        }
     }
 }
 
@@ -321,12 +386,14 @@ impl Worker {
             held: None,
             core: Core {
                 engine,
-                ports,
-                outboxes,
-                io: IoCounters::default(),
-                spare: Vec::new(),
-                local: None,
-                tx: TxBatch::new(output_len(RX_BUF)),
+                rest: Rest {
+                    ports,
+                    outboxes,
+                    io: IoCounters::default(),
+                    spare: Vec::new(),
+                    local: None,
+                    tx: TxBatch::new(output_len(RX_BUF)),
+                },
             },
             inbox,
             rx: if rings.is_empty() {
@@ -341,7 +408,7 @@ impl Worker {
 
     /// Sends the frames the engine gives the LB's own control plane to `tx`.
     pub fn with_local(mut self, tx: LocalSender) -> Worker {
-        self.core.local = Some(tx);
+        self.core.rest.local = Some(tx);
         self
     }
 
@@ -358,20 +425,20 @@ impl Worker {
             if generation != self.generation {
                 self.generation = generation;
                 let forgotten = self.core.engine.set_policy(self.cell.load());
-                self.core.io.flows_forgotten_on_reload += forgotten as u64;
+                self.core.rest.io.flows_forgotten_on_reload += forgotten as u64;
             }
             let now = clock.now();
             let mut work = self.drain_inbox(now);
             work += self.drain_socket(now, false);
             work += self.drain_socket(now, true);
-            self.core.flush_tx();
-            for outbox in &mut self.core.outboxes {
+            self.core.rest.flush_tx();
+            for outbox in &mut self.core.rest.outboxes {
                 outbox.flush();
             }
             self.core.engine.expire(now, EXPIRE_BUDGET);
             self.core.send_resets();
             if let Some(p) = &mut self.publisher {
-                p.tick(now, &self.core.engine, &self.core.io, work == 0);
+                p.tick(now, &self.core.engine, &self.core.rest.io, work == 0);
             }
             if work == 0 {
                 self.sleep();
@@ -383,14 +450,14 @@ impl Worker {
     fn drain_inbox(&mut self, now: Nanos) -> usize {
         let mut n = 0;
         if let Some(frame) = self.held.take() {
-            self.core.io.handoff_received += 1;
+            self.core.rest.io.handoff_received += 1;
             self.core.handle(now, &frame, true);
             self.core.recycle(frame);
             n += 1;
         }
         while n < BATCH {
             let Some(frame) = self.inbox.pop() else { break };
-            self.core.io.handoff_received += 1;
+            self.core.rest.io.handoff_received += 1;
             self.core.handle(now, &frame, true);
             self.core.recycle(frame);
             n += 1;
@@ -404,24 +471,24 @@ impl Worker {
         }
         let mut n = 0;
         while n < BATCH {
-            let sock = match (provider, &self.core.ports.provider) {
-                (false, _) => &self.core.ports.external,
+            let sock = match (provider, &self.core.rest.ports.provider) {
+                (false, _) => &self.core.rest.ports.external,
                 (true, Some(p)) => p,
                 (true, None) => return n,
             };
             match sock.recv(&mut self.rx) {
                 Ok(Recv::Frame(len, meta)) => {
-                    self.core.io.rx_frames += 1;
+                    self.core.rest.io.rx_frames += 1;
                     let frame = self.rx.get(..len).unwrap_or(&[]);
                     self.core.receive(now, frame, meta);
                 }
                 Ok(Recv::Truncated(_)) => {
-                    self.core.io.rx_frames += 1;
-                    self.core.io.rx_truncated += 1;
+                    self.core.rest.io.rx_frames += 1;
+                    self.core.rest.io.rx_truncated += 1;
                 }
                 Ok(Recv::Empty) => return n,
                 Err(_) => {
-                    self.core.io.rx_errors += 1;
+                    self.core.rest.io.rx_errors += 1;
                     return n;
                 }
             }
@@ -435,12 +502,8 @@ impl Worker {
             return 0;
         };
         let core = &mut self.core;
-        ring.drain(RING_BLOCKS_PER_BATCH, |frame| {
-            core.io.rx_frames += 1;
-            match frame {
-                RingFrame::Frame(bytes, meta) => core.receive(now, bytes, meta),
-                RingFrame::Truncated => core.io.rx_truncated += 1,
-            }
+        ring.drain(RING_BLOCKS_PER_BATCH, MAX_BATCH, |batch| {
+            core.receive_batch(now, batch)
         })
     }
 
@@ -453,7 +516,7 @@ impl Worker {
             self.held = Some(frame);
             return;
         }
-        let mut fds: Vec<BorrowedFd> = self.core.ports.all().map(|s| s.as_fd()).collect();
+        let mut fds: Vec<BorrowedFd> = self.core.rest.ports.all().map(|s| s.as_fd()).collect();
         fds.push(self.inbox.wake_fd());
         let ms = i32::try_from(IDLE_POLL.as_millis()).unwrap_or(100);
         // An error here (EINTR is already zero) leaves the next round to find out.
@@ -461,19 +524,19 @@ impl Worker {
     }
 
     fn report(mut self) -> Report {
-        self.core.flush_tx();
+        self.core.rest.flush_tx();
         let mut kernel = Statistics::default();
-        for sock in self.core.ports.all() {
+        for sock in self.core.rest.ports.all() {
             if let Ok(s) = sock.statistics() {
                 kernel.packets += s.packets;
                 kernel.drops += s.drops;
             }
         }
-        self.core.io.kernel_packets = kernel.packets;
-        self.core.io.kernel_drops = kernel.drops;
+        self.core.rest.io.kernel_packets = kernel.packets;
+        self.core.rest.io.kernel_drops = kernel.drops;
         Report {
             engine: self.core.engine.counters().clone(),
-            io: self.core.io,
+            io: self.core.rest.io,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! The data plane owns sockets and threads and hands frames in.
 
 mod balance;
+pub mod batch;
 pub mod counters;
 pub mod drop;
 mod dsr;
@@ -20,6 +21,7 @@ mod nat;
 mod neighbor;
 mod outbound;
 pub mod packet;
+mod peek;
 mod remap;
 mod reply;
 mod route;
@@ -31,6 +33,7 @@ use crate::flow::{FlowShard, Nanos, ShardLimits, Timeouts, shard::seconds};
 use crate::policy::{HostId, PoolId, Snapshot, TenantId, Vsid};
 use crate::wire::{MacAddr, ethernet, gre, ip_proto};
 
+pub use batch::{MAX_BATCH, Outputs};
 pub use counters::Counters;
 pub use drop::DropReason;
 pub use emit::{Path, Tunnel, next_hop_mac, outer_addresses};

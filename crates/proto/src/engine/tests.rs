@@ -14,6 +14,7 @@ use crate::craft::{self, Outer, Transport};
 use crate::policy::{LookupRecord, Snapshot, VipPool};
 use crate::wire::{ethernet, gre, ipv4, ipv6, tcp, udp};
 
+mod batch;
 mod rules;
 
 const SEC: u64 = 1_000_000_000;

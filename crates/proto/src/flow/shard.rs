@@ -17,7 +17,7 @@ use foldhash::fast::RandomState;
 pub use super::binding::{Flow, FlowId, ForwardKey, ReturnKey};
 use super::idle::{self, IdleRules};
 use super::index::BucketIndex;
-use super::prefetch::prefetch;
+use super::prefetch::{prefetch, prefetch_all};
 use super::state::{Direction, Timeouts};
 
 /// Bounds and timeouts of a shard.
@@ -231,7 +231,7 @@ impl FlowShard {
             .flatten()
         {
             if let Some(f) = self.slab.get(id as usize) {
-                prefetch(f);
+                prefetch_all(f);
             }
         }
     }
