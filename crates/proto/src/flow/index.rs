@@ -140,7 +140,8 @@ impl BucketIndex {
     /// The id stored under `h` for which `eq` holds.
     #[inline(always)]
     pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        let (first, second) = homes(h, self.buckets.len());
+        let n = self.buckets.len();
+        let first = reduce((h >> 32) as u32, n);
         let t = tag(h);
         let b = &self.buckets[first];
         let mut m = slots_with(b, t);
@@ -151,9 +152,10 @@ impl BucketIndex {
             }
             m &= m - 1;
         }
-        if b.spilled == 0 || second == first {
+        if b.spilled == 0 {
             return None;
         }
+        let (_, second) = homes(h, n);
         let b = &self.buckets[second];
         let mut m = slots_with(b, t);
         while m != 0 {

@@ -293,6 +293,7 @@ impl FlowShard {
         self.live_or_expire(id, now)
     }
 
+    #[inline]
     fn live_or_expire(&mut self, id: FlowId, now: u32) -> Option<FlowId> {
         if self.expired(&self.slab[id as usize], now) {
             self.expire(id);
