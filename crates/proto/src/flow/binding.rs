@@ -119,6 +119,9 @@ pub struct Flow {
     /// Seconds on the caller's clock when a packet last used this binding.
     pub last_seen: u32,
     pub(super) live: bool,
+    /// Generation of the binding's expiry schedule (`wheel.rs`): its slot's entry in
+    /// the wheel counts only while it carries this number.
+    pub(super) schedule: u8,
     /// TCP: the last acknowledgment number the client sent (what it expects next from
     /// the DIP), and the DIP's; a reset on idle uses them as its sequence numbers.
     pub client_ack: u32,
@@ -150,6 +153,7 @@ impl Flow {
             state,
             last_seen: 0,
             live: false,
+            schedule: 0,
             client_ack: 0,
             dip_ack: 0,
             acks_seen: 0,

@@ -12,6 +12,7 @@ mod prefetch;
 pub mod shard;
 pub mod state;
 pub mod steer;
+mod wheel;
 
 pub use idle::{IdleRules, RuleIdle};
 pub use shard::{Flow, FlowId, FlowShard, ForwardKey, InsertError, ReturnKey, ShardLimits};

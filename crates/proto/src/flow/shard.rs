@@ -19,6 +19,7 @@ use super::idle::{self, IdleRules};
 use super::index::BucketIndex;
 use super::prefetch::{prefetch, prefetch_all};
 use super::state::{Direction, Timeouts};
+use super::wheel::{self, Wheel};
 
 /// Bounds and timeouts of a shard.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +63,8 @@ pub struct FlowShard {
     per_tenant: Vec<u32>,
     len: u32,
     limits: ShardLimits,
-    sweep_cursor: usize,
+    /// When each binding is next looked at for expiry.
+    wheel: Wheel,
     port_cursor: u32,
     /// Per pool: idle timeout and reset of its rule (`idle.rs`).
     rules: IdleRules,
@@ -92,7 +94,7 @@ impl FlowShard {
             per_tenant: Vec::new(),
             len: 0,
             limits,
-            sweep_cursor: 0,
+            wheel: Wheel::default(),
             port_cursor: 0,
             rules: IdleRules::default(),
             resets: std::collections::VecDeque::new(),
@@ -161,8 +163,33 @@ impl FlowShard {
 
     /// The idle rules of the current policy's pools and outbound rules (after a policy
     /// change, with the flows already renumbered to it).
+    ///
+    /// Every binding's expiry is filed again: its timeout may have changed.
     pub fn set_rules(&mut self, rules: IdleRules) {
         self.rules = rules;
+        self.refile();
+    }
+
+    /// Files every live binding in the wheel anew under its current deadline (after
+    /// the rules or the timeouts changed); entries filed before become stale.
+    fn refile(&mut self) {
+        self.wheel.clear();
+        for id in 0..self.slab.len() {
+            if self.slab[id].live {
+                self.slab[id].schedule = self.slab[id].schedule.wrapping_add(1);
+                let f = self.slab[id];
+                let at = self.deadline(&f);
+                self.wheel
+                    .schedule(id as FlowId, f.schedule, at, f.last_seen);
+            }
+        }
+    }
+
+    /// The first second in which `flow` is expired if no packet refreshes it.
+    fn deadline(&self, flow: &Flow) -> u32 {
+        flow.last_seen
+            .saturating_add(idle::timeout(&self.rules, &self.limits.timeouts, flow))
+            .saturating_add(1)
     }
 
     /// Whether flow `id` belongs to a rule that resets both ends when it times out idle.
@@ -315,8 +342,34 @@ impl FlowShard {
     /// Records a packet on a binding: refreshes its idle timer and advances its state.
     pub fn touch(&mut self, id: FlowId, dir: Direction, tcp_flags: Option<u8>, now: u32) {
         let flow = &mut self.slab[id as usize];
+        let before = flow.state;
         flow.state = flow.state.next(dir, tcp_flags);
         flow.last_seen = now;
+        if flow.state != before {
+            self.state_changed(id, before);
+        }
+    }
+
+    /// A binding whose state changed may have a shorter timeout now (a FIN or a RST):
+    /// its wheel entry, filed under the longer one, gives way to one under the new
+    /// deadline. A longer timeout needs nothing: the old entry files it again.
+    #[cold]
+    fn state_changed(&mut self, id: FlowId, before: super::State) {
+        let flow = self.slab[id as usize];
+        let old = idle::timeout(
+            &self.rules,
+            &self.limits.timeouts,
+            &Flow {
+                state: before,
+                ..flow
+            },
+        );
+        if idle::timeout(&self.rules, &self.limits.timeouts, &flow) < old {
+            let generation = flow.schedule.wrapping_add(1);
+            self.slab[id as usize].schedule = generation;
+            self.wheel
+                .schedule(id, generation, self.deadline(&flow), flow.last_seen);
+        }
     }
 
     /// Adds a binding. Refuses rather than evicts when the shard or the tenant is full.
@@ -352,14 +405,22 @@ impl FlowShard {
         flow.last_seen = now;
         let id = match self.free.pop() {
             Some(id) => {
+                // A new generation, so that the slot's old wheel entry is stale.
+                flow.schedule = self.slab[id as usize].schedule.wrapping_add(1);
                 self.slab[id as usize] = flow;
                 id
             }
+            None if self.slab.len() > wheel::MAX_ID as usize => {
+                return Err(InsertError::TableFull);
+            }
             None => {
+                flow.schedule = 0;
                 self.slab.push(flow);
                 (self.slab.len() - 1) as FlowId
             }
         };
+        let at = self.deadline(&flow);
+        self.wheel.schedule(id, flow.schedule, at, now);
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.by_forward
             .insert(fwd_hash, id, |i| hasher.hash_one(slab[i as usize].forward));
@@ -434,27 +495,30 @@ impl FlowShard {
         self.limits = limits;
     }
 
-    /// Removes up to `budget` expired bindings, visiting at most `4 * budget` slots.
-    /// Called a little per batch so that expiry never stalls a worker.
+    /// Removes up to `budget` expired bindings, looking at no more than `4 * budget`
+    /// wheel entries that are due by `now` (bindings not expired yet are filed again
+    /// under their deadline). Called between batches: it costs nothing while nothing is
+    /// due.
     pub fn sweep(&mut self, now: u32, budget: usize) -> usize {
         let mut removed = 0;
-        let n = self.slab.len();
-        if n == 0 {
-            return 0;
-        }
-        for _ in 0..budget.saturating_mul(4).min(n) {
-            if self.sweep_cursor >= n {
-                self.sweep_cursor = 0;
+        let mut looked = 0;
+        while removed < budget && looked < budget.saturating_mul(4) {
+            let Some((id, generation)) = self.wheel.pop_due(now) else {
+                break;
+            };
+            looked += 1;
+            let Some(&flow) = self.slab.get(id as usize) else {
+                continue;
+            };
+            if !flow.live || flow.schedule != generation {
+                continue; // removed, replaced or filed again since
             }
-            let id = self.sweep_cursor as FlowId;
-            self.sweep_cursor += 1;
-            let flow = &self.slab[id as usize];
-            if flow.live && self.expired(flow, now) {
+            if self.expired(&flow, now) {
                 self.expire(id);
                 removed += 1;
-                if removed == budget {
-                    break;
-                }
+            } else {
+                let at = self.deadline(&flow);
+                self.wheel.schedule(id, generation, at, now);
             }
         }
         removed
@@ -505,6 +569,7 @@ impl FlowShard {
             + self.free.capacity() * std::mem::size_of::<FlowId>()
             + self.by_forward.allocation_size()
             + self.by_return.allocation_size()
+            + self.wheel.allocation_size()
     }
 }
 
@@ -654,6 +719,51 @@ mod tests {
         assert!(s.allocate_port(&other, 20000, 20099, 1, 2).is_some());
         // A range with no port of this worker.
         assert_eq!(s.allocate_port(&template, 20000, 20000, 1, 2), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever happens to bindings (new ones, packets in either direction with any
+        /// flags, removals, time going on), a sweep with room enough leaves no expired
+        /// binding and removes no live one: the wheel never loses a binding's deadline,
+        /// also when a FIN or RST shortens it.
+        #[test]
+        fn a_full_sweep_removes_exactly_the_expired(
+            ops in proptest::collection::vec((0u8..4, 0u16..40, proptest::prelude::any::<u8>(), 0u32..40), 1..300),
+        ) {
+            let mut s = FlowShard::new(limits(1000, 1000));
+            let mut now = 1000u32;
+            for (op, i, flags, dt) in ops {
+                match op {
+                    0 => { let _ = s.insert(flow(i, 0), now); }
+                    1 | 2 => {
+                        if let Some(id) = s.find_forward(&flow(i, 0).forward, now) {
+                            let dir = if op == 1 { Direction::Forward } else { Direction::Return };
+                            s.touch(id, dir, Some(flags & 0x17), now);
+                        }
+                    }
+                    _ => {
+                        if let Some(id) = s.find_forward(&flow(i, 0).forward, now) {
+                            s.remove(id);
+                        }
+                    }
+                }
+                now += dt;
+                if dt % 3 == 0 {
+                    s.sweep(now, usize::MAX);
+                    for id in 0..s.slots() as FlowId {
+                        if let Some(f) = s.live(id) {
+                            proptest::prop_assert!(!s.expired(f, now), "expired binding left at {}", now);
+                        }
+                    }
+                }
+            }
+            let before = s.len();
+            let expired = (0..s.slots() as FlowId)
+                .filter(|&id| s.live(id).is_some_and(|f| s.expired(f, now)))
+                .count();
+            proptest::prop_assert_eq!(s.sweep(now, usize::MAX), expired);
+            proptest::prop_assert_eq!(s.len(), before - expired);
+        }
     }
 
     #[test]

@@ -174,12 +174,24 @@ impl Validator<'_> {
     }
 
     fn flows(&mut self, raw: &RawFlows) -> FlowLimits {
+        /// The most bindings one shard can hold (`flow/wheel.rs`, 24-bit slot ids).
+        const MAX_FLOWS_PER_WORKER: u32 = 1 << 24;
         let mut limits = FlowLimits::default();
         let base = "balancer.flows";
         if let Some(n) = &raw.max_flows_per_worker
             && let Some(c) = self.count(n, field(base, "max_flows_per_worker"))
         {
-            limits.max_flows_per_worker = c;
+            if c > MAX_FLOWS_PER_WORKER {
+                self.error(
+                    n.span(),
+                    field(base, "max_flows_per_worker"),
+                    format!(
+                        "{c} is more than a shard can index ({MAX_FLOWS_PER_WORKER}: its \
+                         expiry schedule names bindings with 24 bits); run more workers"
+                    ),
+                );
+            }
+            limits.max_flows_per_worker = c.min(MAX_FLOWS_PER_WORKER);
         }
         if let Some(n) = &raw.max_flows_per_tenant
             && let Some(c) = self.count(n, field(base, "max_flows_per_tenant"))

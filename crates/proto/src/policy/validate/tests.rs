@@ -1016,6 +1016,17 @@ fn refuses_bad_addresses_macs_and_durations() {
     );
 
     let text = mutate(
+        "max_flows_per_worker = 1048576",
+        "max_flows_per_worker = 16777217",
+    );
+    expect_only(
+        &text,
+        "16777217",
+        "balancer.flows.max_flows_per_worker",
+        "more than a shard can index (16777216",
+    );
+
+    let text = mutate(
         "max_flows_per_tenant = 524288",
         "max_flows_per_tenant = 524288\npreallocate_flows_per_worker = 2000000",
     );
