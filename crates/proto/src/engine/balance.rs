@@ -7,7 +7,7 @@
 //! the client and the DIP share a virtual network and the DIP would otherwise answer
 //! the client directly, bypassing the reverse translation.
 
-use crate::flow::{Direction, Flow, FlowId, ForwardKey, ReturnKey, State, steer};
+use crate::flow::{Direction, Flow, FlowId, ForwardKey, NO_HOST, ReturnKey, State, steer};
 use crate::policy::Protocol;
 use crate::wire::tcp;
 
@@ -15,9 +15,6 @@ use super::drop::DropReason;
 use super::nat::Rewrite;
 use super::packet::{IpPacket, Ports};
 use super::{Arrival, Ctx, Matched, Verdict, Via};
-
-/// Host id stored for flows whose client is on the Internet side.
-pub(crate) const NO_HOST: u16 = u16::MAX;
 
 pub(super) fn forward(
     ctx: &mut Ctx,

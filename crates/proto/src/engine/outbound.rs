@@ -14,9 +14,9 @@
 
 use std::net::IpAddr;
 
-use crate::flow::{Direction, Flow, FlowId, ForwardKey, ReturnKey, State, steer};
+use crate::flow::{Direction, Flow, FlowId, ForwardKey, Owner, ReturnKey, State, steer};
 use crate::maglev;
-use crate::policy::{OUTBOUND_POOL_TAG, OutboundRule, Protocol, Snapshot, Vsid};
+use crate::policy::{OutboundRule, Protocol, Snapshot, Vsid};
 
 use super::drop::DropReason;
 use super::emit::Path;
@@ -26,9 +26,10 @@ use super::{Arrival, Ctx, Egress, Matched, Verdict, reply};
 
 /// The outbound rule index of a flow made here, `None` for a VIP flow.
 pub(crate) fn rule_of(flow: &Flow) -> Option<u16> {
-    (flow.pool & OUTBOUND_POOL_TAG != 0)
-        .then(|| u16::try_from(flow.pool & !OUTBOUND_POOL_TAG).ok())
-        .flatten()
+    match flow.owner() {
+        Owner::Outbound(r) => u16::try_from(r).ok(),
+        Owner::Pool(_) => None,
+    }
 }
 
 /// Whether `dst` lies in a prefix of any subnet of `vsid`'s routing domain: such
@@ -203,14 +204,8 @@ fn new_flow(
         ..template
     };
     let hash = maglev::flow_hash(key.vsid, ip.proto, ip.src, ports.src, ip.dst, ports.dst);
-    let mut flow = Flow::new(
-        key,
-        ret,
-        rule.tenant,
-        OUTBOUND_POOL_TAG | u32::from(r),
-        i,
-        state,
-    );
+    let mut flow = Flow::new(key, ret, rule.tenant, 0, i, state);
+    flow.set_owner(Owner::Outbound(u32::from(r)));
     flow.flow_id = (hash >> 56) as u8;
     flow.client_host = host;
     ctx.bind(flow)
@@ -291,7 +286,7 @@ pub(crate) fn remap(old: &[OutboundRule], new: &Snapshot, flow: &mut Flow) -> Op
     });
     Some(match kept {
         Some((nr, i, tenant, host)) => {
-            flow.pool = OUTBOUND_POOL_TAG | u32::from(nr);
+            flow.set_owner(Owner::Outbound(u32::from(nr)));
             flow.dip = i;
             flow.tenant = tenant;
             flow.client_host = host;

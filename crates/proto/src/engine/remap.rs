@@ -13,7 +13,7 @@ use hashbrown::HashMap;
 use crate::flow::{Flow, FlowShard};
 use crate::policy::{DipKey, Snapshot, Vsid};
 
-use super::balance::NO_HOST;
+use crate::flow::NO_HOST;
 
 /// Where each old pool (and each of its DIPs) lives in the new snapshot.
 struct PoolMap {

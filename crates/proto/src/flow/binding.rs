@@ -7,9 +7,25 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use super::state::State;
+use crate::policy::OUTBOUND_POOL_TAG;
 
 /// Index of a binding in its shard's slab.
 pub type FlowId = u32;
+
+/// [`Flow::client_host`] of a binding whose client is on the Internet side (public VIPs
+/// and outbound replies): no host may speak for it.
+pub const NO_HOST: u16 = u16::MAX;
+
+/// What a binding belongs to. Stored packed in [`Flow::pool`] (an outbound rule's index
+/// tagged with [`OUTBOUND_POOL_TAG`]) to keep the binding within its byte budget; read
+/// and written through this type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A VIP pool ([`PoolId`](crate::policy::PoolId)).
+    Pool(u32),
+    /// An outbound rule, by its index in the policy.
+    Outbound(u32),
+}
 
 /// How the client's packets of a flow look when they reach the LB (before NAT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +148,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// A binding not yet in a table: NVGRE FlowID 0, no client host (`u16::MAX`), no
+    /// A binding not yet in a table: NVGRE FlowID 0, no client host ([`NO_HOST`]), no
     /// acknowledgment numbers; [`FlowShard::insert`] sets `last_seen` and makes it live.
     pub fn new(
         forward: ForwardKey,
@@ -149,7 +165,7 @@ impl Flow {
             pool,
             dip,
             flow_id: 0,
-            client_host: u16::MAX,
+            client_host: NO_HOST,
             state,
             last_seen: 0,
             live: false,
@@ -158,6 +174,24 @@ impl Flow {
             dip_ack: 0,
             acks_seen: 0,
         }
+    }
+
+    /// The pool or outbound rule the binding belongs to.
+    #[inline]
+    pub fn owner(&self) -> Owner {
+        if self.pool & OUTBOUND_POOL_TAG != 0 {
+            Owner::Outbound(self.pool & !OUTBOUND_POOL_TAG)
+        } else {
+            Owner::Pool(self.pool)
+        }
+    }
+
+    /// Makes the binding belong to `owner` (a pool id or rule index below 2^31).
+    pub fn set_owner(&mut self, owner: Owner) {
+        self.pool = match owner {
+            Owner::Pool(p) => p & !OUTBOUND_POOL_TAG,
+            Owner::Outbound(r) => OUTBOUND_POOL_TAG | r,
+        };
     }
 
     /// True for full-NAT bindings (CA VIPs), whose replies go to the LB's own CA.

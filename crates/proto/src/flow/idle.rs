@@ -9,7 +9,6 @@
 
 use super::binding::Flow;
 use super::state::{State, Timeouts};
-use crate::policy::OUTBOUND_POOL_TAG;
 
 /// Expired flows waiting for their resets; beyond this the oldest wait and newer
 /// expiries are not reset (counted by the caller as they are dropped from the queue).
@@ -38,10 +37,10 @@ pub struct IdleRules {
 /// until its rule's idle timeout or its state's usual timeout, whichever is first; a
 /// VIP rule's own timeout replaces the usual one for established TCP and UDP.
 pub fn timeout(rules: &IdleRules, defaults: &Timeouts, flow: &Flow) -> u32 {
-    if flow.pool & OUTBOUND_POOL_TAG != 0 {
+    if let super::Owner::Outbound(rule) = flow.owner() {
         let own = rules
             .outbound
-            .get((flow.pool & !OUTBOUND_POOL_TAG) as usize)
+            .get(rule as usize)
             .copied()
             .unwrap_or(u32::MAX);
         return defaults.for_state(flow.state).min(own);
@@ -76,6 +75,7 @@ pub const ACKS_BOTH: u8 = ACK_FROM_CLIENT | ACK_FROM_DIP;
 
 #[cfg(test)]
 mod tests {
+    use crate::policy::OUTBOUND_POOL_TAG;
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;

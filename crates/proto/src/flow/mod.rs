@@ -14,6 +14,7 @@ pub mod state;
 pub mod steer;
 mod wheel;
 
+pub use binding::{NO_HOST, Owner};
 pub use idle::{IdleRules, RuleIdle};
 pub use shard::{Flow, FlowId, FlowShard, ForwardKey, InsertError, ReturnKey, ShardLimits};
 pub use state::{Direction, State, Timeouts};

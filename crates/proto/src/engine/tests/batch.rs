@@ -235,9 +235,9 @@ fn pool_of_frames(p: &Arc<Snapshot>) -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    // 1 000 cases of 256–1 023 frames each: about 640 000 frames through each path, a
-    // third of them mutated, plus random bytes.
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    // 1 600 cases of 256–1 023 frames each: about a million frames through each path,
+    // up to 400 of each case's frames mutated, plus random bytes.
+    #![proptest_config(ProptestConfig::with_cases(1600))]
 
     #[test]
     fn the_batch_path_agrees_with_the_single_frame_path(
