@@ -56,9 +56,10 @@ if [ $# -ge 1 ]; then
   cp -r benches/engine_count.rs benches/engine_scenarios "$worktree/benches/"
   grep -q 'name = "engine_count"' "$worktree/Cargo.toml" ||
     printf '\n[[bench]]\nname = "engine_count"\nharness = false\n' >>"$worktree/Cargo.toml"
-  # Its own lock file, and this tree's build directory, so that the crates both use
-  # are not built twice.
-  before=$(CARGO_TARGET_DIR=$PWD/target build "$worktree")
+  # Its own lock file and its own build directory: cargo names the workspace's own
+  # crates alike in both trees (their metadata hash leaves the checkout's path out), so
+  # a shared build directory let one tree's libraries overwrite the other's.
+  before=$(CARGO_TARGET_DIR=$tmp/target build "$worktree")
   [ -n "$before" ] || { echo "count.sh: the harness did not build at $1" >&2; exit 1; }
 fi
 

@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use nvlb::engine::{Engine, MAX_BATCH, Verdict, output_len};
 
+mod engine_batch;
 mod engine_scenarios;
-use engine_scenarios::{Discard, NOW, Packed, Scenario, ca_vip, policy_for, public, shuffle};
+use engine_batch::{Discard, Packed, policy_for, shuffle};
+use engine_scenarios::{NOW, Scenario, ca_vip, public};
 
 /// `frames` through the batch path, `MAX_BATCH` at a time.
 fn batched(engine: &mut Engine, now: u64, frames: &[&[u8]], sink: &mut Discard) {
