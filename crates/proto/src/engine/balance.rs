@@ -185,6 +185,14 @@ fn new_flow(
     if pool.rule.all_ports {
         ret.dip_port = ports.dst; // an all-ports rule keeps the packet's port
     }
+    if pool.floating_ip {
+        // The DIP holds the VIP and answers from it: the connection it sees is with
+        // the VIP, not its CA. Keyed by the CA, one client port used for this VIP and
+        // for an ordinary VIP on the same DIP (two connections at the DIP) collided,
+        // and the second SYN was dropped as a flow conflict (tests/lab_outbound.rs).
+        ret.dip = ip.dst;
+        ret.dip_port = ports.dst;
+    }
     if !pool.is_public() {
         // Full NAT needs a fresh source port; a mid-stream segment would reach the DIP
         // from a port it never saw and be reset, so refuse it here instead.

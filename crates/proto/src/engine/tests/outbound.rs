@@ -451,3 +451,38 @@ fn a_frag_needed_about_an_outbound_packet_reaches_the_vm() {
         Verdict::Drop(DropReason::IcmpNoFlow)
     );
 }
+
+/// Found by tests/lab_outbound.rs (one request of 40 timed out): the client's kernel
+/// reused a source port for the floating-IP VIP that it had just used for the ordinary
+/// VIP on the same DIP. The DIP sees two connections (to the VIP, to its CA), but both
+/// bindings were keyed by the DIP's CA on the return side, so the second SYN and its
+/// retransmissions were dropped as a flow conflict.
+#[test]
+fn one_client_port_to_a_floating_and_an_ordinary_vip_on_one_dip() {
+    let p = policy_from(&outbound_text());
+    let (dsr, web) = (pool(&p, "red-dsr"), pool(&p, "red-web"));
+    let c = client(false, 11);
+    let shared = dsr.dips[0].ca;
+    // A port for which the ordinary VIP picks the floating VIP's DIP too.
+    let port = (44000..44200)
+        .find(|&sp| {
+            let mut rig = Rig::new(&p);
+            let (m, _) = rig.forward(SEC, &from_internet(&p, c, sp, web, SYN, 64));
+            web.dips[usize::from(m.dip)].ca == shared
+        })
+        .expect("a port whose flow lands on the shared DIP");
+    for first_dsr in [true, false] {
+        let mut rig = Rig::new(&p);
+        let order = if first_dsr { [dsr, web] } else { [web, dsr] };
+        for vip in order {
+            let v = rig.run(SEC, &from_internet(&p, c, port, vip, SYN, 64));
+            assert!(
+                matches!(v, Verdict::Forward { .. }),
+                "{} after {}: {v:?}",
+                vip.name,
+                if first_dsr { "red-dsr" } else { "red-web" }
+            );
+        }
+        assert_eq!(rig.engine.shard().len(), 2);
+    }
+}
