@@ -206,18 +206,6 @@ impl Core {
         }
     }
 
-    /// A frame from a socket: what the kernel knows about it decides first.
-    fn receive(&mut self, now: Nanos, frame: &[u8], meta: Meta) {
-        if meta.vlan_tagged {
-            self.rest.io.rx_vlan_tagged += 1;
-            return;
-        }
-        if meta.csum_partial {
-            self.rest.io.rx_csum_partial += 1;
-        }
-        self.handle(now, frame, false);
-    }
-
     /// Sends the RSTs of flows that expired under a `tcp_reset` rule (idle reset).
     fn send_resets(&mut self) {
         if !self.engine.has_resets() {
@@ -249,8 +237,9 @@ impl Core {
         sink.verdict(0, frame, verdict);
     }
 
-    /// Frames from a receive ring, a batch at a time through the engine's batch path;
-    /// what the kernel knows about a frame decides first, as in [`Core::receive`].
+    /// Received frames (a ring block's, or a batch of socket receives), through the
+    /// engine's batch path together; what the kernel knows about a frame decides
+    /// first: a VLAN-tagged frame is dropped, a partial checksum counted.
     fn receive_batch(&mut self, now: Nanos, batch: &[RingFrame<'_>]) {
         let mut frames: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
         let mut n = 0;
@@ -396,8 +385,10 @@ impl Worker {
                 },
             },
             inbox,
+            // A batch of receive slots (zeroed lazily by the kernel: only the pages
+            // frames are written into are ever backed).
             rx: if rings.is_empty() {
-                vec![0; RX_BUF]
+                vec![0; RX_BUF * BATCH]
             } else {
                 Vec::new()
             },
@@ -469,30 +460,48 @@ impl Worker {
         if !self.rings.is_empty() {
             return self.drain_ring(now, usize::from(provider));
         }
+        // Up to a batch of frames, each in its own slot of the receive buffer, then
+        // through the engine's batch path together, as the ring backend does.
+        let mut lens: [(usize, Meta); BATCH] = [(0, Meta::default()); BATCH];
+        let mut got = 0;
         let mut n = 0;
         while n < BATCH {
             let sock = match (provider, &self.core.rest.ports.provider) {
                 (false, _) => &self.core.rest.ports.external,
                 (true, Some(p)) => p,
-                (true, None) => return n,
+                (true, None) => break,
             };
-            match sock.recv(&mut self.rx) {
+            let Some(slot) = self.rx.get_mut(got * RX_BUF..(got + 1) * RX_BUF) else {
+                break;
+            };
+            match sock.recv(slot) {
                 Ok(Recv::Frame(len, meta)) => {
-                    self.core.rest.io.rx_frames += 1;
-                    let frame = self.rx.get(..len).unwrap_or(&[]);
-                    self.core.receive(now, frame, meta);
+                    lens[got] = (len, meta);
+                    got += 1;
                 }
                 Ok(Recv::Truncated(_)) => {
                     self.core.rest.io.rx_frames += 1;
                     self.core.rest.io.rx_truncated += 1;
                 }
-                Ok(Recv::Empty) => return n,
+                Ok(Recv::Empty) => break,
                 Err(_) => {
                     self.core.rest.io.rx_errors += 1;
-                    return n;
+                    break;
                 }
             }
             n += 1;
+        }
+        if got > 0 {
+            let mut frames: [RingFrame<'_>; BATCH] = std::array::from_fn(|_| RingFrame::Truncated);
+            for (i, (frame, &(len, meta))) in frames.iter_mut().zip(&lens[..got]).enumerate() {
+                let bytes = self
+                    .rx
+                    .get(i * RX_BUF..i * RX_BUF + len.min(RX_BUF))
+                    .unwrap_or(&[]);
+                *frame = RingFrame::Frame(bytes, meta);
+            }
+            // Counts each frame received (`rx_frames`) as the ring backend does.
+            self.core.receive_batch(now, &frames[..got]);
         }
         n
     }
