@@ -23,8 +23,10 @@ use nvlb::engine::{Engine, MAX_BATCH, Verdict, output_len};
 
 mod engine_batch;
 mod engine_scenarios;
-use engine_batch::{Discard, Packed, policy_for, shuffle};
+mod shuffle;
+use engine_batch::{Discard, Packed, policy_for};
 use engine_scenarios::{NOW, Scenario, ca_vip, public};
+use shuffle::shuffle;
 
 /// `frames` through the batch path, `MAX_BATCH` at a time.
 fn batched(engine: &mut Engine, now: u64, frames: &[&[u8]], sink: &mut Discard) {

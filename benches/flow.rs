@@ -21,7 +21,9 @@ use dashmap::DashMap;
 use nvlb::flow::{Flow, FlowShard, ForwardKey, ReturnKey, ShardLimits, State, Timeouts};
 
 mod flow_baseline;
+mod shuffle;
 use flow_baseline::HashbrownShard;
+use shuffle::shuffle;
 
 /// Operations per measured iteration.
 const OPS: usize = 65_536;
@@ -57,21 +59,6 @@ fn flow(i: u32) -> Flow {
     Flow::new(f, r, 0, 0, 0, State::SynSent)
 }
 
-/// A random permutation of `0..n` (splitmix64 and Fisher-Yates; fixed seed).
-fn shuffled(n: usize) -> Vec<u32> {
-    let mut v: Vec<u32> = (0..n as u32).collect();
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    for i in (1..n).rev() {
-        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        v.swap(i, (z % (i as u64 + 1)) as usize);
-    }
-    v
-}
-
 /// A shard for `n` flows, sized for exactly that many.
 fn limits(n: usize) -> ShardLimits {
     ShardLimits {
@@ -92,10 +79,9 @@ fn window<'a>(probes: &'a [ForwardKey], cursor: &mut usize) -> &'a [ForwardKey] 
 }
 
 fn table_size(c: &mut Criterion, n: usize) {
-    let probes: Vec<ForwardKey> = shuffled(n.max(OPS))
-        .into_iter()
-        .map(|i| key(i % n as u32).0)
-        .collect();
+    let mut order: Vec<u32> = (0..n.max(OPS) as u32).collect();
+    shuffle(&mut order);
+    let probes: Vec<ForwardKey> = order.into_iter().map(|i| key(i % n as u32).0).collect();
     let mut g = c.benchmark_group(format!("flow_table/{n}"));
     g.throughput(Throughput::Elements(OPS as u64));
     g.sample_size(10);

@@ -1,5 +1,5 @@
 //! What only the timed engine bench needs beside the shared scenarios: the batch
-//! path's sink, frames packed as a ring holds them, a shuffle, a policy sized for large
+//! path's sink, frames packed as a ring holds them, a policy sized for large
 //! tables. Apart from `engine_scenarios` so that `benches/count.sh` can still build that
 //! module against revisions from before the batch path.
 
@@ -23,20 +23,6 @@ impl nvlb::engine::Outputs for Discard {
     }
     fn verdict(&mut self, _index: usize, _frame: &[u8], verdict: nvlb::engine::Verdict) {
         std::hint::black_box(verdict);
-    }
-}
-
-/// A random permutation of `v` (splitmix64 and Fisher-Yates, fixed seed): lookups in
-/// an order unrelated to the order the flows were inserted in.
-pub fn shuffle<T>(v: &mut [T]) {
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    for i in (1..v.len()).rev() {
-        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        v.swap(i, (z % (i as u64 + 1)) as usize);
     }
 }
 

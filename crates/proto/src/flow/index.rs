@@ -168,9 +168,9 @@ impl BucketIndex {
         None
     }
 
-    /// A free slot of bucket `b`.
+    /// A free slot of bucket `b` (an empty slot's tag is [`EMPTY`]).
     fn free_slot(&self, b: usize) -> Option<usize> {
-        let m = slots_with_empty(&self.buckets[b]);
+        let m = slots_with(&self.buckets[b], EMPTY);
         (m != 0).then(|| m.trailing_zeros() as usize)
     }
 
@@ -293,19 +293,6 @@ impl BucketIndex {
     }
 }
 
-/// Empty slots of `b` as a bit mask.
-#[inline(always)]
-fn slots_with_empty(b: &Bucket) -> u32 {
-    let lo = u64::from_le_bytes([
-        b.tags[0], b.tags[1], b.tags[2], b.tags[3], b.tags[4], b.tags[5], b.tags[6], b.tags[7],
-    ]);
-    let hi = u64::from_le_bytes([
-        b.tags[8], b.tags[9], b.tags[10], b.tags[11], 0xff, 0xff, 0xff, 0xff,
-    ]);
-    let gather = |m: u64| ((m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
-    gather(zero_bytes(lo)) | (gather(zero_bytes(hi)) << 8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,7 +313,7 @@ mod tests {
         assert_eq!(slots_with(&b, 2), 0b1001_0100_1010);
         assert_eq!(slots_with(&b, 255), 0b10_0000);
         assert_eq!(slots_with(&b, 4), 0);
-        assert_eq!(slots_with_empty(&b), 0b0100_0001_0000);
+        assert_eq!(slots_with(&b, EMPTY), 0b0100_0001_0000);
     }
 
     /// Hashes that crowd a handful of buckets, so that spilling, moving and growing

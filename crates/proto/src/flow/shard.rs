@@ -632,6 +632,30 @@ mod tests {
         assert!(s.is_empty());
     }
 
+    /// The batch lookup answers as one lookup at a time does, over more keys than one
+    /// lookahead round (64), present, absent and expired alike.
+    #[test]
+    fn batch_lookup_answers_as_single_lookups() {
+        let mut s = FlowShard::new(limits(1000, 1000));
+        for i in (0..150).step_by(2) {
+            s.insert(flow(i, 0), if i % 6 == 0 { 0 } else { 100 })
+                .unwrap();
+        }
+        let keys: Vec<ForwardKey> = (0..150).map(|i| flow(i, 0).forward).collect();
+        let mut batch = vec![None; keys.len()];
+        let mut twin = FlowShard::new(limits(1000, 1000));
+        for i in (0..150).step_by(2) {
+            twin.insert(flow(i, 0), if i % 6 == 0 { 0 } else { 100 })
+                .unwrap();
+        }
+        // At 110 the bindings inserted at 0 (SYN, 20 s) have expired and are removed.
+        s.find_forward_batch(&keys, 110, &mut batch);
+        let single: Vec<Option<FlowId>> = keys.iter().map(|k| twin.find_forward(k, 110)).collect();
+        assert_eq!(batch, single);
+        assert_eq!(batch.iter().flatten().count(), 50);
+        assert_eq!(s.len(), twin.len());
+    }
+
     #[test]
     fn full_table_refuses_and_keeps_old_flows() {
         let mut s = FlowShard::new(limits(3, 2));

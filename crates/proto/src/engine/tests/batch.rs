@@ -260,3 +260,38 @@ proptest! {
         pair.run(&frames, &cuts)?;
     }
 }
+
+/// The lookahead's key (engine/peek.rs) is the binding's own: a client's frame peeks to
+/// its forward key, and a DIP's answer to a key that hashes as the binding's return
+/// key, plain and in NVGRE. Were it wrong, the batch path would still decide right and
+/// only prefetch the wrong lines; this holds it to what it is for.
+#[test]
+fn the_lookahead_key_is_the_bindings_key() {
+    let p = example();
+    let (web, vip1) = (pool(&p, "blue-web"), pool(&p, "blue-vip1"));
+    let frames = [
+        from_internet(&p, client(false, 3), 4100, web, SYN, 64),
+        from_vm(&p, "10.0.0.5", 5100, vip1.address, vip1.port, SYN),
+    ];
+    let mut rig = Rig::new(&p);
+    for (i, f) in frames.iter().enumerate() {
+        let Verdict::Forward { len, .. } = rig.run(SEC, f) else {
+            panic!("frame {i} not forwarded");
+        };
+        let flow = *rig.engine.shard().flow(i as u32);
+        assert_eq!(
+            crate::engine::peek::flow_key(f),
+            Some(flow.forward),
+            "frame {i}"
+        );
+        let answer = craft::tunnel_reply(&rig.out[..len], SYN_ACK, 9, 2).expect("NVGRE");
+        let key = crate::engine::peek::flow_key(&answer).expect("a key from the answer");
+        let shard = rig.engine.shard();
+        assert_eq!(
+            shard.hash(&key),
+            shard.hash(&flow.ret),
+            "answer to frame {i}"
+        );
+    }
+    assert_eq!(crate::engine::peek::flow_key(&[0u8; 20]), None);
+}
