@@ -13,7 +13,9 @@
 //!
 //! Every input runs a second time through `Engine::process_batch` on twin engines, the
 //! frames of each worker cut into batches of 1 + (input length mod 64) between clock
-//! steps, and must give the same verdicts and output frames ([`replay_batched`]).
+//! steps, and must give the same verdicts and output frames ([`replay_batched`]). The
+//! first run takes the general path alone (`Engine::set_shortcut(false)`), the twins
+//! the established-flow shortcut, so the shortcut is fuzzed against the general path.
 //!
 //! Must never: hide a panic, skip a check on a frame the engine emitted, or feed the
 //! engine anything but the bytes it would get from a socket.
@@ -110,7 +112,13 @@ impl Harness {
         let workers = workers.max(1);
         Harness {
             engines: (0..workers)
-                .map(|w| Engine::new(policy.clone(), w, workers))
+                .map(|w| {
+                    // The general path alone: the twins of `replay_batched` take the
+                    // established-flow shortcut and are held to it.
+                    let mut e = Engine::new(policy.clone(), w, workers);
+                    e.set_shortcut(false);
+                    e
+                })
                 .collect(),
             policy,
             now: SEC,

@@ -14,6 +14,7 @@ pub mod drop;
 mod dsr;
 mod echo_rule;
 mod emit;
+mod established;
 mod headers;
 mod icmp;
 mod idle_reset;
@@ -281,6 +282,11 @@ pub struct Engine {
     ident: u16,
     /// An expired flow whose client was reset and whose DIP is next (`idle_reset.rs`).
     resetting: Option<crate::flow::Flow>,
+    /// The policy facts of the established-flow shortcut (`established.rs`).
+    facts: established::Facts,
+    /// Whether `process` tries the shortcut first (off only to test it against the
+    /// general path).
+    shortcut: bool,
 }
 
 /// Shard bounds and timeouts from the policy.
@@ -307,6 +313,8 @@ impl Engine {
         let counters = Counters::for_policy(&policy);
         Engine {
             routes: route::Routes::build(&policy),
+            facts: established::Facts::build(&policy),
+            shortcut: true,
             policy,
             shard,
             counters,
@@ -340,8 +348,17 @@ impl Engine {
         self.counters.idle_resets_unsent += unsent;
         self.count_unqueued_resets();
         self.routes = route::Routes::build(&policy);
+        self.facts = established::Facts::build(&policy);
         self.policy = policy;
         forgotten
+    }
+
+    /// Turns the established-flow shortcut off or on: the general path alone decides
+    /// every frame when off. For tests and fuzz targets that hold the two to the same
+    /// answers; a data plane never needs it.
+    #[doc(hidden)]
+    pub fn set_shortcut(&mut self, on: bool) {
+        self.shortcut = on;
     }
 
     /// The policy snapshot this engine works with now.
@@ -417,6 +434,11 @@ impl Engine {
     /// Decides what to do with one received frame. Output frames are written to
     /// `out`, which should be at least [`output_len`]`(frame.len())` bytes long.
     pub fn process(&mut self, now: Nanos, frame: &[u8], out: &mut [u8]) -> Verdict {
+        if self.shortcut
+            && let Some(v) = self.established(now, frame, out)
+        {
+            return v;
+        }
         let mut ctx = Ctx {
             policy: &self.policy,
             routes: &self.routes,

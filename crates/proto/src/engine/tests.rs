@@ -15,6 +15,7 @@ use crate::policy::{LookupRecord, Snapshot, VipPool};
 use crate::wire::{ethernet, gre, ipv4, ipv6, tcp, udp};
 
 mod batch;
+mod established;
 mod rules;
 
 const SEC: u64 = 1_000_000_000;

@@ -274,6 +274,18 @@ impl FlowShard {
         self.live_or_expire(id, now)
     }
 
+    /// The live, unexpired binding of a forward key, changing nothing: an expired one
+    /// is left for [`FlowShard::find_forward`] to retire.
+    #[inline]
+    pub fn find_forward_live(&self, key: &ForwardKey, now: u32) -> Option<FlowId> {
+        let hash = self.hasher.hash_one(key);
+        let slab = &self.slab;
+        let id = self
+            .by_forward
+            .find(hash, |i| slab[i as usize].forward == *key)?;
+        (!self.expired(&self.slab[id as usize], now)).then_some(id)
+    }
+
     /// [`FlowShard::find_forward`] for a batch of keys, each answer in `found` at the
     /// key's position: every key is hashed and its bucket and entry prefetched before
     /// any is resolved, so the cache misses of a large table overlap.

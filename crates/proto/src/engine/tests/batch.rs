@@ -4,12 +4,16 @@
 //! table, frame by frame. Batches hold related frames on purpose: a SYN and its ACK,
 //! both directions of one flow, RST then SYN on one tuple, new flows racing for the
 //! last source-NAT port and the last slot of a tenant's quota.
+//!
+//! The single-frame engine runs with the established-flow shortcut off
+//! (`established.rs`), so the batch path, which takes it, is held to the general path:
+//! the same tests hold the shortcut to it too.
 
 use super::*;
 use crate::engine::batch::Outputs;
 
 /// Collects what the batch path decides, with copies of its output frames.
-struct Collect {
+pub(super) struct Collect {
     buf: Vec<u8>,
     got: Vec<(Verdict, Vec<u8>)>,
 }
@@ -35,20 +39,23 @@ fn output(v: &Verdict, buf: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Two engines fed the same frames: `single` one at a time, `batched` in batches.
-struct Pair {
-    single: Engine,
-    batched: Engine,
+/// Two engines fed the same frames: `single` one at a time by the general path alone,
+/// `batched` in batches, with the shortcut.
+pub(super) struct Pair {
+    pub(super) single: Engine,
+    pub(super) batched: Engine,
     out: Vec<u8>,
     now: u64,
     /// Output frames of the single-frame engine, for replies.
-    sent: Vec<Vec<u8>>,
+    pub(super) sent: Vec<Vec<u8>>,
 }
 
 impl Pair {
-    fn new(p: &Arc<Snapshot>) -> Pair {
+    pub(super) fn new(p: &Arc<Snapshot>) -> Pair {
+        let mut single = Engine::new(p.clone(), 0, 1);
+        single.set_shortcut(false);
         Pair {
-            single: Engine::new(p.clone(), 0, 1),
+            single,
             batched: Engine::new(p.clone(), 0, 1),
             out: vec![0; 4096],
             now: SEC,
@@ -58,7 +65,7 @@ impl Pair {
 
     /// Runs `frames` cut at `cuts` (sizes, cycled; any size, also beyond a batch),
     /// a second later per batch, with expiry between batches as a worker does.
-    fn run(&mut self, frames: &[Vec<u8>], cuts: &[usize]) -> Result<(), TestCaseError> {
+    pub(super) fn run(&mut self, frames: &[Vec<u8>], cuts: &[usize]) -> Result<(), TestCaseError> {
         let mut at = 0;
         let mut k = 0;
         while at < frames.len() {

@@ -8,14 +8,14 @@ use crate::flow::State;
 /// Blue's extra rules, put before Red's tenant table so that they are Blue's.
 const RULES: &str = include_str!("rules.toml");
 
-fn rules_policy() -> Arc<Snapshot> {
+pub(super) fn rules_policy() -> Arc<Snapshot> {
     let red = "[[tenant]]\nname = \"red\"";
     policy_from(&example_text().replacen(red, &format!("{RULES}\n{red}"), 1))
 }
 
 /// A TCP packet from an Internet client to `vip:port`.
 #[allow(clippy::too_many_arguments)]
-fn tcp_in(
+pub(super) fn tcp_in(
     p: &Snapshot,
     c: IpAddr,
     sport: u16,
@@ -39,7 +39,7 @@ fn tcp_in(
     )
 }
 
-fn udp_in(p: &Snapshot, c: IpAddr, sport: u16, vip: IpAddr, port: u16) -> Vec<u8> {
+pub(super) fn udp_in(p: &Snapshot, c: IpAddr, sport: u16, vip: IpAddr, port: u16) -> Vec<u8> {
     let t = Transport::Udp {
         src_port: sport,
         dst_port: port,
