@@ -35,12 +35,14 @@ impl Engine {
     /// one, with the flow table's cache misses of the whole batch overlapped.
     pub fn process_batch(&mut self, now: Nanos, frames: &[&[u8]], outs: &mut impl Outputs) {
         let mut hashes = [0u64; MAX_BATCH];
+        let mut keys = [None; MAX_BATCH];
         for (c, chunk) in frames.chunks(MAX_BATCH).enumerate() {
             // Stage 1: hash every frame's flow key and ask for its buckets.
             let mut keyed: u64 = 0;
             for (i, frame) in chunk.iter().enumerate() {
-                if let Some(key) = peek::flow_key(frame) {
-                    let h = self.shard.hash(&key);
+                keys[i] = peek::flow_key(frame);
+                if let Some(key) = &keys[i] {
+                    let h = self.shard.hash(key);
                     self.shard.prefetch_buckets(h);
                     hashes[i] = h;
                     keyed |= 1 << i;
@@ -53,9 +55,18 @@ impl Engine {
                 self.shard.prefetch_entries(hashes[i]);
                 rest &= rest - 1;
             }
-            // Stage 3: decide and emit, in order.
+            // Stage 3: decide and emit, in order; an established flow's packet by the
+            // shortcut with the hash of stage 1.
             for (i, frame) in chunk.iter().enumerate() {
-                let verdict = self.process(now, frame, outs.buffer(output_len(frame.len())));
+                let out = outs.buffer(output_len(frame.len()));
+                let hint = keys[i].as_ref().map(|k| (k, hashes[i]));
+                let verdict = match self.shortcut {
+                    true => match self.established_hinted(now, frame, out, hint) {
+                        Some(v) => v,
+                        None => self.process_general(now, frame, out),
+                    },
+                    false => self.process_general(now, frame, out),
+                };
                 outs.verdict(c * MAX_BATCH + i, frame, verdict);
             }
         }

@@ -201,6 +201,31 @@ impl Counters {
         }
     }
 
+    /// [`Counters::record`] of a frame of `in_len` bytes forwarded as `out_len` on an
+    /// existing binding `flow`, for a path that knows that much already.
+    #[inline]
+    pub(crate) fn record_forward(
+        &mut self,
+        in_len: usize,
+        out_len: usize,
+        flow: &crate::flow::Flow,
+        direction: Direction,
+    ) {
+        self.packets_in += 1;
+        self.bytes_in += in_len as u64;
+        self.forwarded += 1;
+        self.bytes_out += out_len as u64;
+        if let Some(p) = self.pools.get_mut(flow.pool as usize) {
+            let d = dir_index(direction);
+            p.packets[d] += 1;
+            p.bytes_in[d] += in_len as u64;
+            p.bytes_out[d] += out_len as u64;
+            if let Some(n) = p.dip_packets.get_mut(usize::from(flow.dip)) {
+                n[d] += 1;
+            }
+        }
+    }
+
     /// Drops counted for one reason.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]

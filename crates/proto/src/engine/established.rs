@@ -42,6 +42,8 @@ struct PoolFacts {
 /// The per-snapshot tables of this path.
 pub(crate) struct Facts {
     macs: [MacAddr; 2],
+    /// The provider port's addresses (`Port::owns`), at most one per family.
+    provider: [Option<IpAddr>; 2],
     pools: Vec<PoolFacts>,
     /// Each host's PAs, kept only where the PA names that host back (`host_by_pa`).
     host_pas: Vec<[Option<IpAddr>; 2]>,
@@ -76,7 +78,23 @@ impl Facts {
                 [own(h.pa_v4.map(IpAddr::V4)), own(h.pa_v6.map(IpAddr::V6))]
             })
             .collect();
+        let provider = [
+            b.provider.address_v4().map(IpAddr::V4),
+            b.provider.address_v6().map(IpAddr::V6),
+        ];
         Facts {
+            // `Port::owns` by a comparison or two, when the port has no more than one
+            // address per family (validation's rule); else the tunnel shape is off.
+            provider: if b.provider.addresses.len() <= 2
+                && b.provider
+                    .addresses
+                    .iter()
+                    .all(|a| provider.contains(&Some(*a)))
+            {
+                provider
+            } else {
+                [None, None]
+            },
             macs: [b.external.mac, b.provider.mac],
             pools,
             host_pas,
@@ -84,7 +102,9 @@ impl Facts {
     }
 }
 
-/// One IP header read at fixed offsets.
+/// One IP header read at fixed offsets. Its checksum and addresses are read only
+/// once the packet is known to be one this path takes: a SYN leaves early.
+#[derive(Clone, Copy)]
 struct Ip<'a> {
     /// The packet, header to end of payload, without link-layer padding.
     bytes: &'a [u8],
@@ -97,8 +117,20 @@ struct Ip<'a> {
     dst: IpAddr,
 }
 
-/// IPv4 without options and unfragmented, with a valid header checksum, or IPv6
-/// whose next header is the upper layer; `None` for anything else.
+impl Ip<'_> {
+    /// An IPv4 header checksum that verifies (IPv6 has none).
+    #[inline(always)]
+    fn checksum_ok(&self) -> bool {
+        self.v6
+            || self
+                .bytes
+                .first_chunk::<20>()
+                .is_some_and(header_checksum_ok)
+    }
+}
+
+/// IPv4 without options and unfragmented, or IPv6 whose next header is the upper
+/// layer; `None` for anything else. The IPv4 checksum is left to [`Ip::checksum_ok`].
 #[inline(always)]
 fn ip(buf: &[u8], ethertype: u16) -> Option<Ip<'_>> {
     match ethertype {
@@ -108,12 +140,8 @@ fn ip(buf: &[u8], ethertype: u16) -> Option<Ip<'_>> {
             if h[0] != 0x45 || total < 20 || u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
                 return None;
             }
-            let bytes = buf.get(..total)?;
-            if checksum::fold(checksum::sum(h)) != 0xFFFF {
-                return None;
-            }
             Some(Ip {
-                bytes,
+                bytes: buf.get(..total)?,
                 v6: false,
                 proto: h[9],
                 l4: 20,
@@ -131,11 +159,10 @@ fn ip(buf: &[u8], ethertype: u16) -> Option<Ip<'_>> {
             if proto != ip_proto::TCP && proto != ip_proto::UDP && proto != ip_proto::GRE {
                 return None;
             }
-            let bytes = buf.get(..40 + usize::from(u16::from_be_bytes([h[4], h[5]])))?;
             let src: [u8; 16] = h[8..24].try_into().ok()?;
             let dst: [u8; 16] = h[24..40].try_into().ok()?;
             Some(Ip {
-                bytes,
+                bytes: buf.get(..40 + usize::from(u16::from_be_bytes([h[4], h[5]])))?,
                 v6: true,
                 proto,
                 l4: 40,
@@ -146,6 +173,16 @@ fn ip(buf: &[u8], ethertype: u16) -> Option<Ip<'_>> {
         }
         _ => None,
     }
+}
+
+/// The IPv4 header checksum verifies: ten words summed straight, no loop.
+#[inline(always)]
+fn header_checksum_ok(h: &[u8; 20]) -> bool {
+    let mut acc = 0u32;
+    for w in h.chunks_exact(2) {
+        acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    checksum::fold(acc) == 0xFFFF
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -191,14 +228,28 @@ impl Engine {
         frame: &[u8],
         out: &mut [u8],
     ) -> Option<Verdict> {
+        self.established_hinted(now, frame, out, None)
+    }
+
+    /// [`Engine::established`], given the flow key the batch path peeked and its hash:
+    /// when the key read here is that one, its hash is not computed again.
+    #[inline(always)]
+    pub(super) fn established_hinted(
+        &mut self,
+        now: Nanos,
+        frame: &[u8],
+        out: &mut [u8],
+        hint: Option<(&ForwardKey, u64)>,
+    ) -> Option<Verdict> {
         let facts = &self.facts;
         let mac = MacAddr(*frame.first_chunk::<6>()?);
         if mac != facts.macs[0] && mac != facts.macs[1] {
             return None;
         }
         let outer = ip(frame.get(ethernet::HEADER_LEN..)?, u16_at(frame, 12)?)?;
-        let (vsid, ip, sender) = if outer.proto == ip_proto::GRE {
-            if !self.policy.balancer().provider.owns(outer.dst) {
+        let tunnel = outer.proto == ip_proto::GRE;
+        let (vsid, ip) = if tunnel {
+            if !facts.provider.contains(&Some(outer.dst)) {
                 return None;
             }
             let g = outer.bytes.get(outer.l4..)?;
@@ -210,34 +261,46 @@ impl Engine {
                 return None;
             }
             let inner = g.get(gre::NVGRE_HEADER_LEN..)?;
-            let ip = ip(inner.get(ethernet::HEADER_LEN..)?, u16_at(inner, 12)?)?;
-            (vsid, ip, Some(outer.src))
+            (
+                vsid,
+                ip(inner.get(ethernet::HEADER_LEN..)?, u16_at(inner, 12)?)?,
+            )
         } else {
-            (0, outer, None)
+            (0, outer)
         };
         if ip.ttl <= 1 {
             return None;
         }
         let (sport, dport, flags) = ports(ip.proto, ip.bytes.get(ip.l4..)?)?;
-        if steer::by_endpoint(ip.src, sport, self.workers) != self.worker {
+        if !ip.checksum_ok() || (tunnel && !outer.checksum_ok()) {
+            return None;
+        }
+        let sender = tunnel.then_some(outer.src);
+        let (src, dst) = (ip.src, ip.dst);
+        if self.workers > 1 && steer::by_endpoint(src, sport, self.workers) != self.worker {
             return None;
         }
         let key = ForwardKey {
             vsid,
             proto: ip.proto,
-            client: ip.src,
+            client: src,
             client_port: sport,
-            vip: ip.dst,
+            vip: dst,
             vip_port: dport,
         };
         let now_s = seconds(now);
-        let id = self.shard.find_forward_live(&key, now_s)?;
+        let id = match hint {
+            Some((peeked, hash)) if *peeked == key => {
+                self.shard.find_forward_live_hashed(&key, hash, now_s)?
+            }
+            _ => self.shard.find_forward_live(&key, now_s)?,
+        };
         let flow = self.shard.flow(id);
         let Owner::Pool(pool) = flow.owner() else {
             return None;
         };
         let pf = facts.pools.get(pool as usize)?;
-        if !pf.eligible || pf.frontend != vsid || pf.address != ip.dst {
+        if !pf.eligible || pf.frontend != vsid || pf.address != dst {
             return None;
         }
         if let Some(pa) = sender {
@@ -258,7 +321,6 @@ impl Engine {
         if len > pre.room() {
             return None;
         }
-        let flow = *flow;
         let ack = ip
             .bytes
             .get(ip.l4 + 8..)
@@ -270,13 +332,6 @@ impl Engine {
             .ok()?;
         // Decided: from here on, what the general path does, and nothing can fail.
         self.ident = ident;
-        self.shard.touch(id, Direction::Forward, flags, now_s);
-        if let (Some(f), Some(ack)) = (flags, ack)
-            && f & tcp::flags::ACK != 0
-            && self.shard.resets_on_idle(id)
-        {
-            self.shard.note_ack(id, Direction::Forward, ack);
-        }
         let inner = &mut out[off..off + len];
         inner.copy_from_slice(ip.bytes);
         let rw = nat::Rewrite {
@@ -286,14 +341,22 @@ impl Engine {
             dst: (!pf.floating_ip).then_some((flow.ret.dip, flow.ret.dip_port)),
             hop: true,
         };
-        nat::apply(inner, ip.v6, ip.proto, ip.l4, &rw);
+        nat::apply_whole(inner, ip.v6, ip.proto == ip_proto::UDP, &rw);
         let verdict = Verdict::Forward {
             egress: pre.egress(),
             len: off + len,
-            matched: Matched::of(&flow),
+            matched: Matched::of(flow),
         };
         self.counters
-            .record(frame.len(), &verdict, false, Direction::Forward);
+            .record_forward(frame.len(), off + len, flow, Direction::Forward);
+        // `touch` with no change of state (checked above): the clock only.
+        self.shard.refresh(id, now_s);
+        if let (Some(f), Some(ack)) = (flags, ack)
+            && f & tcp::flags::ACK != 0
+            && self.shard.resets_on_idle(id)
+        {
+            self.shard.note_ack(id, Direction::Forward, ack);
+        }
         Some(verdict)
     }
 }

@@ -18,6 +18,20 @@ use super::emit::{NVGRE_INNER_OVERHEAD, Path};
 /// The longest headers a path writes: NVGRE over IPv6.
 const MAX_LEN: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + NVGRE_INNER_OVERHEAD;
 
+/// The headers of NVGRE over IPv4.
+const V4_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + NVGRE_INNER_OVERHEAD;
+
+/// The first `N` bytes of `out`, filled with the first `N` of `bytes`.
+#[inline(always)]
+fn fixed<'a, const N: usize>(
+    out: &'a mut [u8],
+    bytes: &[u8; MAX_LEN],
+) -> Result<&'a mut [u8; N], DropReason> {
+    let h = out.first_chunk_mut::<N>().ok_or(DropReason::NoPath)?;
+    *h = *bytes.first_chunk::<N>().ok_or(DropReason::NoPath)?;
+    Ok(h)
+}
+
 /// Which outer header the fixed bytes hold, so `write` knows what to patch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outer {
@@ -89,6 +103,7 @@ impl Prebuilt {
 
     /// What `Path::write_headers(out, inner_type, len, ident)` writes for this path
     /// with FlowID `flow_id`; returns the offset of the payload.
+    #[inline]
     pub(crate) fn write(
         &self,
         out: &mut [u8],
@@ -101,12 +116,17 @@ impl Prebuilt {
         if out.len() < hl + len {
             return Err(DropReason::NoPath);
         }
-        let h = &mut out[..hl];
-        h.copy_from_slice(&self.bytes[..hl]);
-        h[hl - 2..].copy_from_slice(&inner_type.to_be_bytes());
         match self.outer {
-            Outer::Plain => return Ok(hl),
+            Outer::Plain => {
+                let h = &mut out[..hl];
+                h.copy_from_slice(&self.bytes[..hl]);
+                h[hl - 2..].copy_from_slice(&inner_type.to_be_bytes());
+                return Ok(hl);
+            }
             Outer::V4 { check0 } => {
+                // One copy of a fixed size: no call into memcpy for a few dozen bytes.
+                let h = fixed::<V4_LEN>(out, &self.bytes)?;
+                h[V4_LEN - 2..].copy_from_slice(&inner_type.to_be_bytes());
                 // Saturating as `ipv4::Repr::emit` does (callers keep `len` within MTU).
                 let total = u16::try_from(ipv4::HEADER_LEN + NVGRE_INNER_OVERHEAD + len)
                     .unwrap_or(u16::MAX);
@@ -120,6 +140,8 @@ impl Prebuilt {
             Outer::V6 => {
                 let payload = NVGRE_INNER_OVERHEAD + len;
                 let payload = u16::try_from(payload).map_err(|_| DropReason::NoPath)?;
+                let h = fixed::<MAX_LEN>(out, &self.bytes)?;
+                h[MAX_LEN - 2..].copy_from_slice(&inner_type.to_be_bytes());
                 h[V6_PAYLOAD_LEN..V6_PAYLOAD_LEN + 2].copy_from_slice(&payload.to_be_bytes());
                 // Flow label = FlowID << 12 | (VSID & 0xfff); the VSID part is prebuilt.
                 h[V6_FLOW_LABEL] |= flow_id >> 4;

@@ -439,6 +439,13 @@ impl Engine {
         {
             return v;
         }
+        self.process_general(now, frame, out)
+    }
+
+    /// `process` by the general path: every kind of frame. Kept out of line so that
+    /// the shortcut's callers do not pay its prologue.
+    #[inline(never)]
+    fn process_general(&mut self, now: Nanos, frame: &[u8], out: &mut [u8]) -> Verdict {
         let mut ctx = Ctx {
             policy: &self.policy,
             routes: &self.routes,

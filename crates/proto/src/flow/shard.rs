@@ -276,9 +276,20 @@ impl FlowShard {
 
     /// The live, unexpired binding of a forward key, changing nothing: an expired one
     /// is left for [`FlowShard::find_forward`] to retire.
-    #[inline]
+    #[inline(always)]
     pub fn find_forward_live(&self, key: &ForwardKey, now: u32) -> Option<FlowId> {
-        let hash = self.hasher.hash_one(key);
+        self.find_forward_live_hashed(key, self.hasher.hash_one(key), now)
+    }
+
+    /// [`FlowShard::find_forward_live`] with the key's [`FlowShard::hash`] already
+    /// known (the batch path hashed it for its lookahead).
+    #[inline(always)]
+    pub fn find_forward_live_hashed(
+        &self,
+        key: &ForwardKey,
+        hash: u64,
+        now: u32,
+    ) -> Option<FlowId> {
         let slab = &self.slab;
         let id = self
             .by_forward
@@ -360,6 +371,12 @@ impl FlowShard {
         if flow.state != before {
             self.state_changed(id, before);
         }
+    }
+
+    /// [`FlowShard::touch`] for a packet that leaves the binding's state as it is.
+    #[inline]
+    pub fn refresh(&mut self, id: FlowId, now: u32) {
+        self.slab[id as usize].last_seen = now;
     }
 
     /// A binding whose state changed may have a shorter timeout now (a FIN or a RST):
