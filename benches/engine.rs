@@ -83,6 +83,20 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("{}_batch", s.name), |b| {
             b.iter(|| batched(&mut engine, NOW, &acks, &mut sink))
         });
+        // The general path alone, without the established-flow shortcut: what the
+        // shortcut buys, measured beside it.
+        engine.set_shortcut(false);
+        g.bench_function(format!("{}_general", s.name), |b| {
+            b.iter(|| {
+                for f in &acks {
+                    black_box(engine.process(NOW, f, &mut out));
+                }
+            })
+        });
+        g.bench_function(format!("{}_general_batch", s.name), |b| {
+            b.iter(|| batched(&mut engine, NOW, &acks, &mut sink))
+        });
+        engine.set_shortcut(true);
         // Baseline: the cost of only copying each frame to the output buffer.
         g.bench_function(format!("{}_copy_baseline", s.name), |b| {
             b.iter(|| {

@@ -313,7 +313,7 @@ impl Engine {
         }
         // A floating-IP flow still opening is the DSR handshake's (`dsr.rs`).
         let dsr_opening = pf.floating_ip && flow.state == State::SynSent;
-        if dsr_opening || flow.state.next(Direction::Forward, flags) != flow.state {
+        if dsr_opening || !flow.state.kept_by_forward_segment(flags) {
             return None;
         }
         let pre = self.routes.prebuilt(flow.pool, flow.dip).ok()?;

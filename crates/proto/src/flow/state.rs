@@ -140,9 +140,52 @@ impl State {
     }
 }
 
+impl State {
+    /// `self.next(Direction::Forward, tcp_flags) == self` for a client's packet that
+    /// neither opens, closes nor resets (no SYN, FIN or RST; `None` for UDP): only
+    /// the ACK that ends a handshake moves such a packet's binding. The shortcut's
+    /// test of "no change of state", without the walk (held to `next` below).
+    #[inline]
+    pub fn kept_by_forward_segment(self, tcp_flags: Option<u8>) -> bool {
+        match tcp_flags {
+            None => self == State::Datagram,
+            Some(f) => !(self == State::SynReceived && f & flags::ACK != 0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_by_forward_segment_is_next_without_a_change() {
+        let states = [
+            State::SynSent,
+            State::SynReceived,
+            State::Established,
+            State::FinForward,
+            State::FinReturn,
+            State::Closing,
+            State::Datagram,
+        ];
+        for s in states {
+            assert_eq!(
+                s.kept_by_forward_segment(None),
+                s.next(Direction::Forward, None) == s
+            );
+            for f in 0..=u8::MAX {
+                if f & (flags::SYN | flags::FIN | flags::RST) != 0 {
+                    continue;
+                }
+                assert_eq!(
+                    s.kept_by_forward_segment(Some(f)),
+                    s.next(Direction::Forward, Some(f)) == s,
+                    "{s:?} {f:#x}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn handshake_then_close() {
