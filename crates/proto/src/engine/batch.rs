@@ -55,13 +55,13 @@ impl Engine {
                 self.shard.prefetch_entries(hashes[i]);
                 rest &= rest - 1;
             }
-            // Stage 3: decide and emit, in order; an established flow's packet by the
-            // shortcut with the hash of stage 1.
+            // Stage 3: decide and emit, in order; a bound flow's packet by the shortcut,
+            // with the hash of stage 1.
             for (i, frame) in chunk.iter().enumerate() {
                 let out = outs.buffer(output_len(frame.len()));
                 let hint = keys[i].as_ref().map(|k| (k, hashes[i]));
                 let verdict = match self.shortcut {
-                    true => match self.established_hinted(now, frame, out, hint) {
+                    true => match self.shortcut(now, frame, out, hint) {
                         Some(v) => v,
                         None => self.process_general(now, frame, out),
                     },

@@ -14,7 +14,6 @@ pub mod drop;
 mod dsr;
 mod echo_rule;
 mod emit;
-mod established;
 mod headers;
 mod icmp;
 mod idle_reset;
@@ -26,6 +25,7 @@ mod peek;
 mod remap;
 mod reply;
 mod route;
+mod shortcut;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -282,8 +282,8 @@ pub struct Engine {
     ident: u16,
     /// An expired flow whose client was reset and whose DIP is next (`idle_reset.rs`).
     resetting: Option<crate::flow::Flow>,
-    /// The policy facts of the established-flow shortcut (`established.rs`).
-    facts: established::Facts,
+    /// The policy facts of the established-flow shortcut (`shortcut/`).
+    facts: shortcut::Facts,
     /// Whether `process` tries the shortcut first (off only to test it against the
     /// general path).
     shortcut: bool,
@@ -313,7 +313,7 @@ impl Engine {
         let counters = Counters::for_policy(&policy);
         Engine {
             routes: route::Routes::build(&policy),
-            facts: established::Facts::build(&policy),
+            facts: shortcut::Facts::build(&policy),
             shortcut: true,
             policy,
             shard,
@@ -348,7 +348,7 @@ impl Engine {
         self.counters.idle_resets_unsent += unsent;
         self.count_unqueued_resets();
         self.routes = route::Routes::build(&policy);
-        self.facts = established::Facts::build(&policy);
+        self.facts = shortcut::Facts::build(&policy);
         self.policy = policy;
         forgotten
     }
@@ -435,7 +435,7 @@ impl Engine {
     /// `out`, which should be at least [`output_len`]`(frame.len())` bytes long.
     pub fn process(&mut self, now: Nanos, frame: &[u8], out: &mut [u8]) -> Verdict {
         if self.shortcut
-            && let Some(v) = self.established(now, frame, out)
+            && let Some(v) = self.shortcut(now, frame, out, None)
         {
             return v;
         }
@@ -445,7 +445,7 @@ impl Engine {
     /// `process` by the general path: every kind of frame. Kept out of line so that
     /// the shortcut's callers do not pay its prologue.
     #[inline(never)]
-    fn process_general(&mut self, now: Nanos, frame: &[u8], out: &mut [u8]) -> Verdict {
+    pub(super) fn process_general(&mut self, now: Nanos, frame: &[u8], out: &mut [u8]) -> Verdict {
         let mut ctx = Ctx {
             policy: &self.policy,
             routes: &self.routes,

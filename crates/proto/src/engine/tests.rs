@@ -15,8 +15,8 @@ use crate::policy::{LookupRecord, Snapshot, VipPool};
 use crate::wire::{ethernet, gre, ipv4, ipv6, tcp, udp};
 
 mod batch;
-mod established;
 mod rules;
+mod shortcut;
 
 const SEC: u64 = 1_000_000_000;
 const SYN: u8 = tcp::flags::SYN;

@@ -353,6 +353,23 @@ impl FlowShard {
         }
     }
 
+    /// The live, unexpired binding of a return key with its [`FlowShard::hash`],
+    /// changing nothing (see [`FlowShard::find_forward_live`]).
+    #[inline(always)]
+    pub fn find_return_live_hashed(&self, key: &ReturnKey, hash: u64, now: u32) -> Option<FlowId> {
+        let slab = &self.slab;
+        let id = self
+            .by_return
+            .find(hash, |i| slab[i as usize].ret == *key)?;
+        (!self.expired(&self.slab[id as usize], now)).then_some(id)
+    }
+
+    /// [`FlowShard::find_return_live_hashed`], hashing the key.
+    #[inline(always)]
+    pub fn find_return_live(&self, key: &ReturnKey, now: u32) -> Option<FlowId> {
+        self.find_return_live_hashed(key, self.hasher.hash_one(key), now)
+    }
+
     /// Whether a return key is taken (expired or not): the port allocator must not
     /// reuse a port whose old binding could still receive stray replies.
     pub fn return_key_in_use(&self, key: &ReturnKey) -> bool {

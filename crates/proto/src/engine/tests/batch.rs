@@ -6,7 +6,7 @@
 //! last source-NAT port and the last slot of a tenant's quota.
 //!
 //! The single-frame engine runs with the established-flow shortcut off
-//! (`established.rs`), so the batch path, which takes it, is held to the general path:
+//! (`shortcut/`), so the batch path, which takes it, is held to the general path:
 //! the same tests hold the shortcut to it too.
 
 use super::*;

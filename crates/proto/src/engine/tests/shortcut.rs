@@ -1,5 +1,5 @@
-//! The established-flow shortcut (`engine/established.rs`): it takes the packets it is
-//! for, and on any stream of frames it decides exactly as the general path does.
+//! The shortcut (`engine/shortcut/`): it takes the packets it is for, and on any
+//! stream of frames it decides exactly as the general path does.
 
 use super::batch::Pair;
 use super::rules::{rules_policy, tcp_in, udp_in};
@@ -26,7 +26,7 @@ fn shortcut_takes(p: &Arc<Snapshot>, first: &[u8], ack: &[u8], next: &[u8]) -> b
         let v = e.process(SEC, ack, &mut out);
         assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
     }
-    let taken = fast.established(2 * SEC, next, &mut out);
+    let taken = fast.shortcut(2 * SEC, next, &mut out, None);
     let want = general.process(2 * SEC, next, &mut out2);
     if let Some(v) = taken {
         assert_eq!(v, want);
@@ -216,4 +216,58 @@ proptest! {
         let mut pair = Pair::new(&p);
         pair.run(&frames, &cuts)?;
     }
+}
+
+/// Runs `frames` through a shortcut engine and a general one, both must agree on each;
+/// answers which of them the shortcut took. A frame given as `None` is the DIP's ACK to
+/// the first frame's output (the flow's SYN), built once the LB has sent it.
+fn taken_in_order(p: &Arc<Snapshot>, frames: &[Option<Vec<u8>>]) -> Vec<bool> {
+    let mut fast = Engine::new(p.clone(), 0, 1);
+    let mut general = Engine::new(p.clone(), 0, 1);
+    general.set_shortcut(false);
+    let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let mut first_out: Option<Vec<u8>> = None;
+    let mut taken = Vec::new();
+    for f in frames {
+        let frame = match f {
+            Some(f) => f.clone(),
+            None => craft::tunnel_reply(first_out.as_ref().unwrap(), ACK, 9, 2).unwrap(),
+        };
+        let got = fast.shortcut(2 * SEC, &frame, &mut a, None);
+        let v = match got {
+            Some(v) => v,
+            None => fast.process(2 * SEC, &frame, &mut a),
+        };
+        let want = general.process(2 * SEC, &frame, &mut b);
+        assert_eq!(v, want);
+        assert_eq!(a[..forwarded_len(&v)], b[..forwarded_len(&want)]);
+        assert_eq!(fast.counters(), general.counters());
+        if first_out.is_none() {
+            first_out = Some(b[..forwarded_len(&want)].to_vec());
+        }
+        taken.push(got.is_some());
+    }
+    taken
+}
+
+#[test]
+fn dip_replies_to_public_clients_take_the_shortcut() {
+    let p = example();
+    for name in ["blue-web", "blue-web6"] {
+        let vip = pool(&p, name);
+        let c = client(vip.address.is_ipv6(), 4);
+        let syn = from_internet(&p, c, 4500, vip, SYN, 64);
+        let ack = from_internet(&p, c, 4500, vip, ACK, 64);
+        // SYN out; the DIP's ACK while the flow is still opening (a change of state:
+        // the general path's); the client's ACK; the DIP's next ACK (the shortcut's).
+        let taken = taken_in_order(&p, &[Some(syn), None, Some(ack), None]);
+        assert_eq!(taken, [false, false, true, true], "{name}");
+    }
+    // A CA VIP's DIP answers the LB's source-NAT CA: its client's path needs the
+    // client's lookup record, the general path's.
+    let vip1 = pool(&p, "blue-vip1");
+    let syn = batch_from_vm(&p, "10.0.0.5", 5100, vip1, SYN);
+    let ack = batch_from_vm(&p, "10.0.0.5", 5100, vip1, ACK);
+    let taken = taken_in_order(&p, &[Some(syn), None, Some(ack), None]);
+    assert_eq!(taken, [false, false, true, false], "CA VIP");
 }

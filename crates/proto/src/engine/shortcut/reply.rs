@@ -1,0 +1,120 @@
+//! A DIP's reply to a public VIP's client on a bound flow: from the VIP to the
+//! Internet gateway, as `reply::ret` sends it. Replies to CA VIP clients (whose path
+//! needs the client's lookup record) and to floating IPs stay the general path's.
+
+use crate::flow::{Direction, ForwardKey, Owner, ReturnKey, steer};
+use crate::policy::Vsid;
+use crate::wire::{ip_proto, tcp};
+
+use super::super::{Engine, Matched, Verdict, emit, nat};
+use super::parse::Seen;
+
+impl Engine {
+    #[inline(always)]
+    pub(super) fn shortcut_reply(
+        &mut self,
+        now: u32,
+        frame_len: usize,
+        seen: &Seen,
+        out: &mut [u8],
+        hint: Option<(&ForwardKey, u64)>,
+    ) -> Option<Verdict> {
+        let ip = &seen.ip;
+        let sender = seen.sender?;
+        let policy = &self.policy;
+        // What the general path takes before a reply: a health probe's answer (any
+        // probe port, without asking whether the address is an SNAT CA), and a packet
+        // to a VIP of the VSID (a forward flow of the DIP's own).
+        if ip.proto == ip_proto::TCP && policy.balancer().health.is_probe_port(seen.dport) {
+            return None;
+        }
+        let vsid = Vsid::new(seen.vsid)?;
+        if policy.is_vip_address(vsid, ip.dst) {
+            return None;
+        }
+        if self.workers > 1 {
+            let owner = if policy.is_snat_address(vsid, ip.dst) {
+                steer::by_nat_port(seen.dport, self.workers)
+            } else {
+                steer::by_endpoint(ip.dst, seen.dport, self.workers)
+            };
+            if owner != self.worker {
+                return None;
+            }
+        }
+        let key = ReturnKey {
+            vsid: seen.vsid,
+            proto: ip.proto,
+            dip: ip.src,
+            dip_port: seen.sport,
+            peer: ip.dst,
+            peer_port: seen.dport,
+        };
+        // A forward key and a return key of the same six values hash alike.
+        let id = match hint {
+            Some((peeked, hash))
+                if peeked.vsid == key.vsid
+                    && peeked.proto == key.proto
+                    && peeked.client == key.dip
+                    && peeked.client_port == key.dip_port
+                    && peeked.vip == key.peer
+                    && peeked.vip_port == key.peer_port =>
+            {
+                self.shard.find_return_live_hashed(&key, hash, now)?
+            }
+            _ => self.shard.find_return_live(&key, now)?,
+        };
+        let facts = &self.facts;
+        let flow = self.shard.flow(id);
+        let Owner::Pool(pool) = flow.owner() else {
+            return None;
+        };
+        let df = facts.dips.get(pool as usize)?.get(usize::from(flow.dip))?;
+        // From the host policy places the DIP on, in the DIP's VSID, from its CA.
+        if !df.reply_ok
+            || df.vsid != seen.vsid
+            || df.ca != ip.src
+            || !facts.host_has_pa(df.host, sender)
+            || flow.forward.vsid != 0
+            || flow.state.next(Direction::Return, seen.flags) != flow.state
+        {
+            return None;
+        }
+        let pre = facts.to_internet.as_ref()?;
+        let len = ip.bytes.len();
+        if len > pre.room() {
+            return None;
+        }
+        let ident = self.ident.wrapping_add(1);
+        let off = pre
+            .write(out, emit::ip_ethertype(ip.v6), len, ident, flow.flow_id)
+            .ok()?;
+        // Decided: from here on, what the general path does, and nothing can fail.
+        self.ident = ident;
+        let inner = &mut out[off..off + len];
+        inner.copy_from_slice(ip.bytes);
+        let rw = nat::Rewrite {
+            src: Some((flow.forward.vip, flow.forward.vip_port)),
+            dst: flow
+                .is_full_nat()
+                .then_some((flow.forward.client, flow.forward.client_port)),
+            hop: true,
+        };
+        nat::apply_whole(inner, ip.v6, ip.proto == ip_proto::UDP, &rw);
+        let verdict = Verdict::Forward {
+            egress: pre.egress(),
+            len: off + len,
+            matched: Matched::of(flow),
+        };
+        self.counters
+            .record_forward(frame_len, off + len, flow, Direction::Return);
+        self.shard.refresh(id, now);
+        if let (Some(f), Some(ack)) = (seen.flags, ip.tcp_ack())
+            && f & tcp::flags::ACK != 0
+            && self.shard.resets_on_idle(id)
+        {
+            self.shard.note_ack(id, Direction::Return, ack);
+        }
+        Some(verdict)
+    }
+}
