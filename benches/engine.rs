@@ -10,6 +10,10 @@
 //! already holds 1 M flows, with the expiry sweep running between batches as in a
 //! worker.
 //!
+//! The DIPs' answers to public VIPs' clients are measured too (`engine_reply`), and
+//! every established scenario also without the shortcut for bound flows (`_general`:
+//! the general path alone), beside it in the same run.
+//!
 //! Baseline in the same run: copying each frame to the output buffer, the floor of any
 //! engine that writes its output rather than rewriting in place. Criterion reports
 //! elements/s: each element is one frame, so Melem/s reads as Mpps per core.
@@ -27,6 +31,9 @@ mod shuffle;
 use engine_batch::{Discard, Packed, policy_for};
 use engine_scenarios::{NOW, Scenario, ca_vip, public};
 use shuffle::shuffle;
+
+/// TCP ACK flag.
+const ACK: u8 = 0x10;
 
 /// `frames` through the batch path, `MAX_BATCH` at a time.
 fn batched(engine: &mut Engine, now: u64, frames: &[&[u8]], sink: &mut Discard) {
@@ -106,6 +113,48 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
+    }
+    g.finish();
+
+    // The DIPs' answers to public VIPs' clients (an ACK each), on the same flows.
+    let mut g = c.benchmark_group("engine_reply");
+    g.sample_size(20);
+    for s in scenarios.iter().filter(|s| s.name.starts_with("public_v")) {
+        let mut engine = Engine::new(policy.clone(), 0, 1);
+        let mut replies = Vec::with_capacity(s.syn.len());
+        for f in &s.syn {
+            let Verdict::Forward { len, .. } = engine.process(NOW, f, &mut out) else {
+                panic!("{}: SYN not forwarded", s.name);
+            };
+            replies.push(nvlb::craft::tunnel_reply(&out[..len], ACK, 9, 2).expect("NVGRE"));
+        }
+        g.throughput(Throughput::Elements(replies.len() as u64));
+        let mut order: Vec<&[u8]> = replies.iter().map(Vec::as_slice).collect();
+        shuffle(&mut order);
+        let packed = Packed::new(order);
+        let frames = packed.frames();
+        // The first answer of each flow completes its handshake (a change of state,
+        // the general path's); every later one is an established flow's.
+        batched(&mut engine, NOW, &frames, &mut sink);
+        g.bench_function(s.name, |b| {
+            b.iter(|| {
+                for f in &frames {
+                    black_box(engine.process(NOW, f, &mut out));
+                }
+            })
+        });
+        g.bench_function(format!("{}_batch", s.name), |b| {
+            b.iter(|| batched(&mut engine, NOW, &frames, &mut sink))
+        });
+        engine.set_shortcut(false);
+        g.bench_function(format!("{}_general", s.name), |b| {
+            b.iter(|| {
+                for f in &frames {
+                    black_box(engine.process(NOW, f, &mut out));
+                }
+            })
+        });
+        engine.set_shortcut(true);
     }
     g.finish();
 
