@@ -102,6 +102,7 @@ pub(super) fn write(
     policy: &Snapshot,
     routes: &Routes,
     flow: &Flow,
+    acks: &crate::flow::Acks,
     to_client: bool,
     ident: u16,
     out: &mut [u8],
@@ -114,8 +115,8 @@ pub(super) fn write(
             f.vip_port,
             f.client,
             f.client_port,
-            flow.client_ack,
-            flow.dip_ack,
+            acks.client,
+            acks.dip,
             path,
         )
     } else {
@@ -126,8 +127,8 @@ pub(super) fn write(
             r.peer_port,
             r.dip,
             r.dip_port,
-            flow.dip_ack,
-            flow.client_ack,
+            acks.dip,
+            acks.client,
             path,
         )
     };

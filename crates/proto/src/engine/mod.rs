@@ -281,7 +281,7 @@ pub struct Engine {
     workers: u16,
     ident: u16,
     /// An expired flow whose client was reset and whose DIP is next (`idle_reset.rs`).
-    resetting: Option<crate::flow::Flow>,
+    resetting: Option<(crate::flow::Flow, crate::flow::Acks)>,
     /// The policy facts of the established-flow shortcut (`shortcut/`).
     facts: shortcut::Facts,
     /// Whether `process` tries the shortcut first (off only to test it against the
@@ -404,7 +404,7 @@ impl Engine {
     /// DIP. Call between batches, after [`Engine::expire`], until it returns `None`.
     pub fn next_reset(&mut self, out: &mut [u8]) -> Option<(Egress, usize)> {
         loop {
-            let (flow, to_client) = match self.resetting.take() {
+            let ((flow, acks), to_client) = match self.resetting.take() {
                 Some(f) => (f, false),
                 None => {
                     let f = self.shard.take_reset()?;
@@ -418,6 +418,7 @@ impl Engine {
                 &self.policy,
                 &self.routes,
                 &flow,
+                &acks,
                 to_client,
                 self.ident,
                 out,

@@ -138,13 +138,21 @@ pub struct Flow {
     /// Generation of the binding's expiry schedule (`wheel.rs`): its slot's entry in
     /// the wheel counts only while it carries this number.
     pub(super) schedule: u8,
-    /// TCP: the last acknowledgment number the client sent (what it expects next from
-    /// the DIP), and the DIP's; a reset on idle uses them as its sequence numbers.
-    pub client_ack: u32,
+}
+
+/// The acknowledgment numbers a reset on idle uses as its sequence numbers: kept
+/// beside the slab, not in [`Flow`], and only once a `tcp_reset` rule's flow sees
+/// one ([`FlowShard::note_ack`](super::FlowShard::note_ack)), so that the entry keeps
+/// room for what later features need (its byte budget, `shard.rs`'s test).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Acks {
+    /// The last acknowledgment number the client sent (what it expects next from the
+    /// DIP).
+    pub client: u32,
     /// The DIP's last acknowledgment number (what it expects next from the client).
-    pub dip_ack: u32,
+    pub dip: u32,
     /// Which of the two are known (`idle::ACK_FROM_*` bits).
-    pub acks_seen: u8,
+    pub seen: u8,
 }
 
 impl Flow {
@@ -170,9 +178,6 @@ impl Flow {
             last_seen: 0,
             live: false,
             schedule: 0,
-            client_ack: 0,
-            dip_ack: 0,
-            acks_seen: 0,
         }
     }
 

@@ -56,19 +56,19 @@ pub fn timeout(rules: &IdleRules, defaults: &Timeouts, flow: &Flow) -> u32 {
 
 /// Whether an expired `flow` must be reset: a TCP flow past its handshake and not yet
 /// closing, of a rule that asks for it, with acknowledgment numbers seen both ways.
-pub fn wants_reset(rules: &IdleRules, flow: &Flow) -> bool {
+pub fn wants_reset(rules: &IdleRules, flow: &Flow, acks: &super::binding::Acks) -> bool {
     let asked = rules.pools.get(flow.pool as usize).is_some_and(|r| r.reset);
     asked
         && matches!(
             flow.state,
             State::Established | State::FinForward | State::FinReturn
         )
-        && flow.acks_seen == ACKS_BOTH
+        && acks.seen == ACKS_BOTH
 }
 
-/// Bits of [`Flow::acks_seen`]: which end's acknowledgment number is known.
+/// Bits of [`Acks::seen`](super::binding::Acks::seen): which end's acknowledgment number is known.
 pub const ACK_FROM_CLIENT: u8 = 1;
-/// The DIP's acknowledgment number is in [`Flow::dip_ack`].
+/// The DIP's acknowledgment number is known.
 pub const ACK_FROM_DIP: u8 = 2;
 /// Both acknowledgment numbers are known: the flow can be reset on idle.
 pub const ACKS_BOTH: u8 = ACK_FROM_CLIENT | ACK_FROM_DIP;
@@ -146,22 +146,27 @@ mod tests {
             outbound: Vec::new(),
         };
         let mut f = flow(0, State::Established);
-        assert!(!wants_reset(&rules, &f), "no sequence numbers known yet");
-        f.acks_seen = ACK_FROM_CLIENT;
-        assert!(!wants_reset(&rules, &f));
-        f.acks_seen = ACKS_BOTH;
-        assert!(wants_reset(&rules, &f));
+        let mut acks = crate::flow::binding::Acks::default();
+        assert!(
+            !wants_reset(&rules, &f, &acks),
+            "no sequence numbers known yet"
+        );
+        acks.seen = ACK_FROM_CLIENT;
+        assert!(!wants_reset(&rules, &f, &acks));
+        acks.seen = ACKS_BOTH;
+        assert!(wants_reset(&rules, &f, &acks));
         assert!(
             !wants_reset(
                 &IdleRules {
                     pools: vec![RuleIdle::default()],
                     outbound: Vec::new()
                 },
-                &f
+                &f,
+                &acks
             ),
             "rule without tcp_reset"
         );
         f.state = State::Closing;
-        assert!(!wants_reset(&rules, &f), "already closing");
+        assert!(!wants_reset(&rules, &f, &acks), "already closing");
     }
 }

@@ -16,7 +16,7 @@ mod wheel;
 
 pub use binding::{NO_HOST, Owner};
 pub use idle::{IdleRules, RuleIdle};
-pub use shard::{Flow, FlowId, FlowShard, ForwardKey, InsertError, ReturnKey, ShardLimits};
+pub use shard::{Acks, Flow, FlowId, FlowShard, ForwardKey, InsertError, ReturnKey, ShardLimits};
 pub use state::{Direction, State, Timeouts};
 
 /// Nanoseconds on the caller's clock. The engine never reads a clock itself, so that
