@@ -212,7 +212,9 @@ impl FlowShard {
             return;
         }
         if i >= self.acks.len() {
-            self.acks.resize(i + 1, Acks::default());
+            // Once per slab size, not per new slot: no allocation on most packets.
+            self.acks
+                .resize(self.slab.capacity().max(i + 1), Acks::default());
         }
         let a = &mut self.acks[i];
         match dir {
