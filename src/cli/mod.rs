@@ -80,8 +80,10 @@ enum Command {
         /// Worker threads, each with its own flow shard (1-64).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         workers: u16,
-        /// How workers receive: `socket` (one recvmsg per frame) or `ring` (a
-        /// TPACKET_V3 ring per socket, a block of frames at a time).
+        /// How workers receive: `socket` (one recvmsg per frame), `ring` (a
+        /// TPACKET_V3 ring per socket, a block of frames at a time) or `xdp` (nvlb's XDP
+        /// program and an AF_XDP socket per port and queue, one worker per queue; the
+        /// host keeps the traffic the LB does not own on the same ports).
         #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
         backend: BackendArg,
         /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9181); off
@@ -268,6 +270,7 @@ enum Command {
 enum BackendArg {
     Socket,
     Ring,
+    Xdp,
 }
 
 /// Prints every finding of a refused policy on stderr, one per line. A file that could
@@ -356,6 +359,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 backend: match backend {
                     BackendArg::Socket => nvlb::dataplane::Backend::Socket,
                     BackendArg::Ring => nvlb::dataplane::Backend::Ring,
+                    BackendArg::Xdp => nvlb::dataplane::Backend::Xdp,
                 },
                 external,
                 provider,
