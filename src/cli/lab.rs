@@ -27,6 +27,8 @@ pub struct Args {
     pub prometheus: bool,
     /// `--instances N`: the scale-out lab (`nvlb::lab::scaleout`).
     pub instances: Option<usize>,
+    /// The LB's receive backend.
+    pub backend: nvlb::dataplane::Backend,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -72,10 +74,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Ctrl-C and SIGTERM set the stop flag; the lab notices it, tears down and exits.
     shutdown::install()?;
     if let Some(n) = a.instances {
-        if a.ovs_hosts > 0 || a.upload || a.capture.is_some() || a.prometheus || a.without_hosts {
+        if a.ovs_hosts > 0
+            || a.upload
+            || a.capture.is_some()
+            || a.prometheus
+            || a.without_hosts
+            || a.backend != nvlb::dataplane::Backend::Socket
+        {
             eprintln!(
                 "nvlb lab: --instances does not combine with --ovs-hosts, --upload, --capture, \
-                 --prometheus or --without-hosts"
+                 --prometheus, --without-hosts or --backend"
             );
             return Ok(ExitCode::from(2));
         }
@@ -103,6 +111,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         upload: a.upload,
         capture: a.capture,
         prometheus: a.prometheus,
+        backend: a.backend,
     };
     let outcome = lab::run(&policy, &opts, &mut |m| eprintln!("nvlb lab: {m}"))?;
     Ok(finish(&outcome))

@@ -188,6 +188,10 @@ enum Command {
         /// (docs/scale-out.md; needs bird2).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(2..=16))]
         instances: Option<u8>,
+        /// The LB's receive backend (`nvlb run --backend`); `xdp` gives the LB's veths
+        /// one queue per worker.
+        #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
+        backend: BackendArg,
     },
     /// The lab's web server (run inside a VM namespace by `nvlb lab`).
     #[command(name = "lab-serve", hide = true)]
@@ -273,6 +277,16 @@ enum BackendArg {
     Xdp,
 }
 
+impl From<BackendArg> for nvlb::dataplane::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Socket => nvlb::dataplane::Backend::Socket,
+            BackendArg::Ring => nvlb::dataplane::Backend::Ring,
+            BackendArg::Xdp => nvlb::dataplane::Backend::Xdp,
+        }
+    }
+}
+
 /// Prints every finding of a refused policy on stderr, one per line. A file that could
 /// not be read at all has no position (line 0): it is printed as `file: message`, since
 /// `file:0:0:` would send an editor nowhere.
@@ -309,6 +323,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bulk_bytes,
             prometheus,
             instances,
+            backend,
         } => lab::run(lab::Args {
             config,
             keep,
@@ -323,6 +338,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bulk_bytes: usize::try_from(bulk_bytes).unwrap_or(nvlb::lab::BULK_BYTES),
             prometheus,
             instances: instances.map(usize::from),
+            backend: backend.into(),
         }),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man { dir } => manual::man(dir.as_deref()),
@@ -356,11 +372,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokens: api_tokens,
             },
             nvlb::dataplane::Options {
-                backend: match backend {
-                    BackendArg::Socket => nvlb::dataplane::Backend::Socket,
-                    BackendArg::Ring => nvlb::dataplane::Backend::Ring,
-                    BackendArg::Xdp => nvlb::dataplane::Backend::Xdp,
-                },
+                backend: backend.into(),
                 external,
                 provider,
                 workers: usize::from(workers),

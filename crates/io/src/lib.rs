@@ -72,6 +72,17 @@ pub enum Backend {
     Xdp,
 }
 
+impl Backend {
+    /// The name `nvlb run --backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Socket => "socket",
+            Backend::Ring => "ring",
+            Backend::Xdp => "xdp",
+        }
+    }
+}
+
 /// Where and how to run.
 #[derive(Clone, Debug)]
 pub struct Options {

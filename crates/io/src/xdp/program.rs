@@ -435,6 +435,15 @@ mod tests {
     }
 
     #[test]
+    fn the_filter_stays_small() {
+        // docs/decisions.md compares its size with clang's build of the same filter.
+        let fd = std::fs::File::open("/dev/null").unwrap();
+        let insns = assemble(fd.as_fd(), OnOwned::Redirect(fd.as_fd())).unwrap();
+        eprintln!("the filter: {} instructions", insns.len());
+        assert!(insns.len() < 128, "{} instructions", insns.len());
+    }
+
+    #[test]
     fn the_map_follows_each_sync() {
         let Some((map, prog)) = loaded(&[vip4()]) else {
             return;
