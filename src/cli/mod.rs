@@ -188,10 +188,11 @@ enum Command {
         /// (docs/scale-out.md; needs bird2).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(2..=16))]
         instances: Option<u8>,
-        /// The LB's receive backend (`nvlb run --backend`); `xdp` gives the LB's veths
-        /// one queue per worker.
-        #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
-        backend: BackendArg,
+        /// The LB's receive backend (`nvlb run --backend`). Default: the environment
+        /// variable NVLB_LAB_BACKEND (socket, ring or xdp; how tests/run.sh runs the lab
+        /// tests once per backend), else socket. Not with --instances.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
     },
     /// The lab's web server (run inside a VM namespace by `nvlb lab`).
     #[command(name = "lab-serve", hide = true)]
@@ -338,7 +339,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bulk_bytes: usize::try_from(bulk_bytes).unwrap_or(nvlb::lab::BULK_BYTES),
             prometheus,
             instances: instances.map(usize::from),
-            backend: backend.into(),
+            backend: backend.map(Into::into),
         }),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man { dir } => manual::man(dir.as_deref()),
