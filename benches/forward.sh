@@ -15,8 +15,10 @@
 # --rate PPS offers a fixed rate (trafgen -b) instead of the generator's top speed, and
 # adds the figure of record: the busy CPU time of all cores (/proc/stat: user, system,
 # irq, softirq, steal; kernel threads such as napi/* included) per delivered packet,
-# minus what the generator alone costs at that rate (config gen-only: the same trafgen
-# into the dut's port set down, so the veth drops every frame at once). Pick a rate
+# minus what the generator alone costs at that rate (config gen-only: the same frames
+# to a MAC the dut does not own, which its kernel drops at once as PACKET_OTHERHOST,
+# the cheapest receive there is; so the figure is the forwarding work beyond taking a
+# frame off the veth). Pick a rate
 # that every configuration carries without loss (delivered = offered in the table).
 #
 # --only keeps the configurations whose name (kernel, nvlb-socket-1, nvlb-ring-2, ...)
@@ -131,18 +133,21 @@ kernel_off() {
 # SIZE is the Ethernet frame without FCS for 64 (60 bytes on the wire of a veth) and
 # the IP packet for 1400.
 trafgen_conf() {
-    local size=$1 payload
+    local size=$1 da=${2:-$EXT_MAC} name=${3:-gen-$1} payload
     if [ "$size" = 64 ]; then payload=$((60 - 42)); else payload=$((size - 28)); fi
-    cat >"$TMP/gen-$size.cfg" <<EOF
+    cat >"$TMP/$name.cfg" <<EOF
 {
-  eth(da=$EXT_MAC, sa=$GEN_MAC),
+  eth(da=$da, sa=$GEN_MAC),
   ipv4(sa=$CLIENT, da=$VIP, ttl=64, df),
   udp(sp=dinc(1024, 9215), dp=53, csum=0),
   fill(0x41, $payload)
 }
 EOF
 }
-for s in $SIZES; do trafgen_conf "$s"; done
+for s in $SIZES; do
+    trafgen_conf "$s"
+    trafgen_conf "$s" 02:00:00:00:01:ff "other-$s"
+done
 
 # Interface counters, one line: gen tx, gen tx_dropped, dut rx, sink rx.
 counters() {
@@ -162,17 +167,17 @@ busy_jiffies() {
 # in packets per second over the window, then "cpu=M": the machine's busy cores over
 # the window in thousandths.
 measure() {
-    local size=$1 pid a b
+    local size=$1 cfg=${2:-gen-$1} pid a b
     # Started without a shell function in between, so that $! is trafgen itself, and
     # in its own session: a signal trafgen sends its process group must not reach us.
-    ip netns exec "$GEN" setsid taskset -c 0 trafgen -o g0 -i "$TMP/gen-$size.cfg" -P 1 -Q -C --no-sock-mem -q \
+    ip netns exec "$GEN" setsid taskset -c 0 trafgen -o g0 -i "$TMP/$cfg.cfg" -P 1 -Q -C --no-sock-mem -q \
         ${RATE:+-b "${RATE}pps"} >"$TMP/trafgen.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     sleep "$WARMUP"
-    a="$(counters) $(busy_jiffies)"
+    a="$(counters) $(busy_jiffies) $(cut -d' ' -f1 /proc/uptime)"
     sleep "$WINDOW"
-    b="$(counters) $(busy_jiffies)"
+    b="$(counters) $(busy_jiffies) $(cut -d' ' -f1 /proc/uptime)"
     if [ "${a%% *}" = "${b%% *}" ]; then
         echo "forward.sh: the generator sent nothing:" >&2
         cat "$TMP/trafgen.log" >&2
@@ -183,10 +188,11 @@ measure() {
     wait "$pid" 2>/dev/null || true
     python3 -c '
 import sys
-a = list(map(int, sys.argv[1].split())); b = list(map(int, sys.argv[2].split()))
+a = list(map(float, sys.argv[1].split())); b = list(map(float, sys.argv[2].split()))
 w = float(sys.argv[3]); d = [y - x for x, y in zip(a, b)]
 hz = float(sys.argv[4])
-print("%d %d %d cpu=%d" % ((d[0] + d[1]) / w, d[2] / w, d[3] / w, d[4] / hz / w * 1000))' \
+# Busy time over the time that really passed between the two samples (uptime).
+print("%d %d %d cpu=%d" % ((d[0] + d[1]) / w, d[2] / w, d[3] / w, d[4] / hz / d[5] * 1000))' \
         "$a" "$b" "$WINDOW" "$(getconf CLK_TCK)"
 }
 
@@ -224,13 +230,11 @@ run_kernel_napi() {
     kernel_off
 }
 
-# The generator alone at --rate: the dut's port is down, the veth drops at once.
+# The generator alone at --rate: frames to a MAC the dut does not own.
 run_gen_only() {
     local size=$1
     [[ gen-only =~ $ONLY ]] && [ -n "$RATE" ] || return 0
-    ip -n "$DUT" link set dx down
-    echo "gen-only $size - gen:0 $(measure "$size") -" >>"$TMP/results"
-    ip -n "$DUT" link set dx up
+    echo "gen-only $size - gen:0 $(measure "$size" "other-$size") -" >>"$TMP/results"
 }
 
 # Enslaves the dut's ports to a bridge that stays down: AF_PACKET still sees every
@@ -254,7 +258,11 @@ run_nvlb() {
     local name=nvlb-$backend${bridged:+-bridged}
     [[ $name-$workers =~ $ONLY ]] || return 0
     [ -z "$bridged" ] || bridge_on
-    ip netns exec "$DUT" setsid taskset -c "$cpus" "$NVLB" run --config "$POLICY" --external dx \
+    # Emptied first: the readiness loop below must not find the previous run's
+    # "ready" before the shell has truncated the file for this one.
+    : >"$TMP/nvlb.err"
+    # setsid -w: should setsid fork, $! still waits for nvlb.
+    ip netns exec "$DUT" setsid -w taskset -c "$cpus" "$NVLB" run --config "$POLICY" --external dx \
         --provider dp --workers "$workers" --backend "$backend" \
         >"$TMP/nvlb.out" 2>"$TMP/nvlb.err" &
     pid=$!
