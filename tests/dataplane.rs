@@ -689,3 +689,67 @@ fn after_kill_9_no_xdp_program_is_left_on_the_ports() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn with_the_xdp_backend_a_vip_added_by_a_reload_is_caught_at_once() {
+    if common::skip_without_netns() {
+        return;
+    }
+    // A copy of the example where Blue's web VIP has another address (and no pool
+    // probes its DIPs: nothing answers them here); the reload brings 203.0.113.10 back.
+    let dir = std::env::temp_dir().join(format!("nvlb-xdpreload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("scratch folder");
+    let _cleanup = Cleanup(dir.clone());
+    let example: String = std::fs::read_to_string(EXAMPLE)
+        .expect("read the example")
+        .lines()
+        .filter(|l| !l.starts_with("health = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let moved = example.replace("address = \"203.0.113.10\"", "address = \"203.0.113.77\"");
+    assert_ne!(
+        moved, example,
+        "the example declares blue-web at 203.0.113.10"
+    );
+    let config = dir.join("policy.toml");
+    std::fs::write(&config, &moved).unwrap();
+
+    let mut lab = Lab::create("xdpreload");
+    let config_arg = config.display().to_string();
+    let mut child = lab.spawn_nvlb(&[
+        "--backend",
+        "xdp",
+        "--config",
+        &config_arg,
+        "--external",
+        "ext0",
+        "--provider",
+        "pa0",
+        "--workers",
+        "2",
+        "--api",
+        "off",
+    ]);
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    lab.nvlb = Some(child);
+    wait_for_line(&stderr, "ready", Duration::from_secs(10));
+    assert_eq!(
+        syns_through(&lab, 20, 20000),
+        0,
+        "203.0.113.10 is no VIP yet: nothing for it leaves as NVGRE"
+    );
+
+    std::fs::write(&config, &example).unwrap();
+    let pid = lab.nvlb.as_ref().unwrap().id();
+    must("kill", &["-HUP", &pid.to_string()]);
+    wait_for_line(&stderr, "reloaded", Duration::from_secs(5));
+    assert_eq!(
+        syns_through(&lab, SYNS, 21000),
+        usize::from(SYNS),
+        "every SYN to the VIP the reload added reaches nvlb"
+    );
+    let child = lab.nvlb.as_mut().expect("nvlb child");
+    let (status, _) = sigterm(child, Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0));
+}

@@ -57,12 +57,16 @@ impl PolicyCell {
         self.generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// Runs `f` with every snapshot published from now on, before it is current.
+    /// Runs `f` with every snapshot published from now on, before it is current; and
+    /// once now with the current one, under the same lock, so that nothing published
+    /// since the caller last looked is missed.
     pub fn set_before_publish(&self, f: BeforePublish) {
-        *self
+        let mut hook = self
             .before_publish
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(f);
+            .unwrap_or_else(|p| p.into_inner());
+        f(&self.current.load());
+        *hook = Some(f);
     }
 }
 
@@ -91,6 +95,7 @@ mod tests {
             ));
         }));
         assert_eq!(cell.publish(snapshot("203.0.113.99")), 2);
-        assert_eq!(*seen.lock().unwrap(), vec![(1, true)]);
+        // Once at installation with the current snapshot, then before the publish.
+        assert_eq!(*seen.lock().unwrap(), vec![(1, false), (1, true)]);
     }
 }

@@ -132,6 +132,7 @@ pub fn open(opts: &Options, cell: &PolicyCell) -> Result<Setup, Error> {
     owned
         .sync(&maps::owned_addresses(&cell.load()))
         .map_err(|e| bpf_error("fill the owned-address map", e))?;
+    // The API may publish while this runs: the hook catches up under the cell's lock.
     let hook_map = owned.clone();
     cell.set_before_publish(Box::new(move |policy| {
         if let Err(e) = hook_map.sync(&maps::owned_addresses(policy)) {
