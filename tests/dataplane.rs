@@ -9,7 +9,10 @@
 //! SIGTERM stops it cleanly within 2 s with its counters printed, and it prints (never
 //! asserts) what a short unthrottled burst achieved; all of it for every receive
 //! backend (`--backend socket`, `ring` and `xdp`), one after the other. The veths have
-//! two queues each, so that the xdp backend's two workers each own one. Only addresses inside these
+//! two queues each, so that the xdp backend's two workers each own one. The xdp backend
+//! also: the host's own TCP on the data port works meanwhile, no program is left after
+//! kill -9, a VIP a reload adds is caught at once, a port without native XDP falls back
+//! to generic mode with a warning, and more workers than queues is refused. Only addresses inside these
 //! namespaces are ever sent to; a guard deletes them and kills the LB even when an
 //! assertion fails. It skips (and passes) when not root or without `ip netns`.
 
@@ -752,4 +755,89 @@ fn with_the_xdp_backend_a_vip_added_by_a_reload_is_caught_at_once() {
     let child = lab.nvlb.as_mut().expect("nvlb child");
     let (status, _) = sigterm(child, Duration::from_secs(2));
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn with_the_xdp_backend_a_port_without_native_xdp_falls_back_to_generic_with_a_warning() {
+    if common::skip_without_netns() {
+        return;
+    }
+    // A bridge device has no native XDP: the kernel runs the program after building
+    // the skb (generic mode), and AF_XDP in copy mode.
+    let mut lab = Lab::create("xdpgeneric");
+    must(
+        "ip",
+        &["-n", &lab.lb, "link", "add", "br0", "type", "bridge"],
+    );
+    must("ip", &["-n", &lab.lb, "link", "set", "br0", "up"]);
+    let mut child = lab.spawn_nvlb(&[
+        "--backend",
+        "xdp",
+        "--config",
+        EXAMPLE,
+        "--external",
+        "br0",
+        "--provider",
+        "br0",
+        "--api",
+        "off",
+    ]);
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    lab.nvlb = Some(child);
+    wait_for_line(&stderr, "no native XDP", Duration::from_secs(10));
+    wait_for_line(
+        &stderr,
+        "br0 generic XDP, copy mode",
+        Duration::from_secs(5),
+    );
+    wait_for_line(&stderr, "ready", Duration::from_secs(5));
+    let out = common::run("ip", &["-n", &lab.lb, "link", "show", "dev", "br0"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("xdpgeneric"), "{text}");
+    let child = lab.nvlb.as_mut().expect("nvlb child");
+    let (status, _) = sigterm(child, Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn with_the_xdp_backend_more_workers_than_queues_exits_1_saying_so() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let lab = Lab::create("xdpqueues");
+    must(
+        "ip",
+        &[
+            "-n", &lab.lb, "link", "add", "q0", "type", "veth", "peer", "name", "q1",
+        ],
+    );
+    must("ip", &["-n", &lab.lb, "link", "set", "q0", "up"]);
+    let out = lab
+        .spawn_nvlb(&[
+            "--backend",
+            "xdp",
+            "--config",
+            EXAMPLE,
+            "--external",
+            "q0",
+            "--provider",
+            "q0",
+            "--workers",
+            "2",
+            "--api",
+            "off",
+        ])
+        .wait_with_output()
+        .expect("nvlb");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("\"q0\" has 1 receive queue(s) but --workers 2"),
+        "{stderr}"
+    );
+    let shown = common::run("ip", &["-n", &lab.lb, "link", "show", "dev", "q0"]);
+    assert!(
+        !String::from_utf8_lossy(&shown.stdout).contains("prog/xdp"),
+        "nothing attached"
+    );
 }
