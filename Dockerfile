@@ -12,6 +12,11 @@
 # with only that, two workers in a PACKET_FANOUT group (docs/operations.md). It runs as
 # the unprivileged user `nvlb`; the runtime grants that user the added capability as an
 # ambient one. `--format docker` keeps the HEALTHCHECK (OCI images drop it).
+# `run --backend xdp` (AF_XDP, nvlb's XDP program on the ports; docs/operations.md)
+# needs more: --cap-add NET_RAW --cap-add NET_ADMIN --cap-add BPF --cap-add IPC_LOCK
+# (or a memlock ulimit of 24 MiB per worker instead of IPC_LOCK), and a seccomp profile
+# that allows bpf(2): some runtimes' default profiles refuse it to a container without
+# CAP_SYS_ADMIN (not tested here: tests/container.sh runs the AF_PACKET backends).
 # tests/container.sh builds this file offline and runs it inside the lab.
 
 ARG RUST_VERSION=1.95

@@ -10,7 +10,16 @@
 # netsniff-ng for trafgen if missing):
 #
 #   bash benches/forward.sh [--rounds N] [--window SECONDS] [--sizes "64 1400"]
-#                           [--nvlb PATH] [--keep-raw FILE] [--only REGEX]
+#                           [--nvlb PATH] [--keep-raw FILE] [--only REGEX] [--rate PPS]
+#
+# --rate PPS offers a fixed rate (trafgen -b) instead of the generator's top speed, and
+# adds the figure of record: the busy CPU time of all cores (/proc/stat: user, system,
+# irq, softirq, steal; kernel threads such as napi/* included) per delivered packet,
+# minus what the generator alone costs at that rate (config gen-only: the same frames
+# to a MAC the dut does not own, which its kernel drops at once as PACKET_OTHERHOST,
+# the cheapest receive there is; so the figure is the forwarding work beyond taking a
+# frame off the veth). Pick a rate
+# that every configuration carries without loss (delivered = offered in the table).
 #
 # --only keeps the configurations whose name (kernel, nvlb-socket-1, nvlb-ring-2, ...)
 # matches REGEX.
@@ -25,8 +34,12 @@
 #                 RPS is not measurable with trafgen: core 1's backlog overflows and
 #                 trafgen aborts ("Flushing TX_RING failed: Resource temporarily
 #                 unavailable"), so there is no kernel figure for "forwarder on core 1"
+#   kernel-napi   the same, but the dut's receive in veth's threaded NAPI kthread
+#                 (GRO on, /sys/class/net/dx/threaded = 1) pinned to core 1
 #   socket/ring   nvlb run --backend socket|ring --workers W; W=1 pinned to core 1,
 #                 W=2 both workers on cores 0-1 (taskset 0-1, the scheduler places them)
+#   xdp           nvlb run --backend xdp --workers 1 pinned to core 1: its XDP program on
+#                 the dut's ports (native, AF_XDP copy mode on veth), one queue each
 #
 # Only addresses inside the namespaces this script makes are ever sent to; they are
 # removed on exit, on failure and on Ctrl-C, and leftovers of an earlier run first.
@@ -42,6 +55,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 NVLB=""
 RAW=""
 ONLY="."
+RATE=""
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -51,7 +65,8 @@ while [ $# -gt 0 ]; do
         --nvlb) NVLB=$2; shift 2 ;;
         --keep-raw) RAW=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        --rate) RATE=$2; shift 2 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "forward.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -118,18 +133,21 @@ kernel_off() {
 # SIZE is the Ethernet frame without FCS for 64 (60 bytes on the wire of a veth) and
 # the IP packet for 1400.
 trafgen_conf() {
-    local size=$1 payload
+    local size=$1 da=${2:-$EXT_MAC} name=${3:-gen-$1} payload
     if [ "$size" = 64 ]; then payload=$((60 - 42)); else payload=$((size - 28)); fi
-    cat >"$TMP/gen-$size.cfg" <<EOF
+    cat >"$TMP/$name.cfg" <<EOF
 {
-  eth(da=$EXT_MAC, sa=$GEN_MAC),
+  eth(da=$da, sa=$GEN_MAC),
   ipv4(sa=$CLIENT, da=$VIP, ttl=64, df),
   udp(sp=dinc(1024, 9215), dp=53, csum=0),
   fill(0x41, $payload)
 }
 EOF
 }
-for s in $SIZES; do trafgen_conf "$s"; done
+for s in $SIZES; do
+    trafgen_conf "$s"
+    trafgen_conf "$s" 02:00:00:00:01:ff "other-$s"
+done
 
 # Interface counters, one line: gen tx, gen tx_dropped, dut rx, sink rx.
 counters() {
@@ -140,20 +158,26 @@ counters() {
     echo $g $d $s
 }
 
+# Busy jiffies of all cores together (user nice system irq softirq steal).
+busy_jiffies() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
 # Runs the generator for WARMUP + WINDOW seconds and prints "offered dut_rx delivered"
-# in packets per second over the window.
+# in packets per second over the window, then "cpu=M": the machine's busy cores over
+# the window in thousandths.
 measure() {
-    local size=$1 pid a b
+    local size=$1 cfg=${2:-gen-$1} pid a b
     # Started without a shell function in between, so that $! is trafgen itself, and
     # in its own session: a signal trafgen sends its process group must not reach us.
-    ip netns exec "$GEN" setsid taskset -c 0 trafgen -o g0 -i "$TMP/gen-$size.cfg" -P 1 -Q -C --no-sock-mem -q \
-        >"$TMP/trafgen.log" 2>&1 &
+    ip netns exec "$GEN" setsid taskset -c 0 trafgen -o g0 -i "$TMP/$cfg.cfg" -P 1 -Q -C --no-sock-mem -q \
+        ${RATE:+-b "${RATE}pps"} >"$TMP/trafgen.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     sleep "$WARMUP"
-    a=$(counters)
+    a="$(counters) $(busy_jiffies) $(cut -d' ' -f1 /proc/uptime)"
     sleep "$WINDOW"
-    b=$(counters)
+    b="$(counters) $(busy_jiffies) $(cut -d' ' -f1 /proc/uptime)"
     if [ "${a%% *}" = "${b%% *}" ]; then
         echo "forward.sh: the generator sent nothing:" >&2
         cat "$TMP/trafgen.log" >&2
@@ -164,9 +188,12 @@ measure() {
     wait "$pid" 2>/dev/null || true
     python3 -c '
 import sys
-a = list(map(int, sys.argv[1].split())); b = list(map(int, sys.argv[2].split()))
+a = list(map(float, sys.argv[1].split())); b = list(map(float, sys.argv[2].split()))
 w = float(sys.argv[3]); d = [y - x for x, y in zip(a, b)]
-print("%d %d %d" % ((d[0] + d[1]) / w, d[2] / w, d[3] / w))' "$a" "$b" "$WINDOW"
+hz = float(sys.argv[4])
+# Busy time over the time that really passed between the two samples (uptime).
+print("%d %d %d cpu=%d" % ((d[0] + d[1]) / w, d[2] / w, d[3] / w, d[4] / hz / d[5] * 1000))' \
+        "$a" "$b" "$WINDOW" "$(getconf CLK_TCK)"
 }
 
 # nvlb's exit counters, as "key=value" words: the ones the table shows.
@@ -185,6 +212,29 @@ run_kernel() {
     kernel_on
     echo "$name $size - $layout $(measure "$size") -" >>"$TMP/results"
     kernel_off
+}
+
+# Kernel forwarding with the dut's receive side in veth's NAPI kthread on core 1.
+run_kernel_napi() {
+    local size=$1 name=kernel-napi layout=$2 pid
+    [[ $name =~ $ONLY ]] || return 0
+    kernel_on
+    nsx "$DUT" ethtool -K dx gro on >/dev/null
+    nsx "$DUT" sh -c "echo 1 > /sys/class/net/dx/threaded"
+    for pid in $(ps -eo pid=,comm= | awk '$2 ~ /^napi\/dx-/ { print $1 }'); do
+        taskset -pc 1 "$pid" >/dev/null
+    done
+    echo "$name $size - $layout $(measure "$size") -" >>"$TMP/results"
+    nsx "$DUT" sh -c "echo 0 > /sys/class/net/dx/threaded"
+    nsx "$DUT" ethtool -K dx gro off >/dev/null
+    kernel_off
+}
+
+# The generator alone at --rate: frames to a MAC the dut does not own.
+run_gen_only() {
+    local size=$1
+    [[ gen-only =~ $ONLY ]] && [ -n "$RATE" ] || return 0
+    echo "gen-only $size - gen:0 $(measure "$size" "other-$size") -" >>"$TMP/results"
 }
 
 # Enslaves the dut's ports to a bridge that stays down: AF_PACKET still sees every
@@ -208,7 +258,11 @@ run_nvlb() {
     local name=nvlb-$backend${bridged:+-bridged}
     [[ $name-$workers =~ $ONLY ]] || return 0
     [ -z "$bridged" ] || bridge_on
-    ip netns exec "$DUT" setsid taskset -c "$cpus" "$NVLB" run --config "$POLICY" --external dx \
+    # Emptied first: the readiness loop below must not find the previous run's
+    # "ready" before the shell has truncated the file for this one.
+    : >"$TMP/nvlb.err"
+    # setsid -w: should setsid fork, $! still waits for nvlb.
+    ip netns exec "$DUT" setsid -w taskset -c "$cpus" "$NVLB" run --config "$POLICY" --external dx \
         --provider dp --workers "$workers" --backend "$backend" \
         >"$TMP/nvlb.out" 2>"$TMP/nvlb.err" &
     pid=$!
@@ -230,15 +284,18 @@ run_nvlb() {
 }
 
 echo "forward.sh: $(uname -sr), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" >&2
-echo "forward.sh: $ROUNDS round(s) x sizes [$SIZES] x 6 configs, ${WINDOW}s windows" >&2
+echo "forward.sh: $ROUNDS round(s) x sizes [$SIZES] x 9 configs, ${WINDOW}s windows${RATE:+, offered $RATE pps}" >&2
 : >"$TMP/results"
 for r in $(seq "$ROUNDS"); do
     for size in $SIZES; do
         echo "forward.sh: round $r/$ROUNDS, $size B" >&2
+        run_gen_only "$size"
         run_kernel "$size" kernel "gen:0,fwd:softirq-on-0"
+        run_kernel_napi "$size" "gen:0,fwd:napi-on-1"
         run_nvlb "$size" socket 1 1 "gen:0,worker:1"
         run_nvlb "$size" ring 1 1 "gen:0,worker:1"
         run_nvlb "$size" ring 1 1 "gen:0,worker:1" bridged
+        run_nvlb "$size" xdp 1 1 "gen:0,worker:1"
         run_nvlb "$size" socket 2 0-1 "gen:0,workers:0-1"
         run_nvlb "$size" ring 2 0-1 "gen:0,workers:0-1"
     done
@@ -265,10 +322,27 @@ def med(xs):
     return statistics.median(xs)
 
 kernel = {}
+gen_cpu = {}
 for key in order:
     size, name, _, _ = key
     if name.startswith("kernel"):
         kernel[(size, name)] = med([r[2] for r in runs[key]])
+    if name == "gen-only":
+        gen_cpu[size] = med([int(r[3].get("cpu", 0)) for r in runs[key]])
+
+def cpu_per_packet(size, rs):
+    """Busy CPU ns per delivered packet, net of the generator alone (median runs)."""
+    if size not in gen_cpu:
+        return None
+    d = med([r[2] for r in rs])
+    busy = med([int(r[3].get("cpu", 0)) for r in rs]) - gen_cpu[size]
+    return busy / 1000.0 / d * 1e9 if d else None
+
+kernel_cpu = {}
+for key in order:
+    size, name, _, _ = key
+    if name == "kernel":
+        kernel_cpu[size] = cpu_per_packet(size, runs[key])
 
 print()
 print("Median of %d round(s); Mpps over the window; ratios are delivered / kernel delivered"
@@ -276,7 +350,8 @@ print("Median of %d round(s); Mpps over the window; ratios are delivered / kerne
 print("(same packet size, same run). kernel: forwarding in softirq on the generator's core 0.")
 print()
 hdr = ("size", "config", "W", "core layout", "offered", "delivered", "min..max",
-       "x kernel", "handoff/pkt", "LB drops (median run)")
+       "x kernel", "cores busy", "CPU ns/pkt net of gen", "x kernel CPU", "handoff/pkt",
+       "LB drops (median run)")
 print("| " + " | ".join(hdr) + " |")
 print("|" + "---|" * len(hdr))
 for key in order:
@@ -288,7 +363,12 @@ for key in order:
     k0 = kernel.get((size, "kernel"))
     ratio = lambda k: "%.2f" % (d / k) if k else "-"
     handoff, drops = "-", "-"
-    if not name.startswith("kernel"):
+    busy = med([int(r[3].get("cpu", 0)) for r in rs]) / 1000.0
+    c = cpu_per_packet(size, rs) if name != "gen-only" else None
+    kc = kernel_cpu.get(size)
+    cpu_txt = "%.0f" % c if c is not None else "-"
+    cpu_ratio = "%.2f" % (c / kc) if c is not None and kc else "-"
+    if not name.startswith("kernel") and name != "gen-only":
         # the run closest to the median, for its counters
         r = min(rs, key=lambda r: abs(r[2] - d))[3]
         pin = int(r.get("packets_in", 0)) or 1
@@ -299,7 +379,7 @@ for key in order:
             if int(r.get(k, 0)) > 0:
                 parts.append("%s %s" % (k[3:], r[k]))
         drops = ", ".join(parts) or "0"
-    print("| %d | %s | %s | %s | %.3f | %.3f | %.3f..%.3f | %s | %s | %s |" % (
+    print("| %d | %s | %s | %s | %.3f | %.3f | %.3f..%.3f | %s | %.2f | %s | %s | %s | %s |" % (
         size, name, workers, layout, off / 1e6, d / 1e6, min(dl) / 1e6, max(dl) / 1e6,
-        ratio(k0), handoff, drops))
+        ratio(k0), busy, cpu_txt, cpu_ratio, handoff, drops))
 EOF

@@ -7,8 +7,12 @@
 //! host of a Blue DIP, that the LB answers ARP for the VIP with its external MAC, that
 //! a VLAN-tagged frame (whose tag the kernel strips before AF_PACKET) is dropped, that
 //! SIGTERM stops it cleanly within 2 s with its counters printed, and it prints (never
-//! asserts) what a short unthrottled burst achieved; all of it for both receive
-//! backends (`--backend socket` and `ring`), one after the other. Only addresses inside these
+//! asserts) what a short unthrottled burst achieved; all of it for every receive
+//! backend (`--backend socket`, `ring` and `xdp`), one after the other. The veths have
+//! two queues each, so that the xdp backend's two workers each own one. The xdp backend
+//! also: the host's own TCP on the data port works meanwhile, no program is left after
+//! kill -9, a VIP a reload adds is caught at once, a port without native XDP falls back
+//! to generic mode with a warning, and more workers than queues is refused. Only addresses inside these
 //! namespaces are ever sent to; a guard deletes them and kills the LB even when an
 //! assertion fails. It skips (and passes) when not root or without `ip netns`.
 
@@ -87,8 +91,30 @@ impl Lab {
             must(
                 "ip",
                 &[
-                    "link", "add", lb_if, "address", &lb_mac, "netns", &lab.lb, "type", "veth",
-                    "peer", "name", "eth0", "address", &peer_mac, "netns", peer_ns,
+                    "link",
+                    "add",
+                    lb_if,
+                    "address",
+                    &lb_mac,
+                    "netns",
+                    &lab.lb,
+                    "numtxqueues",
+                    "2",
+                    "numrxqueues",
+                    "2",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "address",
+                    &peer_mac,
+                    "netns",
+                    peer_ns,
+                    "numtxqueues",
+                    "2",
+                    "numrxqueues",
+                    "2",
                 ],
             );
         };
@@ -223,7 +249,7 @@ fn balances_syns_into_nvgre_answers_arp_and_stops_on_sigterm() {
     }
     // One backend after the other: the burst figures would mean nothing if both labs
     // shared the two cores at once.
-    for backend in ["socket", "ring"] {
+    for backend in ["socket", "ring", "xdp"] {
         lab_run(backend);
     }
 }
@@ -247,6 +273,14 @@ fn lab_run(backend: &str) {
     let stderr = lines_of(child.stderr.take().expect("stderr"));
     let mut stdout = child.stdout.take().expect("stdout");
     lab.nvlb = Some(child);
+    if backend == "xdp" {
+        // veth has native XDP and no zero-copy AF_XDP: both ports say so.
+        wait_for_line(
+            &stderr,
+            "ext0 native XDP, copy mode",
+            Duration::from_secs(10),
+        );
+    }
     wait_for_line(&stderr, "ready", Duration::from_secs(10));
 
     // The host side listens before anything is sent.
@@ -438,19 +472,30 @@ fn without_cap_net_raw_exits_1_saying_so() {
     std::fs::copy(env!("CARGO_BIN_EXE_nvlb"), &bin).expect("copy nvlb");
     std::fs::copy(EXAMPLE, &config).expect("copy the example");
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(nvlb::lab::cmd::locate("setpriv"))
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .args(["--external", "lo", "--provider", "lo"])
-        .output()
-        .expect("run setpriv");
+    let unprivileged = |backend: &str| {
+        Command::new(nvlb::lab::cmd::locate("setpriv"))
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["run", "--backend", backend, "--config"])
+            .arg(&config)
+            .args(["--external", "lo", "--provider", "lo"])
+            .output()
+            .expect("run setpriv")
+    };
+    let out = unprivileged("socket");
+    let xdp = unprivileged("xdp");
     drop(cleanup);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("\"lo\""), "{stderr}");
     assert!(stderr.contains("needs CAP_NET_RAW"), "{stderr}");
+    // The xdp backend's first privileged step is a BPF map.
+    let stderr = String::from_utf8_lossy(&xdp.stderr);
+    assert_eq!(xdp.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs CAP_BPF and CAP_NET_ADMIN"),
+        "{stderr}"
+    );
 }
 
 /// Removes a scratch folder when dropped, also after a failed assertion.
@@ -460,4 +505,339 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The dut's own kernel address on the external port, and the client's on its side:
+/// not an address of the LB's policy, so the XDP filter leaves it to the kernel.
+const DUT_HOST_IP: &str = "198.51.100.2";
+const CLIENT_HOST_IP: &str = "198.51.100.1";
+
+/// Sends `n` SYNs for Blue's VIP from the client and counts the NVGRE frames for them
+/// that reach the host within 3 s.
+fn syns_through(lab: &Lab, n: u16, first_port: u16) -> usize {
+    let (host_ready, host_is_ready) = mpsc::channel();
+    let host = in_netns(&lab.host, move || {
+        let sock = Socket::open("eth0", None).expect("host socket");
+        host_ready.send(()).unwrap();
+        let mut got = BTreeSet::new();
+        capture(&sock, Duration::from_secs(3), |f| {
+            if let Ok((_, _, _, port)) = nvgre_syn(f) {
+                got.insert(port);
+            }
+            got.len() >= usize::from(n)
+        });
+        got.len()
+    });
+    host_is_ready
+        .recv_timeout(Duration::from_secs(5))
+        .expect("host capture ready");
+    let client = in_netns(&lab.client, move || {
+        let sock = Socket::open("eth0", None).expect("client socket");
+        send_all(&sock, (0..n).map(|i| syn(CLIENT, first_port + i)))
+    });
+    assert_eq!(client.join().expect("client"), u32::from(n));
+    host.join().expect("host")
+}
+
+#[test]
+fn with_the_xdp_backend_the_hosts_own_tcp_on_the_data_port_keeps_working() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let mut lab = Lab::create("xdphost");
+    // With an address on ext0 the kernel no longer lets nvlb's API bind 127.0.0.1
+    // while lo is down.
+    must("ip", &["-n", &lab.lb, "link", "set", "lo", "up"]);
+    must(
+        "ip",
+        &[
+            "-n",
+            &lab.lb,
+            "addr",
+            "add",
+            &format!("{DUT_HOST_IP}/24"),
+            "dev",
+            "ext0",
+        ],
+    );
+    must(
+        "ip",
+        &[
+            "-n",
+            &lab.client,
+            "addr",
+            "add",
+            &format!("{CLIENT_HOST_IP}/24"),
+            "dev",
+            "eth0",
+        ],
+    );
+    let mut child = lab.spawn_nvlb(&[
+        "--backend",
+        "xdp",
+        "--config",
+        EXAMPLE,
+        "--external",
+        "ext0",
+        "--provider",
+        "pa0",
+        "--workers",
+        "2",
+    ]);
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    lab.nvlb = Some(child);
+    wait_for_line(&stderr, "ready", Duration::from_secs(10));
+
+    // An echo server on the dut's kernel address, a client that pushes 4 MiB through
+    // it in both directions while SYNs for the VIP go through nvlb.
+    let (listening, is_listening) = mpsc::channel();
+    let server = in_netns(&lab.lb, move || {
+        let l = std::net::TcpListener::bind((DUT_HOST_IP, 7777)).expect("listen on the dut");
+        listening.send(()).unwrap();
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut echoed = 0usize;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    std::io::Write::write_all(&mut s, &buf[..n]).expect("echo");
+                    echoed += n;
+                }
+                Err(e) => panic!("server read: {e}"),
+            }
+        }
+        echoed
+    });
+    is_listening
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server up");
+    const BYTES: usize = 4 << 20;
+    let tcp_client = in_netns(&lab.client, move || {
+        let mut s = std::net::TcpStream::connect_timeout(
+            &format!("{DUT_HOST_IP}:7777").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .expect("connect to the dut's own address");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let data: Vec<u8> = (0..BYTES).map(|i| (i % 251) as u8).collect();
+        let mut reader = s.try_clone().unwrap();
+        let check = std::thread::spawn(move || {
+            let mut got = vec![0u8; BYTES];
+            reader.read_exact(&mut got).map(|_| got)
+        });
+        std::io::Write::write_all(&mut s, &data).expect("send");
+        let got = check.join().unwrap().expect("read the echo back");
+        s.shutdown(std::net::Shutdown::Both).ok();
+        got == data
+    });
+    let through = syns_through(&lab, SYNS, 30000);
+    assert!(tcp_client.join().expect("tcp client"), "the echo matches");
+    assert_eq!(server.join().expect("server"), BYTES);
+    assert_eq!(
+        through,
+        usize::from(SYNS),
+        "every SYN through nvlb meanwhile"
+    );
+
+    let child = lab.nvlb.as_mut().expect("nvlb child");
+    let (status, _) = sigterm(child, Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Whether `ip link` shows an XDP program on `ifname` in `ns`.
+fn xdp_attached(ns: &str, ifname: &str) -> bool {
+    let out = common::run("ip", &["-n", ns, "link", "show", "dev", ifname]);
+    assert!(out.status.success(), "ip link show {ifname}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("prog/xdp") || text.contains(" xdp")
+}
+
+#[test]
+fn after_kill_9_no_xdp_program_is_left_on_the_ports() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let mut lab = Lab::create("xdpkill");
+    let mut child = lab.spawn_nvlb(&[
+        "--backend",
+        "xdp",
+        "--config",
+        EXAMPLE,
+        "--external",
+        "ext0",
+        "--provider",
+        "pa0",
+        "--workers",
+        "2",
+    ]);
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    lab.nvlb = Some(child);
+    wait_for_line(&stderr, "ready", Duration::from_secs(10));
+    for port in ["ext0", "pa0"] {
+        assert!(xdp_attached(&lab.lb, port), "{port} runs nvlb's program");
+    }
+    // `ip netns exec` runs nvlb in its own process: SIGKILL nvlb itself, not ip.
+    let pid = lab.nvlb.as_ref().unwrap().id();
+    must("kill", &["-KILL", &pid.to_string()]);
+    let _ = lab.nvlb.as_mut().unwrap().wait();
+    lab.nvlb = None;
+    let t = Instant::now();
+    while ["ext0", "pa0"].iter().any(|p| xdp_attached(&lab.lb, p)) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "an XDP program is still attached 5 s after kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn with_the_xdp_backend_a_vip_added_by_a_reload_is_caught_at_once() {
+    if common::skip_without_netns() {
+        return;
+    }
+    // A copy of the example where Blue's web VIP has another address (and no pool
+    // probes its DIPs: nothing answers them here); the reload brings 203.0.113.10 back.
+    let dir = std::env::temp_dir().join(format!("nvlb-xdpreload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("scratch folder");
+    let _cleanup = Cleanup(dir.clone());
+    let example: String = std::fs::read_to_string(EXAMPLE)
+        .expect("read the example")
+        .lines()
+        .filter(|l| !l.starts_with("health = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let moved = example.replace("address = \"203.0.113.10\"", "address = \"203.0.113.77\"");
+    assert_ne!(
+        moved, example,
+        "the example declares blue-web at 203.0.113.10"
+    );
+    let config = dir.join("policy.toml");
+    std::fs::write(&config, &moved).unwrap();
+
+    let mut lab = Lab::create("xdpreload");
+    let config_arg = config.display().to_string();
+    let mut child = lab.spawn_nvlb(&[
+        "--backend",
+        "xdp",
+        "--config",
+        &config_arg,
+        "--external",
+        "ext0",
+        "--provider",
+        "pa0",
+        "--workers",
+        "2",
+        "--api",
+        "off",
+    ]);
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    lab.nvlb = Some(child);
+    wait_for_line(&stderr, "ready", Duration::from_secs(10));
+    assert_eq!(
+        syns_through(&lab, 20, 20000),
+        0,
+        "203.0.113.10 is no VIP yet: nothing for it leaves as NVGRE"
+    );
+
+    std::fs::write(&config, &example).unwrap();
+    let pid = lab.nvlb.as_ref().unwrap().id();
+    must("kill", &["-HUP", &pid.to_string()]);
+    wait_for_line(&stderr, "reloaded", Duration::from_secs(5));
+    assert_eq!(
+        syns_through(&lab, SYNS, 21000),
+        usize::from(SYNS),
+        "every SYN to the VIP the reload added reaches nvlb"
+    );
+    let child = lab.nvlb.as_mut().expect("nvlb child");
+    let (status, _) = sigterm(child, Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn with_the_xdp_backend_a_port_without_native_xdp_falls_back_to_generic_with_a_warning() {
+    if common::skip_without_netns() {
+        return;
+    }
+    // A bridge device has no native XDP: the kernel runs the program after building
+    // the skb (generic mode), and AF_XDP in copy mode.
+    let mut lab = Lab::create("xdpgeneric");
+    must(
+        "ip",
+        &["-n", &lab.lb, "link", "add", "br0", "type", "bridge"],
+    );
+    must("ip", &["-n", &lab.lb, "link", "set", "br0", "up"]);
+    let mut child = lab.spawn_nvlb(&[
+        "--backend",
+        "xdp",
+        "--config",
+        EXAMPLE,
+        "--external",
+        "br0",
+        "--provider",
+        "br0",
+        "--api",
+        "off",
+    ]);
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    lab.nvlb = Some(child);
+    wait_for_line(&stderr, "no native XDP", Duration::from_secs(10));
+    wait_for_line(
+        &stderr,
+        "br0 generic XDP, copy mode",
+        Duration::from_secs(5),
+    );
+    wait_for_line(&stderr, "ready", Duration::from_secs(5));
+    let out = common::run("ip", &["-n", &lab.lb, "link", "show", "dev", "br0"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("xdpgeneric"), "{text}");
+    let child = lab.nvlb.as_mut().expect("nvlb child");
+    let (status, _) = sigterm(child, Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn with_the_xdp_backend_more_workers_than_queues_exits_1_saying_so() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let lab = Lab::create("xdpqueues");
+    must(
+        "ip",
+        &[
+            "-n", &lab.lb, "link", "add", "q0", "type", "veth", "peer", "name", "q1",
+        ],
+    );
+    must("ip", &["-n", &lab.lb, "link", "set", "q0", "up"]);
+    let out = lab
+        .spawn_nvlb(&[
+            "--backend",
+            "xdp",
+            "--config",
+            EXAMPLE,
+            "--external",
+            "q0",
+            "--provider",
+            "q0",
+            "--workers",
+            "2",
+            "--api",
+            "off",
+        ])
+        .wait_with_output()
+        .expect("nvlb");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("\"q0\" has 1 receive queue(s) but --workers 2"),
+        "{stderr}"
+    );
+    let shown = common::run("ip", &["-n", &lab.lb, "link", "show", "dev", "q0"]);
+    assert!(
+        !String::from_utf8_lossy(&shown.stdout).contains("prog/xdp"),
+        "nothing attached"
+    );
 }

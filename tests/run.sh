@@ -86,6 +86,18 @@ fi
 while IFS=$'\t' read -r name exe package; do
   step "$name" bash -c 'cd "$1" && exec "$2"' _ "$package" "$exe"
 done <"$bins"
+# The lab tests once more with the LB on AF_XDP: `nvlb lab` takes its backend from
+# NVLB_LAB_BACKEND, so every lab test runs on both backends without passing it. The
+# scale-out lab ignores the variable (it would only repeat itself) and is not rerun.
+while IFS=$'\t' read -r name exe package; do
+  target=${name##* }
+  case $target in
+    lab_scaleout) continue ;;
+    lab | health | lab_*) ;;
+    *) continue ;;
+  esac
+  step "$name (NVLB_LAB_BACKEND=xdp)" env NVLB_LAB_BACKEND=xdp bash -c 'cd "$1" && exec "$2"' _ "$package" "$exe"
+done <"$bins"
 
 # The container test: builds the image offline and serves the lab from it (about 6 min
 # on a fresh machine, 15 s with its caches; docs/operations.md).

@@ -27,6 +27,8 @@ pub struct Args {
     pub prometheus: bool,
     /// `--instances N`: the scale-out lab (`nvlb::lab::scaleout`).
     pub instances: Option<usize>,
+    /// The LB's receive backend, when given on the command line.
+    pub backend: Option<nvlb::dataplane::Backend>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -72,10 +74,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Ctrl-C and SIGTERM set the stop flag; the lab notices it, tears down and exits.
     shutdown::install()?;
     if let Some(n) = a.instances {
-        if a.ovs_hosts > 0 || a.upload || a.capture.is_some() || a.prometheus || a.without_hosts {
+        if a.ovs_hosts > 0
+            || a.upload
+            || a.capture.is_some()
+            || a.prometheus
+            || a.without_hosts
+            || a.backend.is_some()
+        {
             eprintln!(
                 "nvlb lab: --instances does not combine with --ovs-hosts, --upload, --capture, \
-                 --prometheus or --without-hosts"
+                 --prometheus, --without-hosts or --backend"
             );
             return Ok(ExitCode::from(2));
         }
@@ -103,9 +111,32 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         upload: a.upload,
         capture: a.capture,
         prometheus: a.prometheus,
+        backend: match a.backend {
+            Some(b) => b,
+            None => match backend_from_env() {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("nvlb lab: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            },
+        },
     };
     let outcome = lab::run(&policy, &opts, &mut |m| eprintln!("nvlb lab: {m}"))?;
     Ok(finish(&outcome))
+}
+
+/// The backend NVLB_LAB_BACKEND names (socket when unset): the lab tests run once per
+/// backend without each test passing it (tests/run.sh). The scale-out lab ignores it.
+fn backend_from_env() -> Result<nvlb::dataplane::Backend, String> {
+    use nvlb::dataplane::Backend;
+    match std::env::var("NVLB_LAB_BACKEND").as_deref() {
+        Err(_) | Ok("") => Ok(Backend::Socket),
+        Ok(v) => [Backend::Socket, Backend::Ring, Backend::Xdp]
+            .into_iter()
+            .find(|b| b.name() == v)
+            .ok_or_else(|| format!("NVLB_LAB_BACKEND={v:?}: expected socket, ring or xdp")),
+    }
 }
 
 /// Prints a lab's report and says whether everything was answered.

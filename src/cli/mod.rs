@@ -80,8 +80,10 @@ enum Command {
         /// Worker threads, each with its own flow shard (1-64).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         workers: u16,
-        /// How workers receive: `socket` (one recvmsg per frame) or `ring` (a
-        /// TPACKET_V3 ring per socket, a block of frames at a time).
+        /// How workers receive: `socket` (one recvmsg per frame), `ring` (a
+        /// TPACKET_V3 ring per socket, a block of frames at a time) or `xdp` (nvlb's XDP
+        /// program and an AF_XDP socket per port and queue, one worker per queue; the
+        /// host keeps the traffic the LB does not own on the same ports).
         #[arg(long, value_enum, default_value_t = BackendArg::Socket)]
         backend: BackendArg,
         /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9181); off
@@ -186,6 +188,11 @@ enum Command {
         /// (docs/scale-out.md; needs bird2).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(2..=16))]
         instances: Option<u8>,
+        /// The LB's receive backend (`nvlb run --backend`). Default: the environment
+        /// variable NVLB_LAB_BACKEND (socket, ring or xdp; how tests/run.sh runs the lab
+        /// tests once per backend), else socket. Not with --instances.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
     },
     /// The lab's web server (run inside a VM namespace by `nvlb lab`).
     #[command(name = "lab-serve", hide = true)]
@@ -268,6 +275,17 @@ enum Command {
 enum BackendArg {
     Socket,
     Ring,
+    Xdp,
+}
+
+impl From<BackendArg> for nvlb::dataplane::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Socket => nvlb::dataplane::Backend::Socket,
+            BackendArg::Ring => nvlb::dataplane::Backend::Ring,
+            BackendArg::Xdp => nvlb::dataplane::Backend::Xdp,
+        }
+    }
 }
 
 /// Prints every finding of a refused policy on stderr, one per line. A file that could
@@ -306,6 +324,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bulk_bytes,
             prometheus,
             instances,
+            backend,
         } => lab::run(lab::Args {
             config,
             keep,
@@ -320,6 +339,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bulk_bytes: usize::try_from(bulk_bytes).unwrap_or(nvlb::lab::BULK_BYTES),
             prometheus,
             instances: instances.map(usize::from),
+            backend: backend.map(Into::into),
         }),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man { dir } => manual::man(dir.as_deref()),
@@ -353,10 +373,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokens: api_tokens,
             },
             nvlb::dataplane::Options {
-                backend: match backend {
-                    BackendArg::Socket => nvlb::dataplane::Backend::Socket,
-                    BackendArg::Ring => nvlb::dataplane::Backend::Ring,
-                },
+                backend: backend.into(),
                 external,
                 provider,
                 workers: usize::from(workers),

@@ -100,6 +100,12 @@ pub fn run(
             return Err(e.into());
         }
     };
+    for w in running.warnings() {
+        eprintln!("nvlb: warning: {w}");
+    }
+    if let Some(modes) = running.modes() {
+        eprintln!("nvlb: xdp: {modes}");
+    }
     eprintln!(
         "nvlb: ready: {} worker(s), {:?} backend, external {}, provider {}",
         opts.workers, opts.backend, opts.external, opts.provider

@@ -25,6 +25,48 @@ pub enum Error {
     Setup { op: &'static str, cause: io::Error },
     #[error("--workers must be between 1 and {max}, got {got}")]
     Workers { got: usize, max: usize },
+    #[error(
+        "{op}: this kernel has no BPF system call (bpf(2): {cause}): --backend xdp needs a \
+         kernel built with CONFIG_BPF_SYSCALL and CONFIG_XDP_SOCKETS; use --backend ring"
+    )]
+    NoBpf { op: &'static str, cause: io::Error },
+    #[error("this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS): use --backend ring")]
+    NoAfXdp,
+    #[error("{op} not permitted: needs {caps} (run as root or grant the capabilities)")]
+    NeedsCapability {
+        op: &'static str,
+        caps: &'static str,
+    },
+    #[error(
+        "interface {ifname:?}: registering the AF_XDP UMEM ({} MiB per worker) failed: the \
+         locked-memory limit ({}) is too low: raise it (`ulimit -l unlimited`, systemd \
+         LimitMEMLOCK=infinity) or grant CAP_IPC_LOCK",
+        bytes >> 20,
+        limit.map_or("unlimited".to_string(), |l| format!("{} KiB", l >> 10))
+    )]
+    Memlock {
+        ifname: String,
+        bytes: u64,
+        limit: Option<u64>,
+    },
+    #[error(
+        "interface {ifname:?} has {queues} receive queue(s) but --workers {workers}: \
+         --backend xdp runs one worker per queue (raise the queue count: `ethtool -L \
+         {ifname} combined {workers}`, or a veth made with `numrxqueues {workers} \
+         numtxqueues {workers}`; or lower --workers)"
+    )]
+    Queues {
+        ifname: String,
+        queues: u32,
+        workers: u32,
+    },
+    #[error("interface {ifname:?} queue {queue}: {op}: {cause}")]
+    Xdp {
+        ifname: String,
+        queue: u32,
+        op: &'static str,
+        cause: io::Error,
+    },
 }
 
 impl Error {

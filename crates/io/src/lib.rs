@@ -5,8 +5,11 @@
 //! joins them once a stop was requested (SIGINT/SIGTERM via `shutdown`) and sums their
 //! counters. Workers receive per frame from their sockets (`Backend::Socket`) or a
 //! block at a time from TPACKET_V3 rings (`Backend::Ring`); both send on the socket.
-//! The data plane owns sockets and threads and never decides about a packet:
-//! that is the engine's job. All `unsafe` code lives in `sys`.
+//! With `Backend::Xdp` (module `xdp`), nvlb's own XDP program passes each port's
+//! LB traffic to AF_XDP sockets, one per (port, queue) and one worker per queue, and
+//! leaves the rest to the kernel. The data plane owns sockets and threads and never
+//! decides about a packet: that is the engine's job. All `unsafe` code lives in `sys`
+//! and, for the AF_XDP backend's bpf(2) calls and shared rings, in `xdp::sys`.
 
 pub mod afpacket;
 pub mod cell;
@@ -18,6 +21,7 @@ pub mod ring;
 mod sys;
 pub mod txbatch;
 pub mod worker;
+pub mod xdp;
 
 use std::sync::Arc;
 
@@ -63,6 +67,20 @@ pub enum Backend {
     Socket,
     /// A TPACKET_V3 receive ring per socket, read a block at a time.
     Ring,
+    /// nvlb's XDP program on each port and an AF_XDP socket per (port, queue), one
+    /// worker per queue; the host keeps what the LB does not own (`xdp`).
+    Xdp,
+}
+
+impl Backend {
+    /// The name `nvlb run --backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Socket => "socket",
+            Backend::Ring => "ring",
+            Backend::Xdp => "xdp",
+        }
+    }
 }
 
 /// Where and how to run.
@@ -79,6 +97,8 @@ pub struct Options {
 /// Running workers.
 pub struct Running {
     handles: Vec<JoinHandle<Report>>,
+    /// The XDP programs' links and maps (xdp backend): dropped after the workers.
+    xdp: Option<xdp::Setup>,
 }
 
 /// Stop requests: the process-wide flag workers poll between batches.
@@ -128,7 +148,8 @@ fn open_port(
 ) -> Result<Socket, Error> {
     match backend {
         Backend::Socket => Socket::open(ifname, group),
-        Backend::Ring => {
+        // The xdp backend opens no AF_PACKET socket (`xdp::open`); never reached.
+        Backend::Ring | Backend::Xdp => {
             let (sock, ring) = Ring::open(ifname, group)?;
             rings.push(ring);
             Ok(sock)
@@ -186,18 +207,28 @@ pub fn start_with(
         });
     }
     let n = opts.workers;
-    let mut ports = Vec::with_capacity(n);
-    for _ in 0..n {
-        ports.push(open_ports(opts, n > 1)?);
+    let mut setup = None;
+    let mut ios = Vec::with_capacity(n);
+    if opts.backend == Backend::Xdp {
+        let mut s = xdp::open(opts, &cell)?;
+        ios.extend(std::mem::take(&mut s.workers).into_iter().map(Io::Xdp));
+        setup = Some(s);
+    } else {
+        for _ in 0..n {
+            ios.push(Io::Packet(open_ports(opts, n > 1)?));
+        }
     }
     let (inboxes, outboxes) = handoff::mesh(n, HANDOFF_DEPTH)?;
     let clock = Clock::new();
     let mut handles = Vec::with_capacity(n);
-    for (i, (((ports, rings), inbox), outboxes)) in
-        ports.into_iter().zip(inboxes).zip(outboxes).enumerate()
-    {
+    for (i, ((io, inbox), outboxes)) in ios.into_iter().zip(inboxes).zip(outboxes).enumerate() {
         let engine = Engine::new(cell.load(), i as u16, n as u16);
-        let mut worker = Worker::new(engine, ports, rings, inbox, outboxes, cell.clone());
+        let mut worker = match io {
+            Io::Packet((ports, rings)) => {
+                Worker::new(engine, ports, rings, inbox, outboxes, cell.clone())
+            }
+            Io::Xdp((rx, tx)) => Worker::new_xdp(engine, rx, tx, inbox, outboxes, cell.clone()),
+        };
         if let Some(tx) = &local {
             worker = worker.with_local(tx.clone());
         }
@@ -225,15 +256,34 @@ pub fn start_with(
             }
         }
     }
-    Ok(Running { handles })
+    Ok(Running {
+        handles,
+        xdp: setup,
+    })
+}
+
+/// One worker's I/O before it starts.
+enum Io {
+    Packet((Ports, Vec<Ring>)),
+    Xdp((xdp::io::XdpRx, xdp::io::XdpTx)),
 }
 
 impl Running {
+    /// What setup found worth a warning (xdp backend: generic mode, unused queues).
+    pub fn warnings(&self) -> &[String] {
+        self.xdp.as_ref().map_or(&[], |s| &s.warnings)
+    }
+
+    /// How the ports run, when that depends on the driver (xdp backend).
+    pub fn modes(&self) -> Option<&str> {
+        self.xdp.as_ref().map(|s| s.modes.as_str())
+    }
+
     /// Waits for every worker to stop; the sum of their reports, and how many panicked.
-    pub fn wait(self) -> (Report, usize) {
+    pub fn wait(mut self) -> (Report, usize) {
         let mut total = Report::default();
         let mut panicked = 0;
-        for h in self.handles {
+        for h in std::mem::take(&mut self.handles) {
             match h.join() {
                 Ok(r) => total.add(&r),
                 Err(_) => panicked += 1,

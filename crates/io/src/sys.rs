@@ -1,5 +1,6 @@
-//! The only module of nvlb-io with `unsafe`, so that all of the data plane's can be
-//! reviewed in one place: thin, safe wrappers over the few Linux calls it needs
+//! One of the two modules of nvlb-io with `unsafe` (the other is `xdp::sys`, the AF_XDP
+//! backend's bpf(2) calls and shared rings), so that all of the data plane's can be
+//! reviewed in two files: thin, safe wrappers over the few Linux calls it needs
 //! (AF_PACKET sockets and their mapped RX rings, sendmmsg, poll, eventfd, sigaction,
 //! setns, an interface's index and flags). Elsewhere in crates/ and src/, `unsafe` is
 //! only `kill(2)` where the lab signals processes in its own namespaces

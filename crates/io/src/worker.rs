@@ -21,6 +21,7 @@ use super::handoff::{Frame, Inbox, Outbox, Refused};
 use super::ring::{Ring, RingFrame};
 use super::sys;
 use super::txbatch::TxBatch;
+use super::xdp::io::{NotQueued, XdpRx, XdpTx};
 
 /// Frames taken from one source before turning to the next.
 const BATCH: usize = 64;
@@ -180,9 +181,16 @@ struct Core {
     rest: Rest,
 }
 
+/// Where a worker's output frames go: the send arena and its AF_PACKET sockets, or
+/// the UMEM and TX rings of its AF_XDP sockets.
+enum Out {
+    Packet { ports: Ports, tx: TxBatch },
+    Xdp(XdpTx),
+}
+
 /// See [`Core::rest`].
 struct Rest {
-    ports: Ports,
+    out: Out,
     outboxes: Vec<Outbox>,
     io: IoCounters,
     /// Buffers of frames handed to this worker, reused for the frames it hands to
@@ -190,8 +198,6 @@ struct Rest {
     spare: Vec<Frame>,
     /// Where `Verdict::Local` frames go (the health thread), if anything listens.
     local: Option<LocalSender>,
-    /// Frames to send until the end of the round; the engine writes into it.
-    tx: TxBatch,
 }
 
 /// Most spare handoff buffers a worker keeps (a receiver that never sends would
@@ -212,15 +218,11 @@ impl Core {
             return;
         }
         loop {
-            if !self.rest.tx.has_room(crate::engine::MAX_RESET_FRAME) {
-                self.rest.flush_tx();
-            }
-            let Some((egress, len)) = self.engine.next_reset(self.rest.tx.tail()) else {
+            let buf = self.rest.buffer(crate::engine::MAX_RESET_FRAME);
+            let Some((egress, len)) = self.engine.next_reset(buf) else {
                 break;
             };
-            if !self.rest.tx.commit(egress, len) {
-                self.rest.io.tx_errors += 1;
-            }
+            self.rest.commit(egress, len);
         }
         self.rest.flush_tx();
     }
@@ -233,7 +235,7 @@ impl Core {
         };
         let verdict = self
             .engine
-            .process(now, frame, sink.buffer(output_len(frame.len())));
+            .process(now, frame, sink.rest.buffer(output_len(frame.len())));
         sink.verdict(0, frame, verdict);
     }
 
@@ -281,19 +283,14 @@ struct Sink<'a> {
 
 impl Outputs for Sink<'_> {
     fn buffer(&mut self, need: usize) -> &mut [u8] {
-        if !self.rest.tx.has_room(need) {
-            self.rest.flush_tx();
-        }
-        self.rest.tx.tail()
+        self.rest.buffer(need)
     }
 
     fn verdict(&mut self, _index: usize, frame: &[u8], verdict: Verdict) {
         let r = &mut *self.rest;
         match verdict {
             Verdict::Forward { egress, len, .. } | Verdict::Reply { egress, len } => {
-                if !r.tx.commit(egress, len) {
-                    r.io.tx_errors += 1;
-                }
+                r.commit(egress, len);
             }
             Verdict::Handoff { worker } => {
                 if self.handed_over {
@@ -329,15 +326,53 @@ impl Outputs for Sink<'_> {
 }
 
 impl Rest {
-    /// Sends what the round decided, one sendmmsg per egress and batch.
-    fn flush_tx(&mut self) {
-        if self.tx.is_empty() {
-            return;
+    /// Room for the engine's next output frame of up to `need` bytes (the send
+    /// arena is flushed first when it is full).
+    fn buffer(&mut self, need: usize) -> &mut [u8] {
+        if let Out::Packet { tx, .. } = &self.out
+            && !tx.has_room(need)
+        {
+            self.flush_tx();
         }
-        let f = self.tx.flush(
-            self.ports.get(Egress::External),
-            self.ports.get(Egress::Provider),
-        );
+        match &mut self.out {
+            Out::Packet { tx, .. } => tx.tail(),
+            Out::Xdp(x) => x.buffer(),
+        }
+    }
+
+    /// Queues the frame just written into [`Rest::buffer`] for `egress`.
+    fn commit(&mut self, egress: Egress, len: usize) {
+        match &mut self.out {
+            Out::Packet { tx, .. } => {
+                if !tx.commit(egress, len) {
+                    self.io.tx_errors += 1;
+                }
+            }
+            Out::Xdp(x) => match x.commit(egress, len) {
+                Ok(()) => {}
+                Err(NotQueued::RingFull) => self.io.tx_queue_full += 1,
+                Err(NotQueued::NoFrame) => self.io.tx_errors += 1,
+            },
+        }
+    }
+
+    /// Sends what the round decided: one sendmmsg per egress and batch, or the TX
+    /// rings published and the kernel woken.
+    fn flush_tx(&mut self) {
+        let f = match &mut self.out {
+            Out::Packet { ports, tx } => {
+                if tx.is_empty() {
+                    return;
+                }
+                tx.flush(ports.get(Egress::External), ports.get(Egress::Provider))
+            }
+            Out::Xdp(x) => {
+                if x.is_empty() {
+                    return;
+                }
+                x.flush()
+            }
+        };
         self.io.tx_frames += f.sent;
         self.io.tx_queue_full += f.queue_full;
         self.io.tx_errors += f.errors;
@@ -356,6 +391,8 @@ pub struct Worker {
     rx: Vec<u8>,
     /// Receive rings, external first (ring backend); empty: receive from the sockets.
     rings: Vec<Ring>,
+    /// The AF_XDP sockets' receiving halves (xdp backend).
+    xdp: Option<XdpRx>,
     /// Copies the counters for `/metrics` between batches (`nvlb run --metrics`).
     publisher: Option<crate::publish::Publisher>,
 }
@@ -376,12 +413,14 @@ impl Worker {
             core: Core {
                 engine,
                 rest: Rest {
-                    ports,
+                    out: Out::Packet {
+                        ports,
+                        tx: TxBatch::new(output_len(RX_BUF)),
+                    },
                     outboxes,
                     io: IoCounters::default(),
                     spare: Vec::new(),
                     local: None,
-                    tx: TxBatch::new(output_len(RX_BUF)),
                 },
             },
             inbox,
@@ -393,6 +432,38 @@ impl Worker {
                 Vec::new()
             },
             rings,
+            xdp: None,
+            publisher: None,
+        }
+    }
+
+    /// A worker on AF_XDP sockets: it receives from `rx` and sends through `tx`.
+    pub fn new_xdp(
+        engine: Engine,
+        rx: XdpRx,
+        tx: XdpTx,
+        inbox: Inbox,
+        outboxes: Vec<Outbox>,
+        cell: Arc<PolicyCell>,
+    ) -> Worker {
+        Worker {
+            generation: cell.generation(),
+            cell,
+            held: None,
+            core: Core {
+                engine,
+                rest: Rest {
+                    out: Out::Xdp(tx),
+                    outboxes,
+                    io: IoCounters::default(),
+                    spare: Vec::new(),
+                    local: None,
+                },
+            },
+            inbox,
+            rx: Vec::new(),
+            rings: Vec::new(),
+            xdp: Some(rx),
             publisher: None,
         }
     }
@@ -457,6 +528,12 @@ impl Worker {
     }
 
     fn drain_socket(&mut self, now: Nanos, provider: bool) -> usize {
+        if let Some(xdp) = &mut self.xdp {
+            let core = &mut self.core;
+            return xdp.drain(usize::from(provider), |batch| {
+                core.receive_batch(now, batch)
+            });
+        }
         if !self.rings.is_empty() {
             return self.drain_ring(now, usize::from(provider));
         }
@@ -466,8 +543,11 @@ impl Worker {
         let mut got = 0;
         let mut n = 0;
         while n < BATCH {
-            let sock = match (provider, &self.core.rest.ports.provider) {
-                (false, _) => &self.core.rest.ports.external,
+            let Out::Packet { ports, .. } = &self.core.rest.out else {
+                break;
+            };
+            let sock = match (provider, &ports.provider) {
+                (false, _) => &ports.external,
                 (true, Some(p)) => p,
                 (true, None) => break,
             };
@@ -525,7 +605,11 @@ impl Worker {
             self.held = Some(frame);
             return;
         }
-        let mut fds: Vec<BorrowedFd> = self.core.rest.ports.all().map(|s| s.as_fd()).collect();
+        let mut fds: Vec<BorrowedFd> = match (&self.xdp, &self.core.rest.out) {
+            (Some(x), _) => x.fds().collect(),
+            (None, Out::Packet { ports, .. }) => ports.all().map(|s| s.as_fd()).collect(),
+            (None, Out::Xdp(_)) => Vec::new(),
+        };
         fds.push(self.inbox.wake_fd());
         let ms = i32::try_from(IDLE_POLL.as_millis()).unwrap_or(100);
         // An error here (EINTR is already zero) leaves the next round to find out.
@@ -535,10 +619,20 @@ impl Worker {
     fn report(mut self) -> Report {
         self.core.rest.flush_tx();
         let mut kernel = Statistics::default();
-        for sock in self.core.rest.ports.all() {
-            if let Ok(s) = sock.statistics() {
-                kernel.packets += s.packets;
-                kernel.drops += s.drops;
+        match &self.core.rest.out {
+            Out::Packet { ports, .. } => {
+                for sock in ports.all() {
+                    if let Ok(s) = sock.statistics() {
+                        kernel.packets += s.packets;
+                        kernel.drops += s.drops;
+                    }
+                }
+            }
+            // AF_XDP counts no received total, only what it lost.
+            Out::Xdp(x) => {
+                let s = x.statistics();
+                kernel.drops = s.rx_dropped;
+                self.core.rest.io.tx_errors += s.invalid;
             }
         }
         self.core.rest.io.kernel_packets = kernel.packets;

@@ -41,6 +41,9 @@ use topology::Topology;
 
 /// The policy the lab runs when none is given: the guide's example.
 pub const EXAMPLE_POLICY: &str = include_str!("../../../../lb-config/example.toml");
+/// Workers of the lab's LB; its veths have this many queues each, one per worker
+/// (what `--backend xdp` needs).
+pub const LB_WORKERS: usize = 2;
 /// The default namespace prefix.
 pub const DEFAULT_PREFIX: &str = "nvlab-";
 /// Size of the bulk file each path carries (10 MiB, more than 10 MB).
@@ -125,6 +128,8 @@ pub struct Options {
     /// Run Prometheus on a management network scraping the LB and the simulated hosts
     /// (see [`monitor`]).
     pub prometheus: bool,
+    /// How the LB receives (`nvlb run --backend`).
+    pub backend: crate::dataplane::Backend,
 }
 
 /// What a run found.
@@ -441,7 +446,9 @@ fn start_processes(
         "--provider",
         "lb-pa",
         "--workers",
-        "2",
+        &LB_WORKERS.to_string(),
+        "--backend",
+        opts.backend.name(),
         "--api-tokens",
         &tokens,
     ]

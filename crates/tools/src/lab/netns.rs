@@ -89,11 +89,32 @@ fn build_internet_side(t: &Topology) -> Result<(), Error> {
     )?;
     let gw = t.gateway_mac.to_string();
     let ext = t.external_mac.to_string();
+    let queues = super::LB_WORKERS.to_string();
     ip_in(
         &t.router,
         &[
-            "link", "add", "rt-lb", "address", &gw, "type", "veth", "peer", "name", "lb-ext",
-            "address", &ext, "netns", &t.lb,
+            "link",
+            "add",
+            "rt-lb",
+            "address",
+            &gw,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lb-ext",
+            "address",
+            &ext,
+            "netns",
+            &t.lb,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
         ],
     )?;
     use super::topology::{CLIENT_V4, CLIENT_V6, ROUTER_CLIENT_V4, ROUTER_CLIENT_V6};
@@ -139,11 +160,34 @@ fn build_pa_network(t: &Topology) -> Result<(), Error> {
         ],
     )?;
     let pmac = t.provider_mac.to_string();
+    let queues = super::LB_WORKERS.to_string();
     ip_in(
         &t.lb,
         &[
-            "link", "add", "lb-pa", "address", &pmac, "mtu", &mtu, "type", "veth", "peer", "name",
-            "pa-lb", "mtu", &mtu, "netns", &t.pa,
+            "link",
+            "add",
+            "lb-pa",
+            "address",
+            &pmac,
+            "mtu",
+            &mtu,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "pa-lb",
+            "mtu",
+            &mtu,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
+            "netns",
+            &t.pa,
         ],
     )?;
     ip_in(&t.lb, &["link", "set", "lb-pa", "up"])?;
