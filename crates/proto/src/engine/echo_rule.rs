@@ -198,7 +198,7 @@ pub(super) fn reply(
         return Some(Verdict::Drop(DropReason::TtlExpired));
     }
     ctx.shard.touch(id, Direction::Return, None, ctx.now);
-    let path = match path_to_client(ctx, &flow.forward, flow.flow_id) {
+    let path = match path_to_client(ctx.policy, &flow.forward, flow.flow_id) {
         Ok(p) => p,
         Err(r) => return Some(Verdict::Drop(r)),
     };

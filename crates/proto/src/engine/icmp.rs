@@ -137,7 +137,7 @@ pub(super) fn translate(
             dst: Some((flow.forward.vip, flow.forward.vip_port)),
             hop: false,
         };
-        path = tri!(path_to_client(ctx, &flow.forward, flow.flow_id));
+        path = tri!(path_to_client(ctx.policy, &flow.forward, flow.flow_id));
         matched = Matched::of(&flow);
     }
     let len = ip.bytes.len();

@@ -255,7 +255,7 @@ pub(super) fn to_vm(
     }
     ctx.shard
         .touch(id, Direction::Return, ports.tcp_flags, ctx.now);
-    let path = match reply::path_to_client(ctx, &flow.forward, flow.flow_id) {
+    let path = match reply::path_to_client(ctx.policy, &flow.forward, flow.flow_id) {
         Ok(p) => p,
         Err(r) => return Verdict::Drop(r),
     };
@@ -334,7 +334,7 @@ pub(super) fn icmp_error(
         return Some(Verdict::Drop(DropReason::IcmpNoFlow));
     };
     let flow = *ctx.shard.flow(id);
-    let path = match reply::path_to_client(ctx, &flow.forward, flow.flow_id) {
+    let path = match reply::path_to_client(ctx.policy, &flow.forward, flow.flow_id) {
         Ok(p) => p,
         Err(r) => return Some(Verdict::Drop(r)),
     };

@@ -40,7 +40,7 @@ pub(super) fn ret(
     ctx.shard
         .touch(id, Direction::Return, ports.tcp_flags, ctx.now);
     super::idle_reset::note(ctx, id, Direction::Return, ip, ports);
-    let path = tri!(path_to_client(ctx, &flow.forward, flow.flow_id));
+    let path = tri!(path_to_client(ctx.policy, &flow.forward, flow.flow_id));
     let rw = Rewrite {
         src: Some((flow.forward.vip, flow.forward.vip_port)),
         dst: flow
@@ -150,11 +150,10 @@ pub(super) fn dip_side_binding(
 
 /// The path to a flow's client: the Internet gateway, or the client's host in its VSID.
 pub(super) fn path_to_client(
-    ctx: &Ctx,
+    policy: &crate::policy::Snapshot,
     forward: &crate::flow::ForwardKey,
     flow_id: u8,
 ) -> Result<Path, DropReason> {
-    let policy = ctx.policy;
     let b = policy.balancer();
     if forward.vsid == 0 {
         let dst_mac = b.external.gateway_mac.ok_or(DropReason::NoPath)?;

@@ -26,9 +26,9 @@ pub(super) struct PoolFacts {
 /// What one DIP needs checked on its reply to a public VIP's client.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct DipFacts {
-    /// The general path would take the DIP's packet as a reply: the pool is public and
-    /// not floating (a floating DIP answers from the VIP, mostly not through the LB),
-    /// the DIP's subnet is declared and no outbound rule claims its CA.
+    /// The general path would take the DIP's packet as a reply: the pool is not
+    /// floating (a floating DIP answers from the VIP, mostly not through the LB), the
+    /// DIP's subnet is declared and no outbound rule claims its CA.
     pub reply_ok: bool,
     pub vsid: u32,
     pub ca: IpAddr,
@@ -77,8 +77,7 @@ impl Facts {
                 p.dips
                     .iter()
                     .map(|d| DipFacts {
-                        reply_ok: p.frontend == Vsid::PUBLIC
-                            && !p.floating_ip
+                        reply_ok: !p.floating_ip
                             && policy.subnet(d.vsid).is_some()
                             && policy.outbound_source(d.vsid, d.ca).is_none(),
                         vsid: d.vsid.get(),

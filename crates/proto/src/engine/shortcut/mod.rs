@@ -9,8 +9,8 @@
 //! which fields it changes. The shortcut reads the common shapes only
 //! ([`parse`]), checks the policy facts it needs in tables built once per snapshot
 //! and indexed by the binding ([`facts`]), and rewrites at fixed offsets. It takes a
-//! client's packet to a VIP ([`forward`]) and a DIP's reply to a public VIP's client
-//! ([`reply`]), when the packet changes no binding's state.
+//! client's packet to a VIP ([`forward`]) and a DIP's reply ([`reply`]), when the
+//! packet changes no binding's state.
 //!
 //! It is a shortcut, never a second opinion: wherever the general path could drop,
 //! answer, hand off, create, retire or change the state of a binding, it returns

@@ -1,11 +1,13 @@
-//! A DIP's reply to a public VIP's client on a bound flow: from the VIP to the
-//! Internet gateway, as `reply::ret` sends it. Replies to CA VIP clients (whose path
-//! needs the client's lookup record) and to floating IPs stay the general path's.
+//! A DIP's reply on a bound flow, as `reply::ret` sends it: from the VIP to the
+//! Internet gateway (public VIPs: prebuilt headers), or to the client VM's host in its
+//! VSID (CA VIPs, full NAT: the path from the client's lookup record, as the general
+//! path builds it). Replies of floating-IP pools stay the general path's.
 
 use crate::flow::{Direction, ForwardKey, Owner, ReturnKey, steer};
 use crate::policy::Vsid;
 use crate::wire::{ip_proto, tcp};
 
+use super::super::reply::path_to_client;
 use super::super::{Engine, Matched, Verdict, emit, nat};
 use super::parse::Seen;
 
@@ -75,20 +77,28 @@ impl Engine {
             || df.vsid != seen.vsid
             || df.ca != ip.src
             || !facts.host_has_pa(df.host, sender)
-            || flow.forward.vsid != 0
             || flow.state.next(Direction::Return, seen.flags) != flow.state
         {
             return None;
         }
-        let pre = facts.to_internet.as_ref()?;
         let len = ip.bytes.len();
-        if len > pre.room() {
-            return None;
-        }
         let ident = self.ident.wrapping_add(1);
-        let off = pre
-            .write(out, emit::ip_ethertype(ip.v6), len, ident, flow.flow_id)
-            .ok()?;
+        let inner_type = emit::ip_ethertype(ip.v6);
+        let (off, egress) = if flow.forward.vsid == 0 {
+            let pre = facts.to_internet.as_ref()?;
+            if len > pre.room() {
+                return None;
+            }
+            let off = pre.write(out, inner_type, len, ident, flow.flow_id).ok()?;
+            (off, pre.egress())
+        } else {
+            let path = path_to_client(&self.policy, &flow.forward, flow.flow_id).ok()?;
+            if len > path.max_ip_len(&self.policy) {
+                return None;
+            }
+            let off = path.write_headers(out, inner_type, len, ident).ok()?;
+            (off, path.egress())
+        };
         // Decided: from here on, what the general path does, and nothing can fail.
         self.ident = ident;
         let inner = &mut out[off..off + len];
@@ -102,7 +112,7 @@ impl Engine {
         };
         nat::apply_whole(inner, ip.v6, ip.proto == ip_proto::UDP, &rw);
         let verdict = Verdict::Forward {
-            egress: pre.egress(),
+            egress,
             len: off + len,
             matched: Matched::of(flow),
         };

@@ -251,7 +251,7 @@ fn taken_in_order(p: &Arc<Snapshot>, frames: &[Option<Vec<u8>>]) -> Vec<bool> {
 }
 
 #[test]
-fn dip_replies_to_public_clients_take_the_shortcut() {
+fn dip_replies_take_the_shortcut() {
     let p = example();
     for name in ["blue-web", "blue-web6"] {
         let vip = pool(&p, name);
@@ -263,11 +263,11 @@ fn dip_replies_to_public_clients_take_the_shortcut() {
         let taken = taken_in_order(&p, &[Some(syn), None, Some(ack), None]);
         assert_eq!(taken, [false, false, true, true], "{name}");
     }
-    // A CA VIP's DIP answers the LB's source-NAT CA: its client's path needs the
-    // client's lookup record, the general path's.
+    // A CA VIP's DIP answers the LB's source-NAT CA; the reply goes back into the
+    // client's VSID, to its host.
     let vip1 = pool(&p, "blue-vip1");
     let syn = batch_from_vm(&p, "10.0.0.5", 5100, vip1, SYN);
     let ack = batch_from_vm(&p, "10.0.0.5", 5100, vip1, ACK);
     let taken = taken_in_order(&p, &[Some(syn), None, Some(ack), None]);
-    assert_eq!(taken, [false, false, true, false], "CA VIP");
+    assert_eq!(taken, [false, false, true, true], "CA VIP");
 }
