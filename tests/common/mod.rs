@@ -188,11 +188,22 @@ pub fn send_all(sock: &Socket, frames: impl Iterator<Item = Vec<u8>>) -> u32 {
     sent
 }
 
-/// Receives frames until `enough` says stop or nothing arrives for `quiet`.
+/// Longest [`capture`] runs, however busy the link.
+pub const CAPTURE_CAP: Duration = Duration::from_secs(30);
+
+/// Receives frames until `enough` says stop, nothing arrives for `quiet`, or
+/// [`CAPTURE_CAP`] has passed.
 pub fn capture(sock: &Socket, quiet: Duration, mut enough: impl FnMut(&[u8]) -> bool) -> usize {
     let mut buf = vec![0u8; 65536];
     let mut seen = 0;
+    // Other traffic (the LB's health probes, every second) can keep a link from ever
+    // being quiet: without a cap a test waiting for a frame that never came hung
+    // forever instead of failing its assertion.
+    let give_up = Instant::now() + CAPTURE_CAP;
     loop {
+        if Instant::now() >= give_up {
+            return seen;
+        }
         match sock.recv(&mut buf).expect("recv") {
             Recv::Frame(n, _) => {
                 seen += 1;
