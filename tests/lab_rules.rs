@@ -160,13 +160,20 @@ impl Lab {
                 &self.topo.client,
                 "curl",
                 "--silent",
+                "--show-error",
                 "--max-time",
                 "5",
                 url,
             ])
             .output()
             .expect("curl");
-        assert!(out.status.success(), "curl {url}: {}", text(&out.stderr));
+        // curl's own words on a failure (a timeout, a reset) say where to look.
+        assert!(
+            out.status.success(),
+            "curl {url}: {}: {}",
+            out.status,
+            text(&out.stderr)
+        );
         text(&out.stdout).trim().to_string()
     }
 

@@ -52,11 +52,17 @@ pub(super) struct Pair {
 
 impl Pair {
     pub(super) fn new(p: &Arc<Snapshot>) -> Pair {
-        let mut single = Engine::new(p.clone(), 0, 1);
+        Pair::of_worker(p, 0, 1)
+    }
+
+    /// The pair of worker `worker` of `workers` (frames another worker owns are
+    /// handed off, by both).
+    pub(super) fn of_worker(p: &Arc<Snapshot>, worker: u16, workers: u16) -> Pair {
+        let mut single = Engine::new(p.clone(), worker, workers);
         single.set_shortcut(false);
         Pair {
             single,
-            batched: Engine::new(p.clone(), 0, 1),
+            batched: Engine::new(p.clone(), worker, workers),
             out: vec![0; 4096],
             now: SEC,
             sent: Vec::new(),

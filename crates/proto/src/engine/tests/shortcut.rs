@@ -196,14 +196,16 @@ fn batch_from_vm(p: &Snapshot, ca: &str, sport: u16, vip: &VipPool, flags: u8) -
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
-    /// On the rules policy's pools, any stream of whole, mutated or random frames: the
-    /// shortcut (in the batch path) and the general path agree on every verdict,
-    /// output byte and counter.
+    /// On the rules policy's pools, any stream of whole, mutated or random frames, as
+    /// any worker of up to three: the shortcut (in the batch path) and the general
+    /// path agree on every verdict (handoffs included), output byte and counter.
     #[test]
     fn the_shortcut_agrees_with_the_general_path_on_every_rule(
         picks in proptest::collection::vec(any::<usize>(), 64..512),
         flips in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<u8>()), 0..200),
         cuts in proptest::collection::vec(1usize..100, 1..8),
+        worker in 0u16..3,
+        workers in 1u16..4,
     ) {
         let p = rules_policy();
         let from = rule_frames(&p);
@@ -213,7 +215,7 @@ proptest! {
             let i = at % f.len();
             f[i] ^= bits.max(1);
         }
-        let mut pair = Pair::new(&p);
+        let mut pair = Pair::of_worker(&p, worker % workers, workers);
         pair.run(&frames, &cuts)?;
     }
 }
