@@ -2,9 +2,8 @@
 //! `balance::forward` sends it.
 
 use crate::flow::{Direction, ForwardKey, NO_HOST, Owner, State, steer};
-use crate::wire::{ip_proto, tcp};
 
-use super::super::{Engine, Matched, Verdict, emit, nat};
+use super::super::{Engine, Verdict, emit, nat};
 use super::parse::Seen;
 
 impl Engine {
@@ -65,10 +64,6 @@ impl Engine {
         let off = pre
             .write(out, emit::ip_ethertype(ip.v6), len, ident, flow.flow_id)
             .ok()?;
-        // Decided: from here on, what the general path does, and nothing can fail.
-        self.ident = ident;
-        let inner = &mut out[off..off + len];
-        inner.copy_from_slice(ip.bytes);
         let rw = nat::Rewrite {
             src: flow
                 .is_full_nat()
@@ -76,22 +71,18 @@ impl Engine {
             dst: (!pf.floating_ip).then_some((flow.ret.dip, flow.ret.dip_port)),
             hop: true,
         };
-        nat::apply_whole(inner, ip.v6, ip.proto == ip_proto::UDP, &rw);
-        let verdict = Verdict::Forward {
-            egress: pre.egress(),
-            len: off + len,
-            matched: Matched::of(flow),
-        };
-        self.counters
-            .record_forward(frame_len, off + len, flow, Direction::Forward);
-        // `touch` with no change of state (checked above): the clock only.
-        self.shard.refresh(id, now);
-        if let (Some(f), Some(ack)) = (seen.flags, ip.tcp_ack())
-            && f & tcp::flags::ACK != 0
-            && self.shard.resets_on_idle(id)
-        {
-            self.shard.note_ack(id, Direction::Forward, ack);
-        }
+        let egress = pre.egress();
+        self.ident = ident;
+        let verdict = self.shortcut_emit(
+            id,
+            now,
+            seen,
+            &rw,
+            (egress, off),
+            frame_len,
+            out,
+            Direction::Forward,
+        );
         Some(verdict)
     }
 }

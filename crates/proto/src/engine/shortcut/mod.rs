@@ -27,9 +27,11 @@ mod reply;
 
 pub(crate) use facts::Facts;
 
-use crate::flow::{ForwardKey, Nanos, shard::seconds};
+use crate::flow::{Direction, FlowId, ForwardKey, Nanos, shard::seconds};
+use crate::wire::{ip_proto, tcp};
 
-use super::{Engine, Verdict};
+use super::{Egress, Engine, Matched, Verdict, nat};
+use parse::Seen;
 
 impl Engine {
     /// The verdict on `frame` if the shortcut takes it; `None`, with nothing changed,
@@ -52,5 +54,46 @@ impl Engine {
             return self.shortcut_reply(now, frame.len(), &seen, out, hint);
         }
         None
+    }
+
+    /// The rest of a decided packet, either way: the IP packet copied after the
+    /// headers already written at `out[..off]` and rewritten by `rw`, the counters,
+    /// the binding's clock and, for a `tcp_reset` rule, its acknowledgment number.
+    /// Nothing here can fail.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn shortcut_emit(
+        &mut self,
+        id: FlowId,
+        now: u32,
+        seen: &Seen,
+        rw: &nat::Rewrite,
+        (egress, off): (Egress, usize),
+        frame_len: usize,
+        out: &mut [u8],
+        dir: Direction,
+    ) -> Verdict {
+        let ip = &seen.ip;
+        let len = ip.bytes.len();
+        let inner = &mut out[off..off + len];
+        inner.copy_from_slice(ip.bytes);
+        nat::apply_whole(inner, ip.v6, ip.proto == ip_proto::UDP, rw);
+        let flow = self.shard.flow(id);
+        self.counters
+            .record_forward(frame_len, off + len, flow, dir);
+        let verdict = Verdict::Forward {
+            egress,
+            len: off + len,
+            matched: Matched::of(flow),
+        };
+        // `touch` with no change of state (checked by the caller): the clock only.
+        self.shard.refresh(id, now);
+        if let (Some(f), Some(ack)) = (seen.flags, ip.tcp_ack())
+            && f & tcp::flags::ACK != 0
+            && self.shard.resets_on_idle(id)
+        {
+            self.shard.note_ack(id, dir, ack);
+        }
+        verdict
     }
 }

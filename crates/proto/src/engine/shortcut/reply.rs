@@ -5,10 +5,10 @@
 
 use crate::flow::{Direction, ForwardKey, Owner, ReturnKey, steer};
 use crate::policy::Vsid;
-use crate::wire::{ip_proto, tcp};
+use crate::wire::ip_proto;
 
 use super::super::reply::path_to_client;
-use super::super::{Engine, Matched, Verdict, emit, nat};
+use super::super::{Engine, Verdict, emit, nat};
 use super::parse::Seen;
 
 impl Engine {
@@ -99,10 +99,6 @@ impl Engine {
             let off = path.write_headers(out, inner_type, len, ident).ok()?;
             (off, path.egress())
         };
-        // Decided: from here on, what the general path does, and nothing can fail.
-        self.ident = ident;
-        let inner = &mut out[off..off + len];
-        inner.copy_from_slice(ip.bytes);
         let rw = nat::Rewrite {
             src: Some((flow.forward.vip, flow.forward.vip_port)),
             dst: flow
@@ -110,21 +106,17 @@ impl Engine {
                 .then_some((flow.forward.client, flow.forward.client_port)),
             hop: true,
         };
-        nat::apply_whole(inner, ip.v6, ip.proto == ip_proto::UDP, &rw);
-        let verdict = Verdict::Forward {
-            egress,
-            len: off + len,
-            matched: Matched::of(flow),
-        };
-        self.counters
-            .record_forward(frame_len, off + len, flow, Direction::Return);
-        self.shard.refresh(id, now);
-        if let (Some(f), Some(ack)) = (seen.flags, ip.tcp_ack())
-            && f & tcp::flags::ACK != 0
-            && self.shard.resets_on_idle(id)
-        {
-            self.shard.note_ack(id, Direction::Return, ack);
-        }
+        self.ident = ident;
+        let verdict = self.shortcut_emit(
+            id,
+            now,
+            seen,
+            &rw,
+            (egress, off),
+            frame_len,
+            out,
+            Direction::Return,
+        );
         Some(verdict)
     }
 }
