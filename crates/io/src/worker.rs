@@ -406,35 +406,18 @@ impl Worker {
         outboxes: Vec<Outbox>,
         cell: Arc<PolicyCell>,
     ) -> Worker {
-        Worker {
-            generation: cell.generation(),
-            cell,
-            held: None,
-            core: Core {
-                engine,
-                rest: Rest {
-                    out: Out::Packet {
-                        ports,
-                        tx: TxBatch::new(output_len(RX_BUF)),
-                    },
-                    outboxes,
-                    io: IoCounters::default(),
-                    spare: Vec::new(),
-                    local: None,
-                },
-            },
-            inbox,
-            // A batch of receive slots (zeroed lazily by the kernel: only the pages
-            // frames are written into are ever backed).
-            rx: if rings.is_empty() {
-                vec![0; RX_BUF * BATCH]
-            } else {
-                Vec::new()
-            },
-            rings,
-            xdp: None,
-            publisher: None,
+        let out = Out::Packet {
+            ports,
+            tx: TxBatch::new(output_len(RX_BUF)),
+        };
+        let mut w = Worker::with_out(engine, out, inbox, outboxes, cell);
+        // A batch of receive slots (zeroed lazily by the kernel: only the pages frames
+        // are written into are ever backed).
+        if rings.is_empty() {
+            w.rx = vec![0; RX_BUF * BATCH];
         }
+        w.rings = rings;
+        w
     }
 
     /// A worker on AF_XDP sockets: it receives from `rx` and sends through `tx`.
@@ -446,6 +429,19 @@ impl Worker {
         outboxes: Vec<Outbox>,
         cell: Arc<PolicyCell>,
     ) -> Worker {
+        let mut w = Worker::with_out(engine, Out::Xdp(tx), inbox, outboxes, cell);
+        w.xdp = Some(rx);
+        w
+    }
+
+    /// What both backends' workers share: the engine, the sending side, the inbox.
+    fn with_out(
+        engine: Engine,
+        out: Out,
+        inbox: Inbox,
+        outboxes: Vec<Outbox>,
+        cell: Arc<PolicyCell>,
+    ) -> Worker {
         Worker {
             generation: cell.generation(),
             cell,
@@ -453,7 +449,7 @@ impl Worker {
             core: Core {
                 engine,
                 rest: Rest {
-                    out: Out::Xdp(tx),
+                    out,
                     outboxes,
                     io: IoCounters::default(),
                     spare: Vec::new(),
@@ -463,7 +459,7 @@ impl Worker {
             inbox,
             rx: Vec::new(),
             rings: Vec::new(),
-            xdp: Some(rx),
+            xdp: None,
             publisher: None,
         }
     }
