@@ -40,7 +40,9 @@ pub(super) fn forward(
         vip_port: ports.dst,
     };
     let mut created = false;
-    let mut replaced = None;
+    // Closed connections' bindings a new one displaces: its forward key's (a reopened
+    // 4-tuple) and its return key's (`new_flow`); put back if it is refused.
+    let mut replaced: [Option<Flow>; 2] = [None, None];
     let mut found = ctx.shard.find_forward(&key, ctx.now);
     if let Some(id) = found {
         // A host may only speak for the CAs that policy places on it; checked before
@@ -56,7 +58,7 @@ pub(super) fn forward(
             // since gone down; found by tests/health.rs, a client port reused 5 s after
             // the server's FIN went to the killed DIP). The old binding comes back if
             // the new connection is refused, so that a dropped SYN changes nothing.
-            replaced = Some(*ctx.shard.flow(id));
+            replaced[0] = Some(*ctx.shard.flow(id));
             ctx.shard.remove(id);
             found = None;
         }
@@ -65,7 +67,7 @@ pub(super) fn forward(
         Some(id) => id,
         None => {
             created = true;
-            match new_flow(ctx, arrival, ip, ports, key) {
+            match new_flow(ctx, arrival, ip, ports, key, &mut replaced[1]) {
                 Ok(id) => id,
                 Err(reason) => {
                     restore(ctx, replaced);
@@ -108,9 +110,9 @@ pub(super) fn forward(
     unbind(ctx, created, id, v, replaced)
 }
 
-/// Puts back the binding of a closed connection that a refused SYN was to replace.
-fn restore(ctx: &mut Ctx, replaced: Option<Flow>) {
-    if let Some(old) = replaced {
+/// Puts back the bindings of closed connections that a refused SYN was to replace.
+fn restore(ctx: &mut Ctx, replaced: [Option<Flow>; 2]) {
+    for old in replaced.into_iter().flatten() {
         // Its slot was freed just now, so the table has room; it keeps its own clock.
         let _ = ctx.shard.insert(old, old.last_seen);
     }
@@ -130,7 +132,13 @@ fn reopens(tcp_flags: Option<u8>, state: State) -> bool {
 /// packet dropped (too big with DF clear, no path) or answered (frag-needed) leaves no
 /// binding and no new-flow count behind (found by the fuzz target's "a drop changes
 /// nothing" invariant), and puts back the closed connection's binding it replaced.
-fn unbind(ctx: &mut Ctx, created: bool, id: FlowId, v: Verdict, replaced: Option<Flow>) -> Verdict {
+fn unbind(
+    ctx: &mut Ctx,
+    created: bool,
+    id: FlowId,
+    v: Verdict,
+    replaced: [Option<Flow>; 2],
+) -> Verdict {
     if created && !matches!(v, Verdict::Forward { .. }) {
         ctx.shard.remove(id);
         ctx.counters.new_flows = ctx.counters.new_flows.saturating_sub(1);
@@ -146,6 +154,7 @@ fn new_flow(
     ip: &IpPacket,
     ports: &Ports,
     key: ForwardKey,
+    displaced: &mut Option<Flow>,
 ) -> Result<FlowId, DropReason> {
     let policy = ctx.policy;
     let vsid = arrival.vsid();
@@ -213,6 +222,17 @@ fn new_flow(
                 ctx.workers,
             )
             .ok_or(DropReason::NatPortsExhausted)?;
+    }
+    // The same client port to another VIP on the same DIP endpoint is the same 4-tuple
+    // at the DIP: a closed connection's binding still holding it gives way to the SYN,
+    // as `reopens` lets one holding the forward key go (tests/lab_rules.rs lost SYNs
+    // as flow conflicts for the 10 s a closed binding lingers).
+    if reopens(ports.tcp_flags, State::Closing)
+        && let Some(old) = ctx.shard.find_return(&ret, ctx.now)
+        && ctx.shard.flow(old).state == State::Closing
+    {
+        *displaced = Some(*ctx.shard.flow(old));
+        ctx.shard.remove(old);
     }
     let mut flow = Flow::new(key, ret, pool.tenant, pool_id, dip_index, state);
     flow.flow_id = (hash >> 56) as u8;

@@ -607,3 +607,41 @@ fn ipv6_idle_resets_and_forwarded_echoes_carry_valid_checksums() {
         "ICMPv6 checksum towards the client"
     );
 }
+
+/// A client port reused for another VIP on the same DIP endpoint (inbound NAT
+/// 203.0.113.10:2222 and the all-ports 203.0.113.30, both reaching 10.0.0.5:22) is the
+/// same 4-tuple at the DIP: the closed first connection's binding gives way to the
+/// second's SYN instead of refusing it as a flow conflict for the closing timeout.
+#[test]
+fn a_closed_binding_gives_its_return_key_to_a_syn_for_another_vip() {
+    let p = rules_policy();
+    let c = addr("198.51.100.77");
+    let ssh = addr("203.0.113.10");
+    let ha = addr("203.0.113.30");
+    let dip = addr("10.0.0.5");
+    let mut out = vec![0u8; 4096];
+    let mut tried = 0;
+    for sport in 40_000u16..40_200 {
+        let mut e = Engine::new(p.clone(), 0, 1);
+        assert!(matches!(
+            e.process(SEC, &tcp_in(&p, c, sport, ssh, 2222, SYN, 1, 0), &mut out),
+            Verdict::Forward { .. }
+        ));
+        e.process(
+            SEC,
+            &tcp_in(&p, c, sport, ssh, 2222, tcp::flags::RST, 2, 0),
+            &mut out,
+        );
+        let v = e.process(SEC, &tcp_in(&p, c, sport, ha, 22, SYN, 9, 0), &mut out);
+        let Verdict::Forward { len, .. } = v else {
+            // Only where the all-ports rule picks 10.0.0.5 do the two meet.
+            assert_ne!(v, Verdict::Drop(DropReason::FlowConflict), "port {sport}");
+            continue;
+        };
+        let o = decode(&out[..len]);
+        if o.dst == dip && o.dport == 22 {
+            tried += 1;
+        }
+    }
+    assert!(tried > 0, "no client port met the first connection's DIP");
+}
